@@ -1,0 +1,154 @@
+"""The one exception tree of syncer.
+
+Every message is written for the person running the job: it names the registry,
+the request in words and, where we know it, the fix. No message ever contains a
+credential; URLs are passed through `redact_url` before they are stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+# Exit codes documented in README.md.
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+def redact_url(url: str) -> str:
+    """Drop userinfo and query strings: signed CDN URLs carry credentials there."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "<redacted>" if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+class SyncerError(Exception):
+    """Base of everything syncer raises on purpose."""
+
+
+class ConfigError(SyncerError):
+    """Invalid sync.yaml, settings or command line. Nothing has been contacted."""
+
+    def __init__(self, message: str, *, file: str | None = None, where: str | None = None) -> None:
+        self.file = file
+        self.where = where
+        self.detail = message
+        prefix = ":".join(p for p in (file, where) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class InvalidReference(SyncerError, ValueError):
+    """A string that is not a valid image reference."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"invalid reference {text!r}: {reason}")
+
+
+class CredentialsError(SyncerError):
+    """Credentials could not be read (docker config, helper, password file)."""
+
+
+class InsecureCredentials(SyncerError):
+    """Refused to send credentials over plain HTTP."""
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    code: str
+    message: str
+
+
+class RegistryError(SyncerError):
+    """A registry answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str = "",
+        url: str = "",
+        errors: tuple[ErrorDetail, ...] = (),
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = redact_url(url) if url else ""
+        self.errors = errors
+        self.detail = message
+        super().__init__(self._render())
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(e.code for e in self.errors)
+
+    def _render(self) -> str:
+        where = f"{self.method} {self.url}".strip()
+        status = f" -> {self.status}" if self.status is not None else ""
+        codes = ""
+        if self.errors:
+            codes = " [" + "; ".join(f"{e.code}: {e.message}" for e in self.errors) + "]"
+        head = f"{where}{status}: " if where else ""
+        return f"{head}{self.detail}{codes}"
+
+
+class AuthenticationError(RegistryError):
+    """401 that survived one re-authentication, or a token server that refused."""
+
+
+class PermissionDenied(RegistryError):
+    """403 / DENIED: the credentials are valid but not allowed to do this."""
+
+
+class NotFound(RegistryError):
+    """404: MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN, ..."""
+
+
+class RateLimited(RegistryError):
+    """429 TOOMANYREQUESTS whose Retry-After exceeds what we are willing to wait."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class UnsupportedError(RegistryError):
+    """405 / UNSUPPORTED: e.g. deletes disabled, or an obsolete manifest schema."""
+
+
+class TransportError(SyncerError):
+    """Connection-level failure (refused, reset, timeout, TLS) after all retries."""
+
+
+class ContentError(SyncerError):
+    """Content from a registry that is not what it claims to be."""
+
+
+class DigestMismatch(ContentError):
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: digest mismatch, expected {expected}, got {actual}")
+
+
+class SizeMismatch(ContentError):
+    def __init__(self, what: str, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: size mismatch, expected {expected} bytes, got {actual}")
+
+
+class ManifestError(ContentError):
+    """Malformed manifest, or one whose media type we cannot copy."""
+
+
+class Deferred(SyncerError):
+    """Work not started because a registry's rate-limit budget ran low."""
