@@ -1,0 +1,78 @@
+"""Shared fixtures: real docker-registry processes (see tests/support/registry.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `pytest` (unlike `python -m pytest`) only puts tests/ on sys.path; the repo root is needed
+# for `import syncer` and `import tests.support...` however pytest is invoked.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.registry import (  # noqa: E402
+    RegistryFactory,
+    RegistryNotInstalled,
+    RunningRegistry,
+    registry_binary,
+    start_registry,
+)
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[RegistryFactory]:
+    """`registry_factory(variant="anon", *, storage=None, **opts) -> RunningRegistry`.
+
+    Every registry (and its seed process and token server) is stopped at teardown, also
+    when the test failed."""
+    try:
+        registry_binary()
+    except RegistryNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    started: list[RunningRegistry] = []
+
+    def factory(
+        variant: str = "anon", *, storage: Path | None = None, **opts: Any
+    ) -> RunningRegistry:
+        reg = start_registry(tmp_path, variant, storage=storage, **opts)
+        started.append(reg)
+        return reg
+
+    try:
+        yield factory
+    finally:
+        errors: list[BaseException] = []
+        for reg in reversed(started):
+            # Shown only in a failure report ("Captured stdout teardown").
+            print(f"registry {reg.variant} at {reg.url}: logs in {reg.workdir}")
+            try:
+                reg.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def anon_registry(registry_factory: RegistryFactory) -> RunningRegistry:
+    return registry_factory("anon")
+
+
+@pytest.fixture
+def basic_registry(registry_factory: RegistryFactory) -> RunningRegistry:
+    return registry_factory("basic")
+
+
+@pytest.fixture
+def token_registry(registry_factory: RegistryFactory) -> RunningRegistry:
+    return registry_factory("token")
+
+
+@pytest.fixture
+def tls_registry(registry_factory: RegistryFactory) -> RunningRegistry:
+    return registry_factory("tls")
