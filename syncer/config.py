@@ -1,0 +1,418 @@
+"""sync.yaml: the models, their validation, and resolution into work entries.
+
+`load_config` is the only entry point the job needs. Every problem it finds is
+reported in one `ConfigError`, each as `file:line: key.path: what is wrong; the fix`,
+so a broken file is fixed in one round trip instead of one error at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from syncer.errors import ConfigError, InvalidReference
+from syncer.reference import Reference
+from syncer.registry_config import RegistryConfig
+from syncer.yamlsource import (
+    describe,
+    explain,
+    interpolate,
+    problems_error,
+    read_yaml,
+    validation_problems,
+)
+
+Platforms = Literal["all"] | list[str]
+
+# os/arch[/variant], lower case as in OCI image indexes (linux/arm/v7).
+_PLATFORM = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?\Z")
+
+
+def _rule(message: str, at: str | int | None = None) -> PydanticCustomError:
+    """A validation error whose location is refined by `at` (a field or index).
+
+    Model- and list-level validators can only fail at their own location; `at`
+    lets the message point at the exact key line. The template is a lone
+    placeholder so braces in `message` (regexes, `${VAR}`) are never reformatted.
+    """
+    ctx: dict[str, Any] = {"text": message}
+    if at is not None:
+        ctx["at"] = at
+    return PydanticCustomError("syncer", "{text}", ctx)
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise _rule(
+            f"invalid regex {pattern!r}: {e.msg} at position {e.pos}; expected a Python "
+            r"regular expression matched against the whole tag (escape literal dots as \.)"
+        ) from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+def _check_platforms(value: Any) -> Any:
+    if value == "all":
+        return value
+    example = "expected 'all' or a list of os/arch[/variant], e.g. [linux/amd64, linux/arm/v7]"
+    if isinstance(value, str):
+        fix = f"; for one platform write [{value}]" if _PLATFORM.match(value) else ""
+        raise _rule(f"found {describe(value)}; {example}{fix}")
+    if not isinstance(value, list):
+        raise _rule(f"found {describe(value)}; {example}")
+    if not value:
+        raise _rule(f"is empty, so nothing would be copied; {example}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not _PLATFORM.match(item):
+            raise _rule(
+                f"found {describe(item)}; expected os/arch[/variant] in lower case, "
+                "e.g. linux/amd64 or linux/arm/v7",
+                at=i,
+            )
+    return list(dict.fromkeys(value))  # duplicates are harmless; drop them
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagFilter(_Model):
+    """Which tags of a repository source are copied: allowed and not denied."""
+
+    allow: list[Regex] = Field(default_factory=lambda: [".*"])
+    deny: list[Regex] = Field(default_factory=list)
+    _allow_re: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    _deny_re: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_not_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise _rule(
+                "is empty, so no tag would be copied; remove `allow` to copy every tag, "
+                "or list regexes of the tags to copy"
+            )
+        return v
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Compiled once here: matches() runs for every tag of every repository.
+        self._allow_re = tuple(re.compile(p) for p in self.allow)
+        self._deny_re = tuple(re.compile(p) for p in self.deny)
+
+    def matches(self, tag: str) -> bool:
+        return self.reason(tag) is None
+
+    def reason(self, tag: str) -> str | None:
+        """Why `tag` is filtered out, or None when it is copied. Deny wins over allow."""
+        for pattern in self._deny_re:
+            if pattern.fullmatch(tag):
+                return f"matched tags.deny {pattern.pattern!r}"
+        if not any(p.fullmatch(tag) for p in self._allow_re):
+            return "not matched by tags.allow"
+        return None
+
+
+class Defaults(_Model):
+    tags: TagFilter = Field(default_factory=TagFilter)
+    platforms: Platforms = "all"
+
+    _platforms = field_validator("platforms", mode="before")(_check_platforms)
+
+
+_REFERENCE_FIX = (
+    "expected registry/repository[:tag|@sha256:digest], e.g. docker.io/library/alpine:3.20"
+)
+
+
+def _parse(text: str) -> Reference:
+    try:
+        return Reference.parse(text)
+    except InvalidReference as e:
+        raise _rule(f"invalid reference {text!r}: {e.reason}; {_REFERENCE_FIX}") from None
+
+
+class EntryConfig(_Model):
+    source: str
+    destination: str
+    tags: TagFilter | None = None
+    platforms: Platforms | None = None
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _platforms(cls, v: Any) -> Any:
+        return None if v is None else _check_platforms(v)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        _parse(v)
+        return v
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, v: str) -> str:
+        if _parse(v).digest:
+            raise _rule(
+                f"found {v!r}, but a destination cannot be a digest; name a tag "
+                "(or none, to reuse the source tag), e.g. registry.example.com/mirror/alpine"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _source_vs_destination(self) -> EntryConfig:
+        src, dst = _parse(self.source), _parse(self.destination)
+        if src.digest and not src.tag and not dst.tag:
+            raise _rule(
+                f"the source {self.source!r} is a digest without a tag, so the destination "
+                f"must name the tag to push it as; write e.g. '{self.destination}:<tag>'",
+                at="destination",
+            )
+        if dst.tag and not src.tag and not src.digest:
+            raise _rule(
+                f"names tag {dst.tag!r}, but the source is a whole repository whose tags "
+                "keep their names; remove the tag from the destination, or name one tag "
+                "in the source",
+                at="destination",
+            )
+        same_repo = (src.registry, src.repository) == (dst.registry, dst.repository)
+        if same_repo and (dst.tag or src.tag) == src.tag:
+            raise _rule(
+                "is the same as the source, so nothing would be copied; "
+                "point the destination at another repository or registry",
+                at="destination",
+            )
+        return self
+
+
+def normalise_registry(host: str) -> str:
+    """A registry key normalised as references normalise their registry part.
+
+    Parsing a probe reference reuses the exact rules of `Reference.parse`
+    (index.docker.io -> docker.io, ...) instead of keeping a second copy.
+    """
+    if not host or "/" in host or host != host.strip():
+        raise ValueError(f"registry key {host!r} is not a host[:port]")
+    # Two path components, so Docker Hub's `library/` prefix is never added.
+    ref = Reference.parse(f"{host}/probe/probe")
+    if ref.repository != "probe/probe":
+        # "myhost/probe/probe" is docker.io/myhost/probe/probe: no reference names `myhost`.
+        raise ValueError(
+            f"{host!r} is not a registry host: a reference's first component names a "
+            "registry only if it has a '.' or ':port' or is 'localhost'"
+        )
+    return ref.registry
+
+
+_DEFAULT_REGISTRY = RegistryConfig()  # frozen, so one shared instance is safe
+
+
+class SyncConfig(_Model):
+    version: Literal[1]
+    defaults: Defaults = Field(default_factory=Defaults)
+    registries: dict[str, RegistryConfig] = Field(default_factory=dict)
+    sync: list[EntryConfig]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if v != 1 or isinstance(v, bool):
+            raise _rule(
+                f"found {describe(v)}; expected `version: 1`, the only version this syncer reads"
+            )
+        return v
+
+    @field_validator("defaults", "registries", mode="before")
+    @classmethod
+    def _empty_is_default(cls, v: Any) -> Any:
+        # A key with nothing under it (`registries:`, `docker.io:`) reads as null in
+        # YAML; it means "nothing special", not "wrong type".
+        if isinstance(v, Mapping):
+            return {k: {} if c is None else c for k, c in v.items()}
+        return {} if v is None else v
+
+    @field_validator("registries")
+    @classmethod
+    def _normalise_keys(cls, v: dict[str, RegistryConfig]) -> dict[str, RegistryConfig]:
+        out: dict[str, RegistryConfig] = {}
+        first: dict[str, str] = {}
+        for key, cfg in v.items():
+            try:
+                host = normalise_registry(key)
+            except (ValueError, InvalidReference) as e:
+                reason = e.reason if isinstance(e, InvalidReference) else str(e)
+                raise _rule(
+                    f"{reason}; use the registry host exactly as written in references, "
+                    "e.g. docker.io, ghcr.io or 127.0.0.1:5000 (put URLs in `endpoint:`)",
+                    at=key,
+                ) from None
+            if host in out:
+                raise _rule(
+                    f"{key!r} and {first[host]!r} are the same registry ({host}); "
+                    "merge them into one entry",
+                    at=key,
+                )
+            out[host], first[host] = cfg, key
+        return out
+
+    @field_validator("sync")
+    @classmethod
+    def _not_empty(cls, v: list[EntryConfig]) -> list[EntryConfig]:
+        if not v:
+            raise _rule(
+                "is empty, so there is nothing to do; add at least one entry with "
+                "`source:` and `destination:`"
+            )
+        return v
+
+    def registry_config(self, registry: str) -> RegistryConfig:
+        """Settings for `registry` (as in a Reference), or the defaults if not configured."""
+        try:
+            host = normalise_registry(registry)
+        except (ValueError, InvalidReference):
+            host = registry
+        return self.registries.get(host, _DEFAULT_REGISTRY)
+
+    def resolve(self) -> list[ResolvedEntry]:
+        """Entries with defaults merged and references parsed (validation guarantees both)."""
+        out: list[ResolvedEntry] = []
+        for i, entry in enumerate(self.sync):
+            src, dst = Reference.parse(entry.source), Reference.parse(entry.destination)
+            if dst.tag is None and src.tag is not None:
+                dst = dataclasses.replace(dst, tag=src.tag)
+            platforms = self.defaults.platforms if entry.platforms is None else entry.platforms
+            out.append(
+                ResolvedEntry(
+                    index=i,
+                    source=src,
+                    destination=dst,
+                    # An entry's `tags` replaces the default wholesale: merging allow
+                    # lists would silently widen what an entry asked for.
+                    tags=entry.tags if entry.tags is not None else self.defaults.tags,
+                    platforms="all" if platforms == "all" else tuple(platforms),
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class ResolvedEntry:
+    """One `sync:` entry ready to run. `destination.tag` is filled in from the source tag."""
+
+    index: int
+    source: Reference
+    destination: Reference
+    tags: TagFilter
+    platforms: Literal["all"] | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    path: Path
+    config: SyncConfig
+    entries: list[ResolvedEntry]
+
+
+# Example lines for missing keys: the message should show what to write.
+_EXAMPLES = {
+    "version": "version: 1",
+    "sync": "sync: [{source: docker.io/library/alpine, destination: registry.example.com/alpine}]",
+    "source": "source: docker.io/library/alpine",
+    "destination": "destination: registry.example.com/mirror/alpine",
+}
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, interpolate, validate and resolve sync.yaml.
+
+    Raises one ConfigError listing every problem; `env` defaults to os.environ.
+    """
+    doc = read_yaml(path)
+    if not isinstance(doc.data, dict):
+        found = "an empty file" if doc.data is None else describe(doc.data)
+        raise ConfigError(
+            f"found {found}; expected a mapping with keys version, defaults, registries, sync",
+            file=str(path),
+            where="1",
+        )
+    data, problems = interpolate(doc.data, os.environ if env is None else env)
+    try:
+        config = SyncConfig.model_validate(data)
+    except ValidationError as e:
+        failed = {p.loc for p in problems}
+        for problem in validation_problems(e, SyncConfig, _EXAMPLES):
+            # A value whose interpolation failed was replaced by "": its validation
+            # error would only repeat the same problem in worse words.
+            if not any(problem.loc[: len(f)] == f for f in failed):
+                problems.append(problem)
+        raise problems_error(doc, problems) from None
+    if problems:
+        raise problems_error(doc, problems)
+    return LoadedConfig(path=path, config=config, entries=config.resolve())
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Settings(BaseSettings):
+    """Process settings from SYNCER_* environment variables (the CLI may override)."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNCER_", extra="ignore")
+
+    config: Path | None = None
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: str = "info"
+    # Global cap on concurrent copies; per-registry caps apply below it.
+    concurrency: int = Field(default=16, ge=1)
+    report: Path | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        level = v.strip().lower()
+        level = "warning" if level == "warn" else level
+        if level not in _LOG_LEVELS:
+            raise _rule(f"found {v!r}; expected one of: {', '.join(_LOG_LEVELS)}")
+        return level
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment plus `overrides`; errors name the SYNCER_ variable.
+
+    None overrides are dropped, so a CLI can pass every option whether given or not.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        lines = []
+        for err in e.errors(include_url=False):
+            key = "_".join(str(p) for p in err["loc"])
+            # The value came from the environment or the command line: name both.
+            name = f"SYNCER_{key.upper()} / --{key.replace('_', '-')}"
+            lines.append(f"{name}: {explain(err['type'], err['msg'], err['input'], (), {})}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def default_config_path(settings: Settings) -> Path:
+    return settings.config if settings.config is not None else Path("sync.yaml")
