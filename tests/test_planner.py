@@ -1,0 +1,81 @@
+"""The planner is pure: every decision is checked here without a registry."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from syncer.planner import Action, make_plan, needs_dest_head, select_tags
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+
+
+class Regex:
+    def __init__(self, allow: str, deny: str | None = None) -> None:
+        self.allow = re.compile(allow)
+        self.deny = re.compile(deny) if deny else None
+
+    def reason(self, tag: str) -> str | None:
+        if self.deny and self.deny.fullmatch(tag):
+            return "denied"
+        return None if self.allow.fullmatch(tag) else "not allowed"
+
+
+def test_select_sorts_dedupes_and_explains() -> None:
+    selected, filtered = select_tags(["b", "a", "a", "x-rc1", "zz"], Regex("[a-z]", ".*-rc.*"))
+    assert selected == ["a", "b"]
+    assert filtered == {"x-rc1": "denied", "zz": "not allowed"}
+
+
+def test_select_nothing() -> None:
+    assert select_tags([], Regex(".*")) == ([], {})
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "action"),
+    [
+        (D1, D1, Action.UP_TO_DATE),
+        (D1, None, Action.COPY),
+        (D1, D2, Action.COPY),
+        (None, D2, Action.MISSING),
+        (None, None, Action.MISSING),
+    ],
+)
+def test_single_tag_decisions(src: str | None, dst: str | None, action: Action) -> None:
+    plan = make_plan({"t": src}, {"t": dst})
+    assert [i.action for i in plan.items] == [action]
+    item = plan.items[0]
+    assert (item.source_digest, item.dest_digest) == (src, dst)
+
+
+def test_reasons_name_the_difference() -> None:
+    plan = make_plan({"new": D1, "moved": D1}, {"moved": D2})
+    reasons = {i.tag: i.reason for i in plan.items}
+    assert reasons == {"new": "absent at the destination", "moved": f"destination has {D2}"}
+
+
+def test_rename_compares_the_destination_tag() -> None:
+    plan = make_plan({"1.0": D1}, {"1.0-mirror": D1, "1.0": D2}, dest_tag={"1.0": "1.0-mirror"})
+    assert plan.items[0].action is Action.UP_TO_DATE
+    assert plan.items[0].dest_tag == "1.0-mirror"
+
+
+def test_mixed_plan_partitions_every_tag_once() -> None:
+    plan = make_plan(
+        {"a": D1, "b": D1, "c": D2, "d": None},
+        {"a": D1, "b": D2},
+        filtered={"e": "not allowed", "f": "denied"},
+    )
+    assert [i.tag for i in plan.up_to_date] == ["a"]
+    assert [i.tag for i in plan.to_copy] == ["b", "c"]
+    assert [i.tag for i in plan.filtered] == ["e", "f"]
+    assert [i.tag for i in plan.by_action(Action.MISSING)] == ["d"]
+    assert sorted(i.tag for i in plan.items) == list("abcdef")
+
+
+def test_destination_head_only_when_listed() -> None:
+    assert needs_dest_head("a", {"a"})
+    assert not needs_dest_head("a", {"b"})
+    assert needs_dest_head("a", None)  # no listing: must ask
