@@ -1,0 +1,414 @@
+"""HTTP to one registry: pooling, per-host concurrency, auth, retries, redirects.
+
+This is the only place that retries. Callers describe a request once; the
+transport decides whether it is safe to repeat it (idempotent, body restartable),
+honours Retry-After, backs off with jitter, refreshes tokens on 401 and follows
+redirects without leaking Authorization to other hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from syncer.auth import Authenticator
+from syncer.credentials import Credential
+from syncer.errors import (
+    AuthenticationError,
+    ErrorDetail,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RegistryError,
+    TransportError,
+    UnsupportedError,
+    redact_url,
+)
+from syncer.registry_config import RegistryConfig
+from syncer.tls import make_ssl_context
+
+log = structlog.get_logger("syncer.transport")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+MAX_ERROR_BODY = 64 * 1024
+CHUNK_SIZE = 1024 * 1024
+
+Body = bytes | AsyncIterator[bytes] | None
+
+
+@dataclass
+class RateLimitState:
+    """Docker Hub's pull budget as last reported (`ratelimit-remaining: 76;w=21600`)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    source: str | None = None
+
+    def update(self, headers: httpx.Headers) -> None:
+        rem = _first_int(headers.get("ratelimit-remaining"))
+        if rem is None:
+            return
+        self.remaining = rem
+        self.limit = _first_int(headers.get("ratelimit-limit"))
+        self.source = headers.get("docker-ratelimit-source")
+
+
+def _first_int(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value.split(";", 1)[0].strip())
+    except ValueError:
+        return None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def error_from_response(resp: httpx.Response, body: bytes, registry: str) -> RegistryError:
+    details: list[ErrorDetail] = []
+    try:
+        data: Any = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("errors"), list):
+        for e in data["errors"]:
+            if isinstance(e, dict):
+                details.append(ErrorDetail(str(e.get("code", "")), str(e.get("message", ""))[:200]))
+    status = resp.status_code
+    kw: dict[str, Any] = dict(
+        status=status, method=resp.request.method, url=str(resp.request.url), errors=tuple(details)
+    )
+    if status == 401:
+        return AuthenticationError(
+            f"unauthorized at {registry}: run `syncer login {registry}` or set "
+            f"registries.{registry}.credentials",
+            **kw,
+        )
+    if status == 403:
+        return PermissionDenied(f"access denied by {registry}", **kw)
+    if status == 404:
+        return NotFound(f"not found at {registry}", **kw)
+    if status == 405:
+        return UnsupportedError(f"operation not supported by {registry}", **kw)
+    if status == 429:
+        return RateLimited(
+            f"rate limited by {registry}",
+            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+            **kw,
+        )
+    ctype = resp.headers.get("content-type", "")
+    hint = " (the server answered HTML: is the endpoint a registry?)" if "html" in ctype else ""
+    return RegistryError(f"unexpected answer from {registry}{hint}", **kw)
+
+
+def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
+    """The base URL to contact: explicit endpoint, else scheme from tls mode / loopback."""
+    from syncer.reference import is_loopback
+
+    if config.endpoint:
+        return config.endpoint
+    if "tls" in config.model_fields_set:
+        scheme = "http" if config.tls == "disabled" else "https"
+    else:
+        # Like Docker: a registry on this machine may be plain HTTP without configuration.
+        scheme = "http" if is_loopback(api_host) else "https"
+    return f"{scheme}://{api_host}"
+
+
+class Transport:
+    """All HTTP traffic to one registry, for one credential."""
+
+    def __init__(
+        self,
+        registry: str,
+        base_url: str,
+        config: RegistryConfig,
+        credential: Credential | None,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`http_transport` replaces the network, for fault-injection tests."""
+        self.registry = registry
+        self.base_url = base_url.rstrip("/")
+        self.config = config
+        secure = self.base_url.startswith("https://")
+        timeout = httpx.Timeout(config.retry.timeout_s, connect=min(30.0, config.retry.timeout_s))
+        limits = httpx.Limits(
+            max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
+        )
+        self._client = httpx.AsyncClient(
+            transport=http_transport,
+            verify=make_ssl_context(config) if secure else True,
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=False,
+        )
+        # Redirect targets on other hosts (CDNs) get a separate, default-verified client.
+        self._foreign = httpx.AsyncClient(
+            transport=http_transport, timeout=timeout, follow_redirects=False
+        )
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.auth = Authenticator(
+            registry,
+            credential,
+            secure=secure,
+            allow_insecure_credentials=config.tls != "enabled",
+            http=self._client,
+        )
+        self._pinged = False
+        self._ping_lock = asyncio.Lock()
+        self.ratelimit = RateLimitState()
+        self.counts: Counter[str] = Counter()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._foreign.aclose()
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    async def download(
+        self,
+        path: str,
+        *,
+        scopes: frozenset[str],
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Stream a body, resuming with `Range` after a broken connection.
+
+        Where the server ignores Range the body restarts and the part already
+        delivered is skipped, so the caller sees each byte exactly once.
+        """
+        delivered = 0
+        breaks = 0
+        while True:
+            hdrs = dict(headers or {})
+            if delivered:
+                hdrs["Range"] = f"bytes={delivered}-"
+            async with self.stream("GET", path, scopes=scopes, headers=hdrs, ok=(200, 206)) as resp:
+                skip = delivered if resp.status_code == 200 else 0
+                try:
+                    async for chunk in resp.aiter_raw(CHUNK_SIZE):
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                            if not chunk:
+                                continue
+                        delivered += len(chunk)
+                        yield chunk
+                    return
+                except httpx.TransportError as exc:
+                    breaks += 1
+                    if breaks >= self.config.retry.attempts:
+                        raise TransportError(
+                            f"GET {redact_url(self.url(path))}: connection broke {breaks} times "
+                            f"({type(exc).__name__}) talking to {self.registry}"
+                        ) from None
+                    log.warning(
+                        "download broke, resuming",
+                        registry=self.registry,
+                        url=redact_url(self.url(path)),
+                        offset=delivered,
+                        attempt=breaks,
+                    )
+            await asyncio.sleep(self._backoff(breaks))
+
+    async def _ensure_challenge(self) -> None:
+        """Ping /v2/ once so concurrent first requests don't all collect a 401."""
+        if self._pinged:
+            return
+        async with self._ping_lock:
+            if self._pinged:
+                return
+            async with self._attempts(
+                "GET", self.url("/v2/"), frozenset(), {}, None, (200, 401)
+            ) as resp:
+                await resp.aread()
+                if resp.status_code == 401:
+                    await self.auth.challenged(resp, frozenset())
+            self._pinged = True
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: frozenset[str] = frozenset(),
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        content: Body = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        """A request whose (small) body is read whole. Raises on statuses not in `ok`."""
+        url = self.url(path)
+        if params:
+            url = str(httpx.URL(url).copy_merge_params(dict(params)))
+        await self._ensure_challenge()
+        async with self._attempts(method, url, scopes, dict(headers or {}), content, ok) as resp:
+            await resp.aread()
+            return resp
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: frozenset[str] = frozenset(),
+        headers: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> AsyncIterator[httpx.Response]:
+        """A response whose body the caller streams; the host slot is held meanwhile."""
+        await self._ensure_challenge()
+        async with self._attempts(
+            method, self.url(path), scopes, dict(headers or {}), None, ok
+        ) as r:
+            yield r
+
+    @asynccontextmanager
+    async def _attempts(
+        self,
+        method: str,
+        url: str,
+        scopes: frozenset[str],
+        headers: dict[str, str],
+        content: Body,
+        ok: tuple[int, ...],
+    ) -> AsyncIterator[httpx.Response]:
+        cfg = self.config.retry
+        deadline = time.monotonic() + cfg.deadline_s
+        reauthed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._semaphore:
+                try:
+                    resp = await self._send_following(method, url, scopes, headers, content)
+                except httpx.TransportError as exc:
+                    resp = None
+                    failure: str = f"{type(exc).__name__}"
+                if resp is not None:
+                    self.counts[method] += 1
+                    self.ratelimit.update(resp.headers)
+                    if resp.status_code == 401 and not reauthed and 401 not in ok:
+                        reauthed = True
+                        await resp.aclose()
+                        if await self.auth.challenged(resp, scopes):
+                            attempt -= 1
+                            continue
+                        raise error_from_response(resp, b"", self.registry)
+                    if resp.status_code in ok or (
+                        resp.status_code not in RETRY_STATUSES and resp.status_code < 500
+                    ):
+                        if resp.status_code not in ok:
+                            body = await _read_some(resp)
+                            raise error_from_response(resp, body, self.registry)
+                        try:
+                            yield resp
+                        finally:
+                            await resp.aclose()
+                        return
+                    failure = f"HTTP {resp.status_code}"
+            # Retryable failure: connection error or a retry status.
+            wait = self._backoff(attempt)
+            if resp is not None:
+                body = await _read_some(resp)
+                retry_after = parse_retry_after(resp.headers.get("retry-after"))
+                if resp.status_code == 429 and retry_after is not None:
+                    if retry_after > self.config.ratelimit.max_wait_s:
+                        raise error_from_response(resp, body, self.registry)
+                    wait = retry_after
+                final_error: Exception = error_from_response(resp, body, self.registry)
+            else:
+                final_error = TransportError(
+                    f"{method} {redact_url(url)}: {failure} talking to {self.registry}"
+                )
+            restartable = content is None or isinstance(content, bytes)
+            if attempt >= cfg.attempts or not restartable or time.monotonic() + wait > deadline:
+                raise final_error
+            log.warning(
+                "retrying",
+                registry=self.registry,
+                method=method,
+                url=redact_url(url),
+                failure=failure,
+                attempt=attempt,
+                wait_s=round(wait, 2),
+            )
+            await asyncio.sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        cfg = self.config.retry
+        base: float = min(cfg.max_backoff_s, cfg.backoff_s * (2 ** (attempt - 1)))
+        return base * random.uniform(0.5, 1.0)
+
+    async def _send_following(
+        self,
+        method: str,
+        url: str,
+        scopes: frozenset[str],
+        headers: dict[str, str],
+        content: Body,
+    ) -> httpx.Response:
+        hdrs = dict(headers)
+        origin = httpx.URL(url).netloc
+        # Only the registry itself gets our credentials, never a host a Link or Location named.
+        if origin == httpx.URL(self.base_url).netloc:
+            auth = await self.auth.header(scopes)
+            if auth:
+                hdrs["Authorization"] = auth
+        client = self._client
+        for _ in range(MAX_REDIRECTS + 1):
+            req = client.build_request(method, url, headers=hdrs, content=content)
+            resp = await client.send(req, stream=True)
+            if resp.status_code not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
+                return resp
+            location = resp.headers.get("location")
+            await resp.aclose()
+            if not location:
+                return resp
+            target = httpx.URL(url).join(location)
+            url = str(target)
+            if target.netloc != origin:
+                # Another host (a CDN with a signed URL): our credentials are not its business.
+                hdrs.pop("Authorization", None)
+                client = self._foreign if target.scheme == "https" else self._client
+        raise TransportError(f"{method}: too many redirects from {self.registry}")
+
+
+async def _read_some(resp: httpx.Response) -> bytes:
+    """Read at most MAX_ERROR_BODY of an error body, then close."""
+    data = b""
+    try:
+        async for chunk in resp.aiter_bytes():
+            data += chunk
+            if len(data) >= MAX_ERROR_BODY:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await resp.aclose()
+    return data
