@@ -1,0 +1,214 @@
+"""Copy manifests and blobs from a source repository to a destination repository.
+
+Order is the safety property: blobs first, then child manifests by digest, and
+the tag last. A registry refuses a manifest whose blobs or children are missing,
+and we never ask it to, so a run that dies anywhere leaves no tag pointing at
+incomplete content.
+
+`BlobLedger` makes each blob cross the wire at most once per run: the first
+request for a digest on a destination registry transfers it, and every other
+repository on that registry mounts it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+
+from syncer.client import FetchedManifest, RegistryClient
+from syncer.errors import RegistryError, TransportError
+from syncer.models import Descriptor, ImageIndex, ImageManifest, parse_manifest
+from syncer.reference import Reference
+from syncer.report import Counters
+
+log = structlog.get_logger("syncer.copier")
+
+
+@dataclass
+class _BlobState:
+    repos: set[str] = field(default_factory=set)  # destination repos known to hold it
+    # The one transfer of this digest to this registry; resolves to the repo it landed in.
+    transfer: asyncio.Future[str] | None = None
+    # Per destination repo: the coroutine currently placing the blob there.
+    placing: dict[str, asyncio.Future[str]] = field(default_factory=dict)
+
+
+class BlobLedger:
+    """What this run knows about blobs on each destination registry."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[tuple[str, str], _BlobState] = {}
+
+    def state(self, registry: str, digest: str) -> _BlobState:
+        return self._blobs.setdefault((registry, digest), _BlobState())
+
+
+@dataclass
+class CopyResult:
+    skipped_foreign: list[str] = field(default_factory=list)
+
+
+class Copier:
+    def __init__(self, client: RegistryClient, ledger: BlobLedger | None = None) -> None:
+        self.client = client
+        self.ledger = ledger or BlobLedger()
+
+    async def copy(
+        self,
+        src: Reference,
+        dst: Reference,
+        top: FetchedManifest,
+        counters: Counters,
+        *,
+        dest_ident: str,
+    ) -> CopyResult:
+        """Copy `top` (already fetched from `src`) and publish it at `dst` as `dest_ident`."""
+        result = CopyResult()
+        await self._content(src.repo(), dst.repo(), top, counters, result)
+        await self.client.put_manifest(dst.repo(), dest_ident, top.data, top.media_type)
+        counters.manifests_copied += 1
+        return result
+
+    async def _content(
+        self,
+        src: Reference,
+        dst: Reference,
+        fetched: FetchedManifest,
+        counters: Counters,
+        result: CopyResult,
+    ) -> None:
+        """Make everything `fetched` references exist at `dst` (not the manifest itself)."""
+        manifest = parse_manifest(
+            fetched.data, fetched.media_type, what=f"manifest {fetched.digest}"
+        )
+        if isinstance(manifest, ImageIndex):
+            await _gather(self._child(src, dst, d, counters, result) for d in manifest.manifests)
+        elif isinstance(manifest, ImageManifest):
+            await _gather(self._blob(src, dst, d, counters, result) for d in manifest.blobs())
+
+    async def _child(
+        self,
+        src: Reference,
+        dst: Reference,
+        desc: Descriptor,
+        counters: Counters,
+        result: CopyResult,
+    ) -> None:
+        if await self.client.head_manifest(dst.with_digest(desc.digest)) is not None:
+            return
+        child = await self.client.get_manifest(src.with_digest(desc.digest))
+        await self._content(src, dst, child, counters, result)
+        await self.client.put_manifest(dst, desc.digest, child.data, child.media_type)
+        counters.manifests_copied += 1
+
+    async def _blob(
+        self,
+        src: Reference,
+        dst: Reference,
+        desc: Descriptor,
+        counters: Counters,
+        result: CopyResult,
+    ) -> None:
+        if desc.is_foreign:
+            # Non-distributable layers stay where their `urls` point; registries accept that.
+            result.skipped_foreign.append(desc.digest)
+            return
+        state = self.ledger.state(dst.registry, desc.digest)
+        if dst.repository in state.repos:
+            return
+        placing = state.placing.get(dst.repository)
+        if placing is not None and not placing.done():
+            try:
+                await asyncio.shield(placing)
+                return
+            except Exception:
+                pass  # that attempt failed; make our own
+        # Claimed before the first await, so concurrent tags of this repo wait for us.
+        future = state.placing[dst.repository] = _new_claim()
+        try:
+            await self._place(src, dst, desc, counters, state)
+        except BaseException as exc:
+            _settle(future, exc)
+            raise
+        state.repos.add(dst.repository)
+        future.set_result(dst.repository)
+
+    async def _place(
+        self,
+        src: Reference,
+        dst: Reference,
+        desc: Descriptor,
+        counters: Counters,
+        state: _BlobState,
+    ) -> None:
+        """Mount from a repo that has it (or is about to), else HEAD, else stream it across."""
+        for _ in range(3):
+            pending = state.transfer
+            if pending is None or pending.done():
+                break
+            try:
+                holder: str | None = await asyncio.shield(pending)
+            except Exception:
+                holder = None  # that transfer failed; we may transfer ourselves
+            if holder is not None and await self._mount(dst, desc, holder, counters):
+                return
+        holders = sorted(r for r in state.repos if r != dst.repository)
+        if src.registry == dst.registry and src.repository != dst.repository:
+            holders.append(src.repository)
+        for holder in holders:
+            if await self._mount(dst, desc, holder, counters):
+                return
+        transfer = state.transfer = _new_claim()
+        try:
+            if await self.client.blob_exists(dst, desc.digest):
+                counters.blobs_existing += 1
+            else:
+                await self.client.upload_blob(dst, desc, self.client.read_blob(src, desc))
+                counters.blobs_copied += 1
+                counters.bytes_copied += desc.size
+                log.debug("blob copied", digest=desc.digest, size=desc.size, to=dst.name)
+        except BaseException as exc:
+            _settle(transfer, exc)
+            raise
+        state.repos.add(dst.repository)
+        transfer.set_result(dst.repository)
+
+    async def _mount(
+        self, dst: Reference, desc: Descriptor, from_repo: str, counters: Counters
+    ) -> bool:
+        if from_repo == dst.repository:
+            return False
+        try:
+            mounted = await self.client.mount_blob(dst, desc.digest, dst.with_repository(from_repo))
+        except (RegistryError, TransportError) as exc:
+            log.debug("mount failed", digest=desc.digest, error=str(exc))
+            return False
+        if mounted:
+            counters.blobs_mounted += 1
+            self.ledger.state(dst.registry, desc.digest).repos.add(dst.repository)
+        return mounted
+
+
+def _new_claim() -> asyncio.Future[str]:
+    return asyncio.get_running_loop().create_future()
+
+
+def _settle(future: asyncio.Future[str], exc: BaseException) -> None:
+    """Fail a claim so its waiters move on; cancellation is passed on as cancellation."""
+    if future.done():
+        return
+    if isinstance(exc, Exception):
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody may be waiting any more
+    else:
+        future.cancel()
+
+
+async def _gather(coros: object) -> None:
+    """Run all; if any fails, let the others finish (no half-cancelled uploads), then raise."""
+    results = await asyncio.gather(*coros, return_exceptions=True)  # type: ignore[misc]
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r

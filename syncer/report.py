@@ -1,0 +1,126 @@
+"""Counters and the JSON report of a run (`--report`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+COUNTERS = (
+    "tags_checked",
+    "tags_up_to_date",
+    "tags_copied",
+    "tags_filtered",
+    "tags_failed",
+    "tags_deferred",
+    "manifests_copied",
+    "blobs_copied",
+    "blobs_mounted",
+    "blobs_existing",
+    "bytes_copied",
+)
+
+
+@dataclass
+class Counters:
+    tags_checked: int = 0
+    tags_up_to_date: int = 0
+    tags_copied: int = 0
+    tags_filtered: int = 0
+    tags_failed: int = 0
+    tags_deferred: int = 0
+    manifests_copied: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_existing: int = 0
+    bytes_copied: int = 0
+
+    def add(self, other: Counters) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass
+class TagOutcome:
+    tag: str
+    action: str  # copied | up_to_date | filtered | failed | deferred | missing | planned
+    source_digest: str | None = None
+    destination_digest: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class EntryReport:
+    source: str
+    destination: str
+    counters: Counters = field(default_factory=Counters)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    tags: list[TagOutcome] = field(default_factory=list)
+    skipped_foreign_layers: list[str] = field(default_factory=list)
+
+    def fail(self, tag: str | None, error: str) -> None:
+        self.errors.append({"tag": tag or "", "error": error})
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "destination": self.destination}
+        out.update(asdict(self.counters))
+        out["errors"] = self.errors
+        out["tags"] = [asdict(t) for t in self.tags]
+        if self.skipped_foreign_layers:
+            out["skipped_foreign_layers"] = self.skipped_foreign_layers
+        return out
+
+
+@dataclass
+class RunReport:
+    started: str
+    duration_s: float = 0.0
+    entries: list[EntryReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # failures not tied to one entry
+    ratelimit: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def totals(self) -> Counters:
+        total = Counters()
+        for e in self.entries:
+            total.add(e.counters)
+        return total
+
+    @property
+    def status(self) -> str:
+        t = self.totals
+        failed = (
+            t.tags_failed
+            + t.tags_deferred
+            + sum(1 for e in self.entries for err in e.errors if not err["tag"])
+            + len(self.errors)
+        )
+        if not failed:
+            return "ok"
+        done = t.tags_copied + t.tags_up_to_date
+        return "partial" if done else "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "started": self.started,
+            "duration_s": round(self.duration_s, 3),
+            "dry_run": self.dry_run,
+            "totals": asdict(self.totals),
+            "ratelimit": self.ratelimit,
+            "errors": self.errors,
+            "entries": [e.to_json() for e in self.entries],
+        }
+
+    def write(self, path: Path) -> None:
+        """Atomically, so a reader never sees half a report."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_json(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)

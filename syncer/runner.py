@@ -1,0 +1,203 @@
+"""Run a sync: for each entry gather facts, plan, and copy what the plan says.
+
+Requests per entry when nothing changed: one (paged) tag listing on each side,
+then one manifest HEAD per selected tag on each side. A tag absent from the
+destination listing needs no destination HEAD. GETs happen only for tags that
+must be copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from syncer.client import RegistryClient
+from syncer.config import LoadedConfig, ResolvedEntry
+from syncer.copier import BlobLedger, Copier
+from syncer.errors import NotFound, SyncerError
+from syncer.planner import Action, Plan, TagPlan, make_plan, needs_dest_head, select_tags
+from syncer.reference import Reference
+from syncer.report import EntryReport, RunReport, TagOutcome
+
+log = structlog.get_logger("syncer.runner")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    only: re.Pattern[str] | None = None
+    concurrency: int = 16
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the report; our own errors already read well."""
+    if isinstance(exc, SyncerError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+class Runner:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        options: RunOptions | None = None,
+        *,
+        client: RegistryClient | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.options = options or RunOptions()
+        self.client = client or RegistryClient(loaded.config.registry_config)
+        self._owns_client = client is None
+        self.copier = Copier(self.client, BlobLedger())
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+
+    def selected_entries(self) -> list[ResolvedEntry]:
+        only = self.options.only
+        if only is None:
+            return list(self.loaded.entries)
+        return [
+            e
+            for e in self.loaded.entries
+            if only.search(str(e.source)) or only.search(str(e.destination))
+        ]
+
+    async def run(self) -> RunReport:
+        started = time.monotonic()
+        report = RunReport(
+            started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
+        )
+        entries = self.selected_entries()
+        report.entries = [EntryReport(str(e.source), str(e.destination)) for e in entries]
+        try:
+            await asyncio.gather(
+                *(self._entry(e, r) for e, r in zip(entries, report.entries, strict=True))
+            )
+        finally:
+            report.duration_s = time.monotonic() - started
+            for registry, t in self.client.transports().items():
+                if t.ratelimit.remaining is not None:
+                    report.ratelimit[registry] = {
+                        "limit": t.ratelimit.limit,
+                        "remaining": t.ratelimit.remaining,
+                    }
+            if self._owns_client:
+                await self.client.aclose()
+        return report
+
+    async def _slot(self, work: Callable[[], Awaitable[T]]) -> T:
+        async with self._slots:
+            return await work()
+
+    async def _entry(self, entry: ResolvedEntry, report: EntryReport) -> None:
+        with bound_contextvars(entry=f"{entry.source} -> {entry.destination}"):
+            try:
+                plan = await self._check(entry)
+            except Exception as exc:
+                report.fail(None, describe(exc))
+                log.error("entry failed", error=describe(exc))
+                return
+            c = report.counters
+            c.tags_filtered += len(plan.filtered)
+            c.tags_checked += len(plan.items) - len(plan.filtered)
+            for item in plan.items:
+                if item.action is Action.UP_TO_DATE:
+                    c.tags_up_to_date += 1
+                    report.tags.append(_outcome(item, "up_to_date"))
+                elif item.action is Action.FILTERED:
+                    report.tags.append(_outcome(item, "filtered"))
+                elif item.action is Action.MISSING:
+                    c.tags_failed += 1
+                    report.fail(item.tag, f"{entry.source.repo()}:{item.tag} not found at source")
+                    report.tags.append(_outcome(item, "failed"))
+            if self.options.dry_run:
+                report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
+                return
+            await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
+
+    async def _check(self, entry: ResolvedEntry) -> Plan:
+        """Gather digests at both ends and plan; HEADs only, never a manifest GET."""
+        src, dst = entry.source, entry.destination
+        filtered: dict[str, str] = {}
+        dest_tag: dict[str, str] = {}
+        if src.tag is None and src.digest is None:
+            listed = await self.client.list_tags(src)
+            selected, filtered = select_tags(listed, entry.tags)
+            dest_tags: set[str] | None = await self._dest_tags(dst) if selected else set()
+        else:
+            key = src.tag or dst.tag or ""
+            selected = [key]
+            dest_tag[key] = dst.tag or key
+            dest_tags = None
+
+        async def src_digest(tag: str) -> str | None:
+            if src.digest is not None:
+                return src.digest
+            info = await self._slot(lambda: self.client.head_manifest(src.with_tag(tag)))
+            return info.digest if info else None
+
+        async def dst_digest(tag: str) -> str | None:
+            target = dest_tag.get(tag, tag)
+            if not needs_dest_head(target, dest_tags):
+                return None
+            info = await self._slot(lambda: self.client.head_manifest(dst.with_tag(target)))
+            return info.digest if info else None
+
+        src_digests = await asyncio.gather(*(src_digest(t) for t in selected))
+        dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
+        destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
+        return make_plan(
+            dict(zip(selected, src_digests, strict=True)),
+            destination,
+            filtered=filtered,
+            dest_tag=dest_tag,
+        )
+
+    async def _dest_tags(self, dst: Reference) -> set[str]:
+        try:
+            return set(await self.client.list_tags(dst))
+        except NotFound:
+            return set()  # a repository that does not exist yet has no tags
+
+    async def _copy_tag(self, entry: ResolvedEntry, item: TagPlan, report: EntryReport) -> None:
+        src, dst = entry.source, entry.destination
+        digest = item.source_digest
+        assert digest is not None  # COPY items always carry the source digest
+        with bound_contextvars(tag=item.tag):
+            try:
+
+                async def work() -> None:
+                    fetched = await self.client.get_manifest(src.with_digest(digest))
+                    result = await self.copier.copy(
+                        src, dst, fetched, report.counters, dest_ident=item.dest_tag
+                    )
+                    report.skipped_foreign_layers.extend(result.skipped_foreign)
+
+                await self._slot(work)
+            except Exception as exc:
+                report.counters.tags_failed += 1
+                report.fail(item.tag, describe(exc))
+                report.tags.append(_outcome(item, "failed", describe(exc)))
+                log.error("tag failed", error=describe(exc))
+                return
+            report.counters.tags_copied += 1
+            report.tags.append(_outcome(item, "copied"))
+            log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
+
+
+def _outcome(item: TagPlan, action: str, reason: str | None = None) -> TagOutcome:
+    return TagOutcome(
+        tag=item.tag,
+        action=action,
+        source_digest=item.source_digest,
+        destination_digest=item.dest_digest if action != "copied" else item.source_digest,
+        reason=reason if reason is not None else item.reason,
+    )

@@ -1,0 +1,75 @@
+"""A small, deterministic fleet of images: shared bases, docker + OCI + multi-arch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.support.images import Image, Index, make_image, make_index, make_layer, push
+
+
+def _base(n: int) -> list[tuple[object, str]]:
+    return [
+        make_layer({"etc/os-release": f"ID=base{n}\n".encode()}),
+        make_layer({f"usr/lib/base{n}.so": bytes([n]) * 4096}),
+    ]
+
+
+@dataclass
+class Fleet:
+    # repo -> tag -> image or index
+    repos: dict[str, dict[str, Image | Index]] = field(default_factory=dict)
+
+    def items(self) -> list[tuple[str, str, Image | Index]]:
+        return [(r, t, i) for r, tags in self.repos.items() for t, i in tags.items()]
+
+    @property
+    def tag_count(self) -> int:
+        return sum(len(t) for t in self.repos.values())
+
+    def blob_bytes(self) -> int:
+        """Bytes of all distinct blobs in the fleet (what a full copy must transfer)."""
+        seen: dict[str, int] = {}
+        for _, _, item in self.items():
+            for b in item.blobs():
+                seen[b.digest] = b.size
+        return sum(seen.values())
+
+    def push(self, base_url: str) -> None:
+        for repo, tag, item in self.items():
+            push(base_url, repo, item, tag)
+
+
+def app_image(
+    repo_i: int,
+    tag_i: int,
+    gen: int = 0,
+    *,
+    fmt: str = "docker",
+    arch: str = "amd64",
+    app_size: int = 2048,
+) -> Image:
+    base = _base(repo_i % 3)
+    content = f"repo{repo_i} tag{tag_i} gen{gen} {arch}\n".encode()
+    app = make_layer({f"app/{repo_i}/{tag_i}.bin": content * (app_size // len(content) + 1)})
+    return make_image([*base, app], fmt=fmt, arch=arch)  # type: ignore[arg-type, list-item]
+
+
+def tag_item(repo_i: int, tag_i: int, gen: int = 0, *, app_size: int = 2048) -> Image | Index:
+    """Every third tag is multi-arch; formats alternate between docker and OCI."""
+    fmt = "oci" if (repo_i + tag_i) % 2 else "docker"
+    if tag_i % 3 == 2:
+        children = [
+            app_image(repo_i, tag_i, gen, fmt=fmt, arch=a, app_size=app_size)
+            for a in ("amd64", "arm64")
+        ]
+        return make_index(children, fmt=fmt)  # type: ignore[arg-type]
+    return app_image(repo_i, tag_i, gen, fmt=fmt, app_size=app_size)
+
+
+def make_fleet(repos: int, tags: int, *, prefix: str = "fleet", app_size: int = 2048) -> Fleet:
+    fleet = Fleet()
+    for r in range(repos):
+        fleet.repos[f"{prefix}/app{r}"] = {
+            f"1.{t}": tag_item(r, t, app_size=app_size) for t in range(tags)
+        }
+    return fleet
