@@ -1,0 +1,138 @@
+"""`syncer sync` and `syncer check`: run the main job once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from typing import Any
+
+import structlog
+
+from syncer.config import LoadedConfig, Settings, default_config_path, load_config, load_settings
+from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError
+from syncer.logs import configure
+from syncer.report import RunReport
+from syncer.runner import Runner, RunOptions
+
+log = structlog.get_logger("syncer")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="sync.yaml path (default: $SYNCER_CONFIG, ./sync.yaml)")
+    p.add_argument("--log-format", choices=["auto", "console", "json"], help="default: auto")
+    p.add_argument("--log-level", help="debug, info, warning, error (default: info)")
+    p.add_argument("-v", "--verbose", action="store_true", help="same as --log-level debug")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, help_text in (
+        ("sync", "copy what is missing at the destinations"),
+        ("check", "like sync --dry-run; exit 1 when anything is out of sync"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_common(p)
+        if name == "sync":
+            p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
+        p.add_argument("--report", help="write a JSON report to this path")
+        p.add_argument("--only", help="only entries whose source or destination matches REGEX")
+        p.add_argument("--concurrency", type=int, help="global limit of concurrent tag copies")
+        p.add_argument(
+            "--output",
+            choices=["table", "json"],
+            default="table",
+            help="plan format for --dry-run / check",
+        )
+        p.set_defaults(func=run, check=name == "check")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for key in ("config", "log_format", "log_level", "concurrency", "report"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "verbose", False):
+        overrides["log_level"] = "debug"
+    elif getattr(args, "quiet", False):
+        overrides["log_level"] = "warning"
+    return load_settings(**overrides)
+
+
+def load(args: argparse.Namespace) -> tuple[Settings, LoadedConfig]:
+    """Settings and config, or ConfigError before anything is contacted."""
+    settings = settings_from(args)
+    configure(settings.log_format, settings.log_level)
+    return settings, load_config(default_config_path(settings))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings, loaded = load(args)
+        only = re.compile(args.only) if args.only else None
+    except ConfigError as exc:
+        print(f"syncer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except re.error as exc:
+        print(f"syncer: error: --only: invalid regex: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    dry_run = bool(args.check or getattr(args, "dry_run", False))
+    options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency)
+    try:
+        report = asyncio.run(Runner(loaded, options).run())
+    except ConfigError as exc:  # e.g. an unreadable ca_file, found when first used
+        print(f"syncer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.report is not None:
+        report.write(settings.report)
+    if dry_run:
+        print_plan(report, args.output)
+    summarize(report)
+    if args.check:
+        pending = sum(1 for e in report.entries for t in e.tags if t.action == "planned")
+        return EXIT_PARTIAL if pending or report.status != "ok" else EXIT_OK
+    return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+
+
+def summarize(report: RunReport) -> None:
+    t = report.totals
+    log.info(
+        "sync finished" if not report.dry_run else "check finished",
+        status=report.status,
+        duration_s=round(report.duration_s, 2),
+        tags_checked=t.tags_checked,
+        up_to_date=t.tags_up_to_date,
+        copied=t.tags_copied,
+        failed=t.tags_failed,
+        deferred=t.tags_deferred,
+        blobs_copied=t.blobs_copied,
+        blobs_mounted=t.blobs_mounted,
+        bytes_copied=t.bytes_copied,
+    )
+    for entry in report.entries:
+        for err in entry.errors:
+            print(
+                f"syncer: {entry.source} -> {entry.destination}"
+                f"{' tag ' + err['tag'] if err['tag'] else ''}: {err['error']}",
+                file=sys.stderr,
+            )
+
+
+def print_plan(report: RunReport, output: str) -> None:
+    if output == "json":
+        print(json.dumps(report.to_json(), indent=2))
+        return
+    rows = [("SOURCE", "DESTINATION", "TAG", "ACTION", "REASON")]
+    for e in report.entries:
+        for t in e.tags:
+            action = "copy" if t.action == "planned" else t.action
+            rows.append((e.source, e.destination, t.tag, action, t.reason))
+        for err in e.errors:
+            if not err["tag"]:
+                rows.append((e.source, e.destination, "-", "failed", err["error"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])

@@ -1,0 +1,133 @@
+"""The `syncer` command: exit codes, report, dry run, check, bad input, and the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncer.cli import main
+from tests.support.fleet import make_fleet
+from tests.support.images import fetch_manifest_digest
+from tests.support.registry import RegistryFactory, RunningRegistry
+from tests.support.syncer_setup import write_sync_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pair(registry_factory: RegistryFactory) -> tuple[RunningRegistry, RunningRegistry]:
+    return registry_factory("anon"), registry_factory("anon")
+
+
+def test_sync_report_and_exit_codes(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = pair(registry_factory)
+    fleet = make_fleet(2, 3)
+    fleet.push(src.seed_url)
+    entries = [
+        {"source": f"{src.host}/{r}", "destination": f"{dst.host}/m/{r}"} for r in fleet.repos
+    ]
+    cfg = write_sync_yaml(tmp_path / "sync.yaml", entries, src, dst)
+    report = tmp_path / "out" / "report.json"
+
+    assert main(["check", "-c", str(cfg), "--log-format", "json"]) == 1  # out of sync
+    out = capsys.readouterr().out
+    assert out.count(" copy ") == 6
+    assert main(["sync", "-c", str(cfg), "--report", str(report), "-q"]) == 0
+    data = json.loads(report.read_text())
+    assert data["status"] == "ok"
+    assert data["totals"]["tags_copied"] == 6
+    assert data["totals"]["bytes_copied"] == fleet.blob_bytes()
+    assert [e["tags_copied"] for e in data["entries"]] == [3, 3]
+    for repo, tag, item in fleet.items():
+        assert fetch_manifest_digest(dst.url, f"m/{repo}", tag) == item.digest
+    assert main(["check", "-c", str(cfg), "-q"]) == 0  # now in sync
+
+
+def test_partial_failure_exits_1(registry_factory: RegistryFactory, tmp_path: Path) -> None:
+    src, dst = pair(registry_factory)
+    entries = [{"source": f"{src.host}/does/not-exist", "destination": f"{dst.host}/m/x"}]
+    cfg = write_sync_yaml(tmp_path / "sync.yaml", entries, src, dst)
+    report = tmp_path / "r.json"
+    assert main(["sync", "-c", str(cfg), "--report", str(report), "-q"]) == 1
+    data = json.loads(report.read_text())
+    assert data["status"] == "failed"
+    assert "NAME_UNKNOWN" in data["entries"][0]["errors"][0]["error"]
+
+
+BAD_CONFIGS = {
+    "unknown key": ("version: 1\nsync:\n  - source: a/b\n    destinaton: c/d\n", "destinaton"),
+    "bad regex": (
+        "version: 1\nsync:\n  - {source: a/b, destination: h:1/c, tags: {allow: ['(']}}\n",
+        "sync[0].tags.allow[0]",
+    ),
+    "bad reference": ("version: 1\nsync:\n  - {source: A/B, destination: h:1/c}\n", "lowercase"),
+    "bad tls": ("version: 1\nregistries:\n  h:1: {tls: maybe}\nsync: []\n", "tls"),
+    "missing var": (
+        "version: 1\nsync:\n  - {source: a/b, destination: '${NO_SUCH_VAR_X}/c'}\n",
+        "NO_SUCH_VAR_X",
+    ),
+    "wrong version": ("version: 2\nsync:\n  - {source: a/b, destination: h:1/c}\n", "version"),
+    "empty sync": ("version: 1\nsync: []\n", "sync"),
+    "not yaml": ("version: 1\nsync: [\n", "line"),
+    "wrong type": (
+        "version: 1\nregistries:\n  h:1: {max_concurrency: lots}\n"
+        "sync:\n  - {source: a/b, destination: h:1/c}\n",
+        "max_concurrency",
+    ),
+    "digest without tag": (
+        "version: 1\nsync:\n  - {source: 'a/b@sha256:" + "a" * 64 + "', destination: h:1/c}\n",
+        "tag",
+    ),
+    "same source and destination": (
+        "version: 1\nsync:\n  - {source: h:1/c, destination: h:1/c}\n",
+        "sync[0]",
+    ),
+    "not a mapping": ("- just\n- a list\n", "mapping"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_invalid_config_exits_2_naming_the_problem(
+    name: str,
+    anon_registry: RunningRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text, expected = BAD_CONFIGS[name]
+    cfg = tmp_path / "bad.yaml"
+    # Point every entry at a live registry: proving nothing was contacted means something.
+    cfg.write_text(text.replace("h:1", anon_registry.host))
+    before = anon_registry.mark()
+    assert main(["sync", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err
+    assert expected in err
+    assert "Traceback" not in err
+    assert anon_registry.requests_since(before) == []
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sync", "-c", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["sync", "--no-such-flag"])
+    assert info.value.code == 2
+
+
+def test_demo_runs_end_to_end() -> None:
+    """The README's first command, minus the install step."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "first run: exit 0" in proc.stdout
+    assert "second run (no-op): exit 0, copied 0, up to date 6" in proc.stdout
+    assert "writes 0" in proc.stdout
