@@ -1,0 +1,209 @@
+"""`syncer search TERM`: `docker search`, plus ready-to-paste sync.yaml entries.
+
+Only argument handling, settings lookup and printing live here; the index
+protocol, filters and formats are in `syncer.search`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import httpx
+
+from syncer import search as lib
+from syncer.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    ConfigError,
+    CredentialsError,
+    SyncerError,
+)
+from syncer.registry_config import RegistryConfig
+from syncer.tls import make_ssl_context
+
+_DESCRIPTION = """\
+Search Docker Hub (or another index with the v1 search API, as `docker search` uses)
+for repositories whose name or description matches TERM.
+
+The index is --index, else `registries.docker.io.search_endpoint` from sync.yaml,
+else https://index.docker.io. Credentials under `registries.docker.io.credentials`
+are sent (HTTP Basic) only over https or to an index on this machine."""
+
+_EPILOG = """\
+--emit-sync-entry rule: each result is mirrored to DEST_PREFIX plus its Docker Hub
+path, without the implicit `library/` of official images:
+  centos    -> source: docker.io/library/centos  destination: DEST_PREFIX/centos
+  user/app  -> source: docker.io/user/app        destination: DEST_PREFIX/user/app
+Paste the output under `sync:` in sync.yaml.
+
+exit codes: 0 success, 1 the index could not be searched, 2 usage error."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="search Docker Hub for repositories, like `docker search`",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("term", metavar="TERM", help="what to search for, e.g. centos")
+    p.add_argument(
+        "--limit",
+        type=_limit,
+        default=lib.DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N results, 1-{lib.MAX_LIMIT} (default {lib.DEFAULT_LIMIT}); "
+        "filters apply after the limit, as in docker",
+    )
+    p.add_argument(
+        "-f",
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        type=_filter,
+        metavar="KEY=VALUE",
+        help="is-official=true|false, is-automated=true|false, or stars=N (at least N "
+        "stars); repeat to combine",
+    )
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate descriptions")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="docker's table (default) or a JSON array with untruncated fields",
+    )
+    out.add_argument(
+        "--emit-sync-entry",
+        metavar="DEST_PREFIX",
+        type=_prefix,
+        help="print sync.yaml entries mirroring the results below DEST_PREFIX "
+        "(e.g. registry.example.com/mirror) instead of the table; see the rule below",
+    )
+    p.add_argument("--index", metavar="URL", help="index to search, e.g. https://index.docker.io")
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="sync.yaml whose registries.docker.io settings apply (default: ./sync.yaml if "
+        "present)",
+    )
+    p.set_defaults(func=run)
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid limit {text!r}; expected a number") from None
+    if not 1 <= value <= lib.MAX_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"limit {value} is outside the range of [1, {lib.MAX_LIMIT}]"
+        )
+    return value
+
+
+def _filter(text: str) -> str:
+    try:
+        lib.parse_filters([text])
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _prefix(text: str) -> str:
+    try:
+        return lib.check_dest_prefix(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        # Per-flag checks ran in argparse; this catches conflicts between flags,
+        # still before anything is contacted.
+        lib.parse_filters(args.filters)
+        settings = _docker_io_settings(args.config)
+        endpoint = settings.search_endpoint if settings else None
+        index = lib.index_base(args.index or endpoint or lib.DEFAULT_INDEX)
+        credentials = _credentials(settings)
+        if credentials is not None and not lib.credentials_allowed(index):
+            # Searching works anonymously; leaking the password would not be undone.
+            _say(f"warning: not sending docker.io credentials over plain http to {index}")
+            credentials = None
+        results = asyncio.run(_search(args.term, index, args.limit, credentials, settings))
+    except ConfigError as exc:
+        return _fail(exc, EXIT_USAGE)
+    except SyncerError as exc:
+        return _fail(exc, EXIT_PARTIAL)
+    results = lib.apply_filters(results, args.filters)
+    if args.emit_sync_entry:
+        text = lib.emit_sync_entries(results, args.emit_sync_entry)
+    elif args.output == "json":
+        text = lib.format_json(results)
+    else:
+        text = lib.format_table(results, no_trunc=args.no_trunc)
+    if text:
+        print(text)
+    return EXIT_OK
+
+
+async def _search(
+    term: str,
+    index: str,
+    limit: int,
+    credentials: tuple[str, str] | None,
+    settings: RegistryConfig | None,
+) -> list[lib.SearchResult]:
+    # With a sync.yaml, docker.io's TLS settings (CA, client cert) apply to its index
+    # too; without one, httpx's own trust store is used, as for any HTTPS client.
+    verify = make_ssl_context(settings) if settings is not None else True
+    timeout = settings.retry.timeout_s if settings is not None else lib.DEFAULT_TIMEOUT_S
+    async with httpx.AsyncClient(verify=verify, timeout=timeout) as client:
+        return await lib.search(
+            term, index_url=index, limit=limit, credentials=credentials, client=client
+        )
+
+
+def _docker_io_settings(config: str | None) -> RegistryConfig | None:
+    """docker.io's `registries:` entry from sync.yaml, or None when there is no file."""
+    path = Path(config) if config else Path("sync.yaml")
+    if not config and not path.is_file():
+        return None
+    # Imported here: the sync.yaml machinery is only needed when a file is read.
+    from syncer.config import load_config
+
+    return load_config(path).config.registry_config("docker.io")
+
+
+def _credentials(settings: RegistryConfig | None) -> tuple[str, str] | None:
+    creds = settings.credentials if settings is not None else None
+    if creds is None or not creds.username:
+        return None  # an identity token alone cannot do Basic auth: search anonymously
+    if creds.password is not None:
+        return creds.username, creds.password.get_secret_value()
+    if creds.password_file is not None:
+        try:
+            password = creds.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise CredentialsError(
+                f"cannot read password_file {creds.password_file}: {exc.strerror or exc}"
+            ) from None
+        return creds.username, password
+    return None
+
+
+def _fail(exc: SyncerError, code: int) -> int:
+    # One line whatever the message holds, so scripts can grep it.
+    _say("error: " + " ".join(str(exc).split()))
+    return code
+
+
+def _say(message: str) -> None:
+    print(f"syncer: {message}", file=sys.stderr)
