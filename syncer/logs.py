@@ -18,10 +18,18 @@ _LEVELS = {
 }
 
 
-def configure(fmt: LogFormat = "auto", level: str = "info", *, stream: object = None) -> None:
-    out = stream if stream is not None else sys.stderr
+class _StderrLogger:
+    """Writes to whatever sys.stderr is at the time, so a swapped stream is never stale."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = msg
+
+
+def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
     if fmt == "auto":
-        fmt = "console" if getattr(out, "isatty", lambda: False)() else "json"
+        fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -37,6 +45,6 @@ def configure(fmt: LogFormat = "auto", level: str = "info", *, stream: object = 
         wrapper_class=structlog.make_filtering_bound_logger(
             _LEVELS.get(level.lower(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
+        logger_factory=lambda *_args: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
