@@ -7,11 +7,10 @@ and speaks in `Reference`s and descriptors. It never retries: the transport does
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
@@ -23,13 +22,13 @@ from syncer.errors import (
     NotFound,
     RegistryError,
     SizeMismatch,
-    TransportError,
 )
 from syncer.models import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, sha256_digest
 from syncer.pagination import next_link
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
 from syncer.transport import Transport, endpoint_url
+from syncer.upload import Source, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]
 CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
@@ -283,31 +282,15 @@ class RegistryClient:
         if resp.status_code == 201:
             return True
         # 202: the registry opened an upload instead; cancel it so it does not linger.
-        location = resp.headers.get("location")
-        if location:
-            with contextlib.suppress(RegistryError, TransportError):
-                await t.request("DELETE", location, scopes=scopes, ok=(200, 204, 404))
+        if resp.headers.get("location"):
+            session = UploadSession(t, repo.repository, scopes)
+            session.location = str(resp.request.url.join(resp.headers["location"]))
+            await session.cancel()
         return False
 
-    async def upload_blob(
-        self, repo: Reference, desc: Descriptor, chunks: AsyncIterator[bytes]
-    ) -> None:
-        """POST an upload session, then stream the body in one monolithic PUT."""
-        t = self.transport(repo)
-        scopes = _push(repo)
-        resp = await t.request(
-            "POST", f"/v2/{repo.repository}/blobs/uploads/", scopes=scopes, ok=(202,)
-        )
-        location = _location(resp)
-        put_url = _with_digest(t.url(location), desc.digest)
-        await t.request(
-            "PUT",
-            put_url,
-            scopes=scopes,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
-            content=chunks,
-            ok=(201,),
-        )
+    async def upload_blob(self, repo: Reference, desc: Descriptor, source: Source) -> None:
+        """Upload a blob; `source()` opens its bytes (again, if the first try must restart)."""
+        await upload_blob(self.transport(repo), repo.repository, desc, source, _push(repo))
 
 
 def _identifier(ref: Reference) -> str:
@@ -315,20 +298,3 @@ def _identifier(ref: Reference) -> str:
     if ident is None:
         raise ValueError(f"{ref.name}: a tag or digest is required")
     return ident
-
-
-def _location(resp: httpx.Response) -> str:
-    location = resp.headers.get("location")
-    if not location:
-        raise RegistryError(
-            "upload accepted without a Location header",
-            status=resp.status_code,
-            method=resp.request.method,
-            url=str(resp.request.url),
-        )
-    return str(resp.request.url.join(location))
-
-
-def _with_digest(url: str, digest: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}digest={quote(digest, safe=':')}"

@@ -165,7 +165,7 @@ class Copier:
             if await self.client.blob_exists(dst, desc.digest):
                 counters.blobs_existing += 1
             else:
-                await self.client.upload_blob(dst, desc, self.client.read_blob(src, desc))
+                await self.client.upload_blob(dst, desc, lambda: self.client.read_blob(src, desc))
                 counters.blobs_copied += 1
                 counters.bytes_copied += desc.size
                 log.debug("blob copied", digest=desc.digest, size=desc.size, to=dst.name)

@@ -261,13 +261,20 @@ class Transport:
         params: Mapping[str, str] | None = None,
         content: Body = None,
         ok: tuple[int, ...] = (200,),
+        retry: bool = True,
     ) -> httpx.Response:
-        """A request whose (small) body is read whole. Raises on statuses not in `ok`."""
+        """A request whose (small) body is read whole. Raises on statuses not in `ok`.
+
+        `retry=False` is for requests whose replay is not safe (a PATCH the server
+        may have partly stored); their callers resume from the server's state instead.
+        """
         url = self.url(path)
         if params:
             url = str(httpx.URL(url).copy_merge_params(dict(params)))
         await self._ensure_challenge()
-        async with self._attempts(method, url, scopes, dict(headers or {}), content, ok) as resp:
+        async with self._attempts(
+            method, url, scopes, dict(headers or {}), content, ok, retry=retry
+        ) as resp:
             await resp.aread()
             return resp
 
@@ -297,6 +304,8 @@ class Transport:
         headers: dict[str, str],
         content: Body,
         ok: tuple[int, ...],
+        *,
+        retry: bool = True,
     ) -> AsyncIterator[httpx.Response]:
         cfg = self.config.retry
         deadline = time.monotonic() + cfg.deadline_s
@@ -346,7 +355,7 @@ class Transport:
                 final_error = TransportError(
                     f"{method} {redact_url(url)}: {failure} talking to {self.registry}"
                 )
-            restartable = content is None or isinstance(content, bytes)
+            restartable = retry and (content is None or isinstance(content, bytes))
             if attempt >= cfg.attempts or not restartable or time.monotonic() + wait > deadline:
                 raise final_error
             log.warning(

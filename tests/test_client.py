@@ -73,7 +73,7 @@ async def test_blob_stream_upload_and_request_counts(anon_registry: RunningRegis
         assert b"".join(chunks) == layer.data
         mark = anon_registry.mark()
         assert not await client.blob_exists(dst, layer.digest)
-        await client.upload_blob(dst, desc, client.read_blob(src, desc))
+        await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
         assert await client.blob_exists(dst, layer.digest)
     reqs = anon_registry.requests_since(mark)
     # HEAD (404), POST upload, GET source blob, PUT upload, HEAD (200): nothing else.

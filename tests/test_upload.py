@@ -1,0 +1,156 @@
+"""Blob uploads: chunked against a real registry; resume and fallback with injected faults."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from syncer.client import RegistryClient
+from syncer.errors import DigestMismatch, SizeMismatch
+from syncer.models import Descriptor
+from syncer.reference import Reference
+from syncer.registry_config import RegistryConfig, RetryConfig
+from tests.support.registry import RunningRegistry
+from tests.support.syncer_setup import make_client
+
+DATA = random.Random(7).randbytes(300_000)
+DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
+DESC = Descriptor(mediaType="application/octet-stream", digest=DIGEST, size=len(DATA))
+
+
+async def chunks_of(data: bytes, size: int = 50_000) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def test_chunked_upload_to_real_registry(anon_registry: RunningRegistry) -> None:
+    repo = Reference.parse(f"{anon_registry.host}/chunked/app")
+    client = make_client(anon_registry, chunk_upload_threshold=1, chunk_size=64 * 1024)
+    async with client:
+        await client.upload_blob(repo, DESC, lambda: chunks_of(DATA))
+        assert await client.blob_exists(repo, DIGEST)
+        got = b"".join([c async for c in client.read_blob(repo, DESC)])
+    assert got == DATA
+    patches = [r for r in anon_registry.requests() if r.method == "PATCH"]
+    assert len(patches) == 5  # ceil(300000 / 65536)
+    assert sum(1 for r in anon_registry.requests() if r.method == "PUT") == 1
+
+
+class Streamed(httpx.AsyncByteStream):
+    """A body that really streams (bytes content would be pre-read by httpx)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for i in range(0, len(self.data), 64 * 1024):
+            yield self.data[i : i + 64 * 1024]
+
+
+class FakeSession:
+    """An in-memory upload endpoint that can break a PATCH after storing part of it."""
+
+    def __init__(self, *, refuse_monolithic: bool = False, break_patch: int | None = None) -> None:
+        self.stored = bytearray()
+        self.refuse_monolithic = refuse_monolithic
+        self.break_patch = break_patch
+        self.calls: list[str] = []
+        self.committed: str | None = None
+
+    def __call__(self, req: httpx.Request) -> httpx.Response:
+        self.calls.append(req.method)
+        loc = {"Location": "/v2/r/blobs/uploads/u1?_state=x"}
+        if req.url.path == "/v2/":
+            return httpx.Response(200)
+        if req.method == "POST":
+            self.stored.clear()
+            return httpx.Response(202, headers=loc)
+        if req.method == "PATCH":
+            body = req.read()
+            start = int(req.headers["content-range"].split("-")[0])
+            if start != len(self.stored):
+                return httpx.Response(416)
+            if self.calls.count("PATCH") == self.break_patch:
+                self.stored += body[: len(body) // 3]  # part of it landed, then the line died
+                raise httpx.WriteError("connection reset", request=req)
+            self.stored += body
+            return httpx.Response(202, headers={**loc, "Range": f"0-{len(self.stored) - 1}"})
+        if req.method == "GET":
+            return httpx.Response(204, headers={**loc, "Range": f"0-{len(self.stored) - 1}"})
+        if req.method == "PUT":
+            body = req.read()
+            if body and self.refuse_monolithic:
+                return httpx.Response(405, json={"errors": [{"code": "UNSUPPORTED"}]})
+            self.stored += body
+            digest = "sha256:" + hashlib.sha256(self.stored).hexdigest()
+            if req.url.params["digest"] != digest:
+                return httpx.Response(400, json={"errors": [{"code": "DIGEST_INVALID"}]})
+            self.committed = digest
+            return httpx.Response(201)
+        if req.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(500)
+
+
+def fake_client(session: FakeSession, **config: object) -> RegistryClient:
+    cfg = RegistryConfig.model_validate(
+        {"retry": RetryConfig(attempts=3, backoff_s=0).model_dump(), **config}
+    )
+    return RegistryClient(
+        lambda _r: cfg, credentials=lambda r, c: None, http_transport=httpx.MockTransport(session)
+    )
+
+
+REPO = Reference.parse("reg.test/r")
+
+
+async def test_broken_patch_resumes_from_server_offset() -> None:
+    session = FakeSession(break_patch=2)
+    async with fake_client(session, chunk_upload_threshold=1, chunk_size=100_000) as c:
+        await c.upload_blob(REPO, DESC, lambda: chunks_of(DATA))
+    assert session.committed == DIGEST
+    assert bytes(session.stored) == DATA
+    # 3 chunks + 1 resumed remainder.
+    assert session.calls.count("PATCH") == 4
+    assert session.calls.count("GET") == 2  # the /v2/ ping and one status query
+    assert session.calls.count("POST") == 1
+
+
+async def test_refused_monolithic_put_falls_back_to_chunks() -> None:
+    session = FakeSession(refuse_monolithic=True)
+    async with fake_client(session, chunk_size=128 * 1024) as c:
+        await c.upload_blob(REPO, DESC, lambda: chunks_of(DATA))
+    assert session.committed == DIGEST
+    assert session.calls.count("PATCH") == 3
+    assert session.calls.count("DELETE") == 1  # the refused session was cancelled
+
+
+@pytest.mark.parametrize(
+    ("served", "error"),
+    [
+        (DATA[:100] + bytes([DATA[100] ^ 1]) + DATA[101:], DigestMismatch),
+        (DATA[:-1], SizeMismatch),
+        (DATA + b"x", SizeMismatch),
+    ],
+)
+async def test_read_blob_never_hands_over_the_last_byte_of_bad_content(
+    served: bytes, error: type[Exception]
+) -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Streamed(served))
+
+    delivered = 0
+    client = RegistryClient(
+        lambda _r: RegistryConfig(),
+        credentials=lambda r, c: None,
+        http_transport=httpx.MockTransport(handler),
+    )
+    async with client:
+        with pytest.raises(error):
+            async for chunk in client.read_blob(REPO, DESC):
+                delivered += len(chunk)
+    assert delivered < len(DATA)
