@@ -178,6 +178,7 @@ class RegistryClient:
     async def get_manifest(self, ref: Reference) -> FetchedManifest:
         ident = _identifier(ref)
         t = self.transport(ref)
+        t.ratelimit.spend(ref.registry)  # a manifest GET is what pull quotas count
         resp = await t.request(
             "GET",
             f"/v2/{ref.repository}/manifests/{ident}",

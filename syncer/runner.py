@@ -22,7 +22,7 @@ from structlog.contextvars import bound_contextvars
 from syncer.client import RegistryClient
 from syncer.config import LoadedConfig, ResolvedEntry
 from syncer.copier import BlobLedger, Copier
-from syncer.errors import NotFound, SyncerError
+from syncer.errors import Deferred, NotFound, RateLimited, SyncerError
 from syncer.planner import Action, Plan, TagPlan, make_plan, needs_dest_head, select_tags
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
@@ -59,6 +59,7 @@ class Runner:
         self._owns_client = client is None
         self.copier = Copier(self.client, BlobLedger())
         self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._deferred_logged: set[str] = set()
 
     def selected_entries(self) -> list[ResolvedEntry]:
         only = self.options.only
@@ -88,6 +89,7 @@ class Runner:
                     report.ratelimit[registry] = {
                         "limit": t.ratelimit.limit,
                         "remaining": t.ratelimit.remaining,
+                        "deferred": t.ratelimit.exhausted,
                     }
             if self._owns_client:
                 await self.client.aclose()
@@ -182,6 +184,13 @@ class Runner:
                     report.skipped_foreign_layers.extend(result.skipped_foreign)
 
                 await self._slot(work)
+            except (Deferred, RateLimited) as exc:
+                report.counters.tags_deferred += 1
+                report.tags.append(_outcome(item, "deferred", describe(exc)))
+                if src.registry not in self._deferred_logged:
+                    self._deferred_logged.add(src.registry)
+                    log.warning("deferring copies from registry", reason=describe(exc))
+                return
             except Exception as exc:
                 report.counters.tags_failed += 1
                 report.fail(item.tag, describe(exc))

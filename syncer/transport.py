@@ -15,8 +15,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -35,6 +33,7 @@ from syncer.errors import (
     UnsupportedError,
     redact_url,
 )
+from syncer.ratelimit import PullBudget, parse_retry_after
 from syncer.registry_config import RegistryConfig
 from syncer.tls import make_ssl_context
 
@@ -46,45 +45,6 @@ MAX_ERROR_BODY = 64 * 1024
 CHUNK_SIZE = 1024 * 1024
 
 Body = bytes | AsyncIterator[bytes] | None
-
-
-@dataclass
-class RateLimitState:
-    """Docker Hub's pull budget as last reported (`ratelimit-remaining: 76;w=21600`)."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    source: str | None = None
-
-    def update(self, headers: httpx.Headers) -> None:
-        rem = _first_int(headers.get("ratelimit-remaining"))
-        if rem is None:
-            return
-        self.remaining = rem
-        self.limit = _first_int(headers.get("ratelimit-limit"))
-        self.source = headers.get("docker-ratelimit-source")
-
-
-def _first_int(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(value.split(";", 1)[0].strip())
-    except ValueError:
-        return None
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
 
 
 def error_from_response(resp: httpx.Response, body: bytes, registry: str) -> RegistryError:
@@ -180,7 +140,7 @@ class Transport:
         )
         self._pinged = False
         self._ping_lock = asyncio.Lock()
-        self.ratelimit = RateLimitState()
+        self.ratelimit = PullBudget(config.ratelimit.min_remaining)
         self.counts: Counter[str] = Counter()
 
     async def aclose(self) -> None:
@@ -348,7 +308,12 @@ class Transport:
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
                 if resp.status_code == 429 and retry_after is not None:
                     if retry_after > self.config.ratelimit.max_wait_s:
-                        raise error_from_response(resp, body, self.registry)
+                        error = error_from_response(resp, body, self.registry)
+                        self.ratelimit.exhaust(
+                            f"{self.registry} answered 429 with Retry-After {retry_after:.0f}s "
+                            f"(over ratelimit.max_wait_s={self.config.ratelimit.max_wait_s:.0f})"
+                        )
+                        raise error
                     wait = retry_after
                 final_error: Exception = error_from_response(resp, body, self.registry)
             else:
