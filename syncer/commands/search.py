@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 
 from syncer import search as lib
+from syncer.credentials import resolve
 from syncer.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
     ConfigError,
-    CredentialsError,
     SyncerError,
 )
 from syncer.registry_config import RegistryConfig
@@ -183,20 +183,11 @@ def _docker_io_settings(config: str | None) -> RegistryConfig | None:
 
 
 def _credentials(settings: RegistryConfig | None) -> tuple[str, str] | None:
-    creds = settings.credentials if settings is not None else None
-    if creds is None or not creds.username:
+    """docker.io credentials from sync.yaml, else from the docker config (`docker login`)."""
+    cred = resolve("docker.io", settings.credentials if settings is not None else None)
+    if cred is None or not cred.username or cred.password is None:
         return None  # an identity token alone cannot do Basic auth: search anonymously
-    if creds.password is not None:
-        return creds.username, creds.password.get_secret_value()
-    if creds.password_file is not None:
-        try:
-            password = creds.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise CredentialsError(
-                f"cannot read password_file {creds.password_file}: {exc.strerror or exc}"
-            ) from None
-        return creds.username, password
-    return None
+    return cred.username, cred.password.get_secret_value()
 
 
 def _fail(exc: SyncerError, code: int) -> int:
