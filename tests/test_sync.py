@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,14 @@ from syncer.config import load_config
 from syncer.report import RunReport
 from syncer.runner import Runner, RunOptions
 from tests.support.fleet import Fleet, make_fleet, tag_item
-from tests.support.images import Image, Index, fetch_manifest_digest, push
+from tests.support.images import (
+    Image,
+    Index,
+    fetch_manifest_digest,
+    push,
+    push_blob,
+    push_manifest,
+)
 from tests.support.registry import LoggedRequest, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
 
@@ -187,3 +196,34 @@ async def test_failure_is_isolated_per_entry_and_tag(registry_factory, tmp_path:
     assert missing.errors and "NAME_UNKNOWN" in missing.errors[0]["error"]
     assert nope.counters.tags_failed == 1 and "not found" in nope.errors[0]["error"]
     assert fetch_manifest_digest(dst.url, "m/ok", "v1") == good.digest
+
+
+async def test_foreign_layers_are_skipped_and_reported(registry_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    allow_urls = {"validation": {"manifests": {"urls": {"allow": ["^https?://"]}}}}
+    src = registry_factory("anon", extra_config=allow_urls)
+    dst = registry_factory("anon", extra_config=allow_urls)
+    img = tag_item(0, 0)
+    assert isinstance(img, Image)
+    manifest = json.loads(img.manifest)
+    foreign = "sha256:" + "ab" * 32
+    manifest["layers"].append(
+        {
+            "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "size": 1234,
+            "digest": foreign,
+            "urls": ["https://example.invalid/layer.tar.gz"],
+        }
+    )
+    raw = json.dumps(manifest).encode()
+    with httpx.Client(trust_env=False) as c:
+        for blob in img.blobs():
+            push_blob(c, src.seed_url, "win/app", blob)
+        push_manifest(c, src.seed_url, "win/app", raw, img.media_type, "v1")
+    entries = [{"source": f"{src.host}/win/app", "destination": f"{dst.host}/m/win"}]
+    report = await run_sync(write_sync_yaml(tmp_path / "s.yaml", entries, src, dst))
+    assert report.status == "ok", report.to_json()
+    assert report.entries[0].skipped_foreign_layers == [foreign]
+    assert (
+        fetch_manifest_digest(dst.url, "m/win", "v1") == "sha256:" + hashlib.sha256(raw).hexdigest()
+    )
+    assert not any(foreign in r.path for r in src.requests())
