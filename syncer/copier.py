@@ -20,6 +20,7 @@ import structlog
 from syncer.client import FetchedManifest, RegistryClient
 from syncer.errors import RegistryError, TransportError
 from syncer.models import Descriptor, ImageIndex, ImageManifest, parse_manifest
+from syncer.progress import Progress
 from syncer.reference import Reference
 from syncer.report import Counters
 
@@ -51,9 +52,16 @@ class CopyResult:
 
 
 class Copier:
-    def __init__(self, client: RegistryClient, ledger: BlobLedger | None = None) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        ledger: BlobLedger | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
         self.client = client
         self.ledger = ledger or BlobLedger()
+        self.progress = progress or Progress()
 
     async def copy(
         self,
@@ -165,7 +173,13 @@ class Copier:
             if await self.client.blob_exists(dst, desc.digest):
                 counters.blobs_existing += 1
             else:
-                await self.client.upload_blob(dst, desc, lambda: self.client.read_blob(src, desc))
+                await self.client.upload_blob(
+                    dst,
+                    desc,
+                    lambda: self.progress.track(
+                        desc.digest, desc.size, self.client.read_blob(src, desc)
+                    ),
+                )
                 counters.blobs_copied += 1
                 counters.bytes_copied += desc.size
                 log.debug("blob copied", digest=desc.digest, size=desc.size, to=dst.name)

@@ -24,6 +24,7 @@ from syncer.config import LoadedConfig, ResolvedEntry
 from syncer.copier import BlobLedger, Copier
 from syncer.errors import Deferred, NotFound, RateLimited, SyncerError
 from syncer.planner import Action, Plan, TagPlan, make_plan, needs_dest_head, select_tags
+from syncer.progress import Progress
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
 
@@ -52,12 +53,14 @@ class Runner:
         options: RunOptions | None = None,
         *,
         client: RegistryClient | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.loaded = loaded
+        self.progress = progress or Progress()
         self.options = options or RunOptions()
         self.client = client or RegistryClient(loaded.config.registry_config)
         self._owns_client = client is None
-        self.copier = Copier(self.client, BlobLedger())
+        self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._deferred_logged: set[str] = set()
 
@@ -78,6 +81,7 @@ class Runner:
         )
         entries = self.selected_entries()
         report.entries = [EntryReport(str(e.source), str(e.destination)) for e in entries]
+        self.progress.entries(len(entries))
         try:
             await asyncio.gather(
                 *(self._entry(e, r) for e, r in zip(entries, report.entries, strict=True))
@@ -120,10 +124,14 @@ class Runner:
                     c.tags_failed += 1
                     report.fail(item.tag, f"{entry.source.repo()}:{item.tag} not found at source")
                     report.tags.append(_outcome(item, "failed"))
+            self.progress.tags_checked(c.tags_checked)
+            for _ in range(c.tags_checked - len(plan.to_copy)):
+                self.progress.tag_done()
             if self.options.dry_run:
                 report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
-                return
-            await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
+            else:
+                await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
+            self.progress.entry_done()
 
     async def _check(self, entry: ResolvedEntry) -> Plan:
         """Gather digests at both ends and plan; HEADs only, never a manifest GET."""
@@ -197,6 +205,8 @@ class Runner:
                 report.tags.append(_outcome(item, "failed", describe(exc)))
                 log.error("tag failed", error=describe(exc))
                 return
+            finally:
+                self.progress.tag_done()
             report.counters.tags_copied += 1
             report.tags.append(_outcome(item, "copied"))
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")

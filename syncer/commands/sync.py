@@ -7,13 +7,16 @@ import asyncio
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from syncer.config import LoadedConfig, Settings, default_config_path, load_config, load_settings
-from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError
+from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
 from syncer.logs import configure
+from syncer.metrics import Metrics
+from syncer.progress import for_terminal
 from syncer.report import RunReport
 from syncer.runner import Runner, RunOptions
 
@@ -46,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             default="table",
             help="plan format for --dry-run / check",
         )
+        p.add_argument("--metrics-file", help="write Prometheus metrics (textfile collector)")
+        p.add_argument("--pushgateway", help="push Prometheus metrics to this Pushgateway URL")
         p.set_defaults(func=run, check=name == "check")
 
 
@@ -82,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
     dry_run = bool(args.check or getattr(args, "dry_run", False))
     options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency)
     try:
-        report = asyncio.run(Runner(loaded, options).run())
+        with for_terminal(quiet=args.quiet or dry_run) as progress:
+            report = asyncio.run(Runner(loaded, options, progress=progress).run())
     except ConfigError as exc:  # e.g. an unreadable ca_file, found when first used
         print(f"syncer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if settings.report is not None:
         report.write(settings.report)
+    publish_metrics(report, args)
     if dry_run:
         print_plan(report, args.output)
     summarize(report)
@@ -95,6 +102,22 @@ def run(args: argparse.Namespace) -> int:
         pending = sum(1 for e in report.entries for t in e.tags if t.action == "planned")
         return EXIT_PARTIAL if pending or report.status != "ok" else EXIT_OK
     return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+
+
+def publish_metrics(report: RunReport, args: argparse.Namespace) -> None:
+    if not (args.metrics_file or args.pushgateway):
+        return
+    metrics = Metrics()
+    metrics.observe(report)
+    if args.metrics_file:
+        metrics.write_textfile(Path(args.metrics_file))
+    if args.pushgateway:
+        try:
+            metrics.push(args.pushgateway)
+        except OSError as exc:  # the sync itself succeeded; say so, don't crash
+            log.error(
+                "pushing metrics failed", gateway=redact_url(args.pushgateway), error=str(exc)
+            )
 
 
 def summarize(report: RunReport) -> None:

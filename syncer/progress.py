@@ -1,0 +1,127 @@
+"""Live progress for people at a terminal; nothing at all for CI and Kubernetes.
+
+The runner and copier report events to a `Progress`; the default does nothing,
+so the engine never depends on whether anyone is watching.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+# Blobs at least this large get a bar of their own.
+LARGE_BLOB = 32 * 1024 * 1024
+
+
+class Progress:
+    """Silent progress: the interface, and what runs off a terminal."""
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def entries(self, total: int) -> None: ...
+
+    def entry_done(self) -> None: ...
+
+    def tags_checked(self, n: int) -> None: ...
+
+    def tags_to_copy(self, n: int) -> None: ...
+
+    def tag_done(self) -> None: ...
+
+    def blob_started(self, digest: str, size: int) -> object:
+        return None
+
+    def blob_bytes(self, handle: object, n: int) -> None: ...
+
+    def blob_done(self, handle: object) -> None: ...
+
+    async def track(
+        self, digest: str, size: int, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        handle = self.blob_started(digest, size)
+        try:
+            async for chunk in chunks:
+                self.blob_bytes(handle, len(chunk))
+                yield chunk
+        finally:
+            self.blob_done(handle)
+
+
+class RichProgress(Progress):
+    """Bars on stderr: entries, tags, bytes with throughput, and one per large blob."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as Bars
+
+        self._bars = Bars(
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._entries = self._bars.add_task("entries", total=0)
+        self._tags = self._bars.add_task("tags", total=0)
+        self._bytes = self._bars.add_task("bytes", total=None)
+
+    def __enter__(self) -> Progress:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.stop()
+
+    def entries(self, total: int) -> None:
+        self._bars.update(self._entries, total=total)
+
+    def entry_done(self) -> None:
+        self._bars.advance(self._entries)
+
+    def tags_checked(self, n: int) -> None:
+        self._grow(self._tags, n)
+
+    def tags_to_copy(self, n: int) -> None:
+        pass  # copied tags are a subset of the checked ones
+
+    def tag_done(self) -> None:
+        self._bars.advance(self._tags)
+
+    def blob_started(self, digest: str, size: int) -> object:
+        if size >= LARGE_BLOB:
+            return self._bars.add_task(digest[7:19], total=size)
+        return None
+
+    def blob_bytes(self, handle: object, n: int) -> None:
+        self._bars.advance(self._bytes, n)
+        if handle is not None:
+            self._bars.advance(handle, n)  # type: ignore[arg-type]
+
+    def blob_done(self, handle: object) -> None:
+        if handle is not None:
+            self._bars.remove_task(handle)  # type: ignore[arg-type]
+
+    def _grow(self, task: Any, n: int) -> None:
+        current = self._bars.tasks[task].total or 0
+        self._bars.update(task, total=current + n)
+
+
+def for_terminal(quiet: bool = False) -> Progress:
+    """Bars only when a person is watching stderr."""
+    if quiet or not sys.stderr.isatty():
+        return Progress()
+    return RichProgress()
