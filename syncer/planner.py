@@ -7,15 +7,26 @@ tested exhaustively.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+IMMUTABLE_REASON = "immutable tag present at destination"
 
 
 class TagSelector(Protocol):
     def reason(self, tag: str) -> str | None:
         """Why `tag` is filtered out, or None when it is selected."""
+
+
+@runtime_checkable
+class ListTagSelector(TagSelector, Protocol):
+    """A selector that also has rules over the whole list (e.g. keep the N highest)."""
+
+    def list_reasons(self, selected: Sequence[str]) -> Mapping[str, str]:
+        """Tags among `selected` (those `reason` kept) to drop, each with why."""
 
 
 class Action(StrEnum):
@@ -54,9 +65,19 @@ class Plan:
     def filtered(self) -> list[TagPlan]:
         return self.by_action(Action.FILTERED)
 
+    @property
+    def immutable(self) -> list[TagPlan]:
+        """Up-to-date items decided from the destination listing alone (no HEAD)."""
+        return [i for i in self.up_to_date if i.reason == IMMUTABLE_REASON]
+
 
 def select_tags(tags: Iterable[str], selector: TagSelector) -> tuple[list[str], dict[str, str]]:
-    """Split source tags into selected ones (sorted, unique) and filtered ones with reasons."""
+    """Split source tags into selected ones (sorted, unique) and filtered ones with reasons.
+
+    Per-tag rules (`reason`) run first; a `ListTagSelector` then applies its list
+    rules to the survivors. Both outputs are sorted by tag, so the result depends
+    only on the set of tags, never on listing order.
+    """
     selected: list[str] = []
     filtered: dict[str, str] = {}
     for tag in sorted(set(tags)):
@@ -65,7 +86,34 @@ def select_tags(tags: Iterable[str], selector: TagSelector) -> tuple[list[str], 
             selected.append(tag)
         else:
             filtered[tag] = why
+    if isinstance(selector, ListTagSelector):
+        dropped = selector.list_reasons(selected)
+        if dropped:
+            selected = [t for t in selected if t not in dropped]
+            filtered = dict(sorted({**filtered, **dropped}.items()))
     return selected, filtered
+
+
+def split_immutable(
+    selected: Iterable[str], dest_tags: set[str] | None, immutable: Iterable[re.Pattern[str]]
+) -> tuple[list[str], list[str]]:
+    """Split selected tags into (to_check, skipped_immutable).
+
+    A tag matching an `immutable` pattern (whole tag) that the destination listing
+    already contains is never checked again: zero requests for it. Without a
+    listing (`dest_tags` None) nothing is known to be present, so nothing is skipped.
+    Tags keep their names at the destination (repository entries).
+    """
+    patterns = tuple(immutable)
+    to_check: list[str] = []
+    skipped: list[str] = []
+    for tag in selected:
+        present = dest_tags is not None and tag in dest_tags
+        if present and any(p.fullmatch(tag) for p in patterns):
+            skipped.append(tag)
+        else:
+            to_check.append(tag)
+    return to_check, skipped
 
 
 def needs_dest_head(tag: str, dest_tags: set[str] | None) -> bool:
@@ -79,16 +127,24 @@ def make_plan(
     *,
     filtered: Mapping[str, str] | None = None,
     dest_tag: Mapping[str, str] | None = None,
+    immutable: Iterable[str] = (),
 ) -> Plan:
     """Compare digests per selected tag.
 
     `source` maps each selected source tag to its digest (None: it vanished
     between listing and HEAD). `destination` maps destination tag names to their
     digest (None or absent: not there). `dest_tag` renames tags at the destination.
+    `immutable` tags (from `split_immutable`) are up to date without digests.
     """
+    frozen = set(immutable)
+    if frozen & set(source):
+        raise ValueError(f"tags both checked and immutable: {sorted(frozen & set(source))}")
     items: list[TagPlan] = []
-    for tag in sorted(source):
+    for tag in sorted(frozen | set(source)):
         target = (dest_tag or {}).get(tag, tag)
+        if tag in frozen:
+            items.append(TagPlan(tag, target, Action.UP_TO_DATE, reason=IMMUTABLE_REASON))
+            continue
         src = source[tag]
         dst = destination.get(target)
         if src is None:

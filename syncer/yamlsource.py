@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -307,13 +308,26 @@ _EXPECTED = {
 }
 
 
+def rule(message: str, at: str | int | None = None) -> PydanticCustomError:
+    """A validation error whose location is refined by `at` (a field or index).
+
+    Model- and list-level validators can only fail at their own location; `at`
+    lets the message point at the exact key line. The template is a lone
+    placeholder so braces in `message` (regexes, `${VAR}`) are never reformatted.
+    """
+    ctx: dict[str, Any] = {"text": message}
+    if at is not None:
+        ctx["at"] = at
+    return PydanticCustomError("syncer", "{text}", ctx)
+
+
 def validation_problems(
     exc: ValidationError, root: type[BaseModel], examples: Mapping[str, str]
 ) -> list[Problem]:
     """pydantic errors as located problems worded 'found X; expected Y'.
 
-    Validators may raise PydanticCustomError("syncer", "{text}", {"text": ..., "at": ...})
-    to give a complete message and refine the location by one field or index.
+    Validators raise `rule(message, at)` to give a complete message and refine the
+    location by one field or index.
     """
     problems = []
     for err in exc.errors(include_url=False):

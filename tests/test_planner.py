@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import pytest
 
@@ -79,3 +80,21 @@ def test_destination_head_only_when_listed() -> None:
     assert needs_dest_head("a", {"a"})
     assert not needs_dest_head("a", {"b"})
     assert needs_dest_head("a", None)  # no listing: must ask
+
+
+class KeepHighest:
+    """A selector with a list-level rule, like `tags.latest`."""
+
+    def reason(self, tag: str) -> str | None:
+        return None if tag.isdigit() else "not a number"
+
+    def list_reasons(self, selected: Sequence[str]) -> dict[str, str]:
+        top = max(selected, key=int)
+        return {t: "not the highest" for t in selected if t != top}
+
+
+def test_select_applies_list_rules_after_per_tag_rules() -> None:
+    selected, filtered = select_tags(["3", "10", "x", "2", "10"], KeepHighest())
+    assert selected == ["10"]
+    assert filtered == {"2": "not the highest", "3": "not the highest", "x": "not a number"}
+    assert list(filtered) == sorted(filtered)
