@@ -13,24 +13,23 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from syncer.errors import ConfigError, InvalidReference
+from syncer.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
+from syncer.schedules import When, cron_trigger, parse_duration, zone
 from syncer.yamlsource import (
     describe,
     explain,
@@ -39,38 +38,12 @@ from syncer.yamlsource import (
     read_yaml,
     validation_problems,
 )
+from syncer.yamlsource import rule as _rule
 
 Platforms = Literal["all"] | list[str]
 
 # os/arch[/variant], lower case as in OCI image indexes (linux/arm/v7).
 _PLATFORM = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?\Z")
-
-
-def _rule(message: str, at: str | int | None = None) -> PydanticCustomError:
-    """A validation error whose location is refined by `at` (a field or index).
-
-    Model- and list-level validators can only fail at their own location; `at`
-    lets the message point at the exact key line. The template is a lone
-    placeholder so braces in `message` (regexes, `${VAR}`) are never reformatted.
-    """
-    ctx: dict[str, Any] = {"text": message}
-    if at is not None:
-        ctx["at"] = at
-    return PydanticCustomError("syncer", "{text}", ctx)
-
-
-def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise _rule(
-            f"invalid regex {pattern!r}: {e.msg} at position {e.pos}; expected a Python "
-            r"regular expression matched against the whole tag (escape literal dots as \.)"
-        ) from None
-    return pattern
-
-
-Regex = Annotated[str, AfterValidator(_check_regex)]
 
 
 def _check_platforms(value: Any) -> Any:
@@ -98,43 +71,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TagFilter(_Model):
-    """Which tags of a repository source are copied: allowed and not denied."""
+class _Scheduled(_Model):
+    """When `syncer schedule` runs an entry: `schedule` (cron) or `interval`, not both."""
 
-    allow: list[Regex] = Field(default_factory=lambda: [".*"])
-    deny: list[Regex] = Field(default_factory=list)
-    _allow_re: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
-    _deny_re: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    schedule: str | None = None
+    interval: str | None = None
+    timezone: str | None = None
 
-    @field_validator("allow")
+    @field_validator("schedule")
     @classmethod
-    def _allow_not_empty(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise _rule(
-                "is empty, so no tag would be copied; remove `allow` to copy every tag, "
-                "or list regexes of the tags to copy"
-            )
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            cron_trigger(v)
         return v
 
-    def model_post_init(self, context: Any, /) -> None:
-        # Compiled once here: matches() runs for every tag of every repository.
-        self._allow_re = tuple(re.compile(p) for p in self.allow)
-        self._deny_re = tuple(re.compile(p) for p in self.deny)
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
 
-    def matches(self, tag: str) -> bool:
-        return self.reason(tag) is None
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            zone(v)
+        return v
 
-    def reason(self, tag: str) -> str | None:
-        """Why `tag` is filtered out, or None when it is copied. Deny wins over allow."""
-        for pattern in self._deny_re:
-            if pattern.fullmatch(tag):
-                return f"matched tags.deny {pattern.pattern!r}"
-        if not any(p.fullmatch(tag) for p in self._allow_re):
-            return "not matched by tags.allow"
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if self.schedule is not None and self.interval is not None:
+            raise ValueError("give either `schedule` (cron) or `interval`, not both")
+        return self
+
+    def when(self, fallback: _Scheduled | None = None) -> When | None:
+        own = self.schedule is not None or self.interval is not None
+        base = self if own or fallback is None else fallback
+        tz = self.timezone or (fallback.timezone if fallback else None) or "UTC"
+        if base.schedule is not None:
+            return When(cron=base.schedule, timezone=tz)
+        if base.interval is not None:
+            return When(interval_s=parse_duration(base.interval), timezone=tz)
         return None
 
 
-class Defaults(_Model):
+class Defaults(_Scheduled):
     tags: TagFilter = Field(default_factory=TagFilter)
     platforms: Platforms = "all"
 
@@ -153,7 +135,7 @@ def _parse(text: str) -> Reference:
         raise _rule(f"invalid reference {text!r}: {e.reason}; {_REFERENCE_FIX}") from None
 
 
-class EntryConfig(_Model):
+class EntryConfig(_Scheduled):
     source: str
     destination: str
     tags: TagFilter | None = None
@@ -311,6 +293,7 @@ class SyncConfig(_Model):
                     # lists would silently widen what an entry asked for.
                     tags=entry.tags if entry.tags is not None else self.defaults.tags,
                     platforms="all" if platforms == "all" else tuple(platforms),
+                    when=entry.when(self.defaults),
                 )
             )
         return out
@@ -325,6 +308,7 @@ class ResolvedEntry:
     destination: Reference
     tags: TagFilter
     platforms: Literal["all"] | tuple[str, ...]
+    when: When | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,15 @@ from syncer.client import RegistryClient
 from syncer.config import LoadedConfig, ResolvedEntry
 from syncer.copier import BlobLedger, Copier
 from syncer.errors import Deferred, NotFound, RateLimited, SyncerError
-from syncer.planner import Action, Plan, TagPlan, make_plan, needs_dest_head, select_tags
+from syncer.planner import (
+    Action,
+    Plan,
+    TagPlan,
+    make_plan,
+    needs_dest_head,
+    select_tags,
+    split_immutable,
+)
 from syncer.progress import Progress
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
@@ -138,10 +146,15 @@ class Runner:
         src, dst = entry.source, entry.destination
         filtered: dict[str, str] = {}
         dest_tag: dict[str, str] = {}
+        immutable: list[str] = []
         if src.tag is None and src.digest is None:
             listed = await self.client.list_tags(src)
             selected, filtered = select_tags(listed, entry.tags)
             dest_tags: set[str] | None = await self._dest_tags(dst) if selected else set()
+            # Immutable tags the destination already lists cost no request at all.
+            selected, immutable = split_immutable(
+                selected, dest_tags, entry.tags.immutable_patterns
+            )
         else:
             key = src.tag or dst.tag or ""
             selected = [key]
@@ -169,6 +182,7 @@ class Runner:
             destination,
             filtered=filtered,
             dest_tag=dest_tag,
+            immutable=immutable,
         )
 
     async def _dest_tags(self, dst: Reference) -> set[str]:
