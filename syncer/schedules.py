@@ -1,0 +1,81 @@
+"""When to run: 5-field cron expressions and `interval: 30m` durations.
+
+Pure parsing, shared by config validation and the scheduler, so a bad schedule
+is a configuration error before anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DOW = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_duration(text: str) -> float:
+    """`45s`, `30m`, `6h`, `1h30m` -> seconds. ValueError with an example otherwise."""
+    value = text.strip().lower()
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(value):
+        if m.start() != pos:
+            break
+        total += int(m.group(1)) * _UNIT_S[m.group(2)]
+        pos = m.end()
+    if not value or pos != len(value) or total <= 0:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 45s, 30m, 6h or 1h30m")
+    return total
+
+
+def _cron_dow(field: str) -> str:
+    # Cron counts days of week from Sunday=0 (7 too); APScheduler from Monday=0.
+    return re.sub(
+        r"\d+", lambda m: _DOW[int(m.group())] if int(m.group()) < 8 else m.group(), field
+    )
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}; write e.g. UTC or Europe/Berlin") from None
+
+
+def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"{expr!r} is not a 5-field cron expression (minute hour day month weekday), "
+            "e.g. '*/30 * * * *'"
+        )
+    fields[4] = _cron_dow(fields[4])
+    try:
+        return CronTrigger.from_crontab(" ".join(fields), timezone=zone(timezone))
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class When:
+    """An entry's schedule: exactly one of cron / interval_s."""
+
+    cron: str | None = None
+    interval_s: float | None = None
+    timezone: str = "UTC"
+
+    def trigger(self) -> BaseTrigger:
+        if self.cron is not None:
+            return cron_trigger(self.cron, self.timezone)
+        assert self.interval_s is not None
+        return IntervalTrigger(seconds=self.interval_s, timezone=zone(self.timezone))
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron '{self.cron}' ({self.timezone})"
+        return f"every {self.interval_s:g}s"
