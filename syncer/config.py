@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from syncer.errors import ConfigError, InvalidReference
+from syncer.expand import RepoFilter, has_placeholders, is_glob, render_tag, split_glob
 from syncer.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
@@ -140,6 +141,32 @@ class EntryConfig(_Scheduled):
     destination: str
     tags: TagFilter | None = None
     platforms: Platforms | None = None
+    repositories: RepoFilter | None = None
+    tag_template: str | None = None
+    prune: bool = False
+    prune_protect: list[str] = Field(default_factory=lambda: ["sha256-.*"])
+    prune_max: int = Field(default=50, ge=1)
+
+    @field_validator("tag_template")
+    @classmethod
+    def _tag_template(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                render_tag(v, "1.0")
+            except InvalidReference as e:
+                raise _rule(
+                    f"{v!r} does not give a valid tag: {e.reason}; e.g. '{{tag}}-mirror'"
+                ) from None
+        return v
+
+    @field_validator("prune_protect")
+    @classmethod
+    def _protect(cls, v: list[str]) -> list[str]:
+        return RepoFilter(allow=v).allow  # same regex validation
+
+    @property
+    def is_glob(self) -> bool:
+        return is_glob(self.source)
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -149,13 +176,19 @@ class EntryConfig(_Scheduled):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        _parse(v)
+        if is_glob(v):
+            try:
+                split_glob(v)
+            except InvalidReference as e:
+                raise _rule(f"invalid repository glob {v!r}: {e.reason}") from None
+        else:
+            _parse(v)
         return v
 
     @field_validator("destination")
     @classmethod
     def _destination(cls, v: str) -> str:
-        if _parse(v).digest:
+        if _parse(v.replace("{repo}", "x").replace("{name}", "x")).digest:
             raise _rule(
                 f"found {v!r}, but a destination cannot be a digest; name a tag "
                 "(or none, to reuse the source tag), e.g. registry.example.com/mirror/alpine"
@@ -164,6 +197,15 @@ class EntryConfig(_Scheduled):
 
     @model_validator(mode="after")
     def _source_vs_destination(self) -> EntryConfig:
+        if self.is_glob or has_placeholders(self.destination):
+            if _parse(self.destination.replace("{repo}", "x").replace("{name}", "x")).tag:
+                raise _rule(
+                    "names a tag, but each repository keeps its tags; remove the tag",
+                    at="destination",
+                )
+            return self
+        if self.repositories is not None:
+            raise _rule("applies only to a glob source such as reg.io/team/*", at="repositories")
         src, dst = _parse(self.source), _parse(self.destination)
         if src.digest and not src.tag and not dst.tag:
             raise _rule(
@@ -280,7 +322,20 @@ class SyncConfig(_Model):
         """Entries with defaults merged and references parsed (validation guarantees both)."""
         out: list[ResolvedEntry] = []
         for i, entry in enumerate(self.sync):
-            src, dst = Reference.parse(entry.source), Reference.parse(entry.destination)
+            template = entry.destination if has_placeholders(entry.destination) else None
+            glob: tuple[str, str] | None = None
+            if entry.is_glob:
+                registry, prefix, pattern = split_glob(entry.source)
+                src, glob = Reference(registry, pattern), (prefix, pattern)
+                template = template or entry.destination
+            else:
+                src = Reference.parse(entry.source)
+            if template is not None:
+                # Rendered per repository by the runner; kept readable for reports meanwhile.
+                dst = Reference.parse(template.replace("{repo}", "x").replace("{name}", "x"))
+                dst = dataclasses.replace(dst, repository=template.split("/", 1)[1])
+            else:
+                dst = Reference.parse(entry.destination)
             if dst.tag is None and src.tag is not None:
                 dst = dataclasses.replace(dst, tag=src.tag)
             platforms = self.defaults.platforms if entry.platforms is None else entry.platforms
@@ -294,6 +349,13 @@ class SyncConfig(_Model):
                     tags=entry.tags if entry.tags is not None else self.defaults.tags,
                     platforms="all" if platforms == "all" else tuple(platforms),
                     when=entry.when(self.defaults),
+                    glob=glob,
+                    dest_template=template,
+                    repositories=entry.repositories or RepoFilter(),
+                    tag_template=entry.tag_template,
+                    prune=entry.prune,
+                    prune_protect=tuple(entry.prune_protect),
+                    prune_max=entry.prune_max,
                 )
             )
         return out
@@ -309,6 +371,13 @@ class ResolvedEntry:
     tags: TagFilter
     platforms: Literal["all"] | tuple[str, ...]
     when: When | None = None
+    glob: tuple[str, str] | None = None  # (fixed prefix, pattern) of a `team/*` source
+    dest_template: str | None = None  # destination with {repo}/{name}, or a glob's prefix
+    repositories: RepoFilter = dataclasses.field(default_factory=RepoFilter)
+    tag_template: str | None = None
+    prune: bool = False
+    prune_protect: tuple[str, ...] = ("sha256-.*",)
+    prune_max: int = 50
 
 
 @dataclass(frozen=True)

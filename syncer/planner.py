@@ -157,3 +157,29 @@ def make_plan(
     for tag, why in sorted((filtered or {}).items()):
         items.append(TagPlan(tag, tag, Action.FILTERED, reason=why))
     return Plan(tuple(items))
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    delete: tuple[str, ...]
+    protected: tuple[str, ...]
+    over_limit: tuple[str, ...]  # would be deleted, but prune_max was reached
+
+
+def plan_prune(
+    dest_tags: Iterable[str],
+    keep: Iterable[str],
+    protect: Iterable[str],
+    limit: int,
+) -> PrunePlan:
+    """Destination tags no longer selected at the source, minus protected ones, capped."""
+    kept = set(keep)
+    patterns = [re.compile(p) for p in protect]
+    delete: list[str] = []
+    protected: list[str] = []
+    for tag in sorted(set(dest_tags) - kept):
+        if any(p.fullmatch(tag) for p in patterns):
+            protected.append(tag)
+        else:
+            delete.append(tag)
+    return PrunePlan(tuple(delete[:limit]), tuple(protected), tuple(delete[limit:]))

@@ -16,6 +16,7 @@ COUNTERS = (
     "tags_filtered",
     "tags_failed",
     "tags_deferred",
+    "tags_pruned",
     "manifests_copied",
     "blobs_copied",
     "blobs_mounted",
@@ -32,6 +33,7 @@ class Counters:
     tags_filtered: int = 0
     tags_failed: int = 0
     tags_deferred: int = 0
+    tags_pruned: int = 0
     manifests_copied: int = 0
     blobs_copied: int = 0
     blobs_mounted: int = 0

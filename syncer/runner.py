@@ -9,11 +9,13 @@ must be copied.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 import structlog
@@ -22,13 +24,23 @@ from structlog.contextvars import bound_contextvars
 from syncer.client import RegistryClient
 from syncer.config import LoadedConfig, ResolvedEntry
 from syncer.copier import BlobLedger, Copier
-from syncer.errors import Deferred, NotFound, RateLimited, SyncerError
+from syncer.errors import (
+    AuthenticationError,
+    Deferred,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RegistryError,
+    SyncerError,
+)
+from syncer.expand import glob_matches, render_destination, render_tag
 from syncer.planner import (
     Action,
     Plan,
     TagPlan,
     make_plan,
     needs_dest_head,
+    plan_prune,
     select_tags,
     split_immutable,
 )
@@ -87,13 +99,20 @@ class Runner:
         report = RunReport(
             started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
         )
-        entries = self.selected_entries()
-        report.entries = [EntryReport(str(e.source), str(e.destination)) for e in entries]
-        self.progress.entries(len(entries))
         try:
-            await asyncio.gather(
-                *(self._entry(e, r) for e, r in zip(entries, report.entries, strict=True))
-            )
+            entries: list[ResolvedEntry] = []
+            for entry in self.selected_entries():
+                try:
+                    entries.extend(await self._expand(entry))
+                except Exception as exc:
+                    failed = EntryReport(str(entry.source), str(entry.destination))
+                    failed.fail(None, describe(exc))
+                    report.entries.append(failed)
+                    log.error("entry failed", entry=str(entry.source), error=describe(exc))
+            pairs = [(e, EntryReport(str(e.source), str(e.destination))) for e in entries]
+            report.entries.extend(r for _, r in pairs)
+            self.progress.entries(len(pairs))
+            await asyncio.gather(*(self._entry(e, r) for e, r in pairs))
         finally:
             report.duration_s = time.monotonic() - started
             for registry, t in self.client.transports().items():
@@ -107,6 +126,41 @@ class Runner:
                 await self.client.aclose()
         return report
 
+    async def _expand(self, entry: ResolvedEntry) -> list[ResolvedEntry]:
+        """One concrete entry per repository: globs list the catalog, templates render."""
+        if entry.glob is None and entry.dest_template is None:
+            return [entry]
+        src = entry.source
+        if entry.glob is not None:
+            prefix, pattern = entry.glob
+            try:
+                listed = await self.client.catalog(Reference(src.registry, "catalog"))
+            except (AuthenticationError, PermissionDenied, NotFound) as exc:
+                raise RegistryError(
+                    f"{src.registry} does not let us list its repositories (_catalog): "
+                    f"{exc.detail}; name the repositories one per entry instead",
+                    status=exc.status,
+                ) from None
+            repos = [r for r in listed if glob_matches(pattern, r)]
+            repos = [r for r in repos if entry.repositories.matches(r)]
+        else:
+            prefix, repos = "", [src.repository]
+        template = entry.dest_template or str(entry.destination)
+        out = []
+        for repo in sorted(repos):
+            rendered = render_destination(template, repo, prefix, glob=entry.glob is not None)
+            dst = Reference.parse(rendered)
+            out.append(
+                dataclasses.replace(
+                    entry,
+                    source=Reference(src.registry, repo, src.tag, src.digest),
+                    destination=dst.with_tag(src.tag) if src.tag else dst,
+                    glob=None,
+                    dest_template=None,
+                )
+            )
+        return out
+
     async def _slot(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self._slots:
             return await work()
@@ -114,7 +168,7 @@ class Runner:
     async def _entry(self, entry: ResolvedEntry, report: EntryReport) -> None:
         with bound_contextvars(entry=f"{entry.source} -> {entry.destination}"):
             try:
-                plan = await self._check(entry)
+                plan, dest_tags = await self._check(entry)
             except Exception as exc:
                 report.fail(None, describe(exc))
                 log.error("entry failed", error=describe(exc))
@@ -139,10 +193,15 @@ class Runner:
                 report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
             else:
                 await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
+            if entry.prune and dest_tags is not None:
+                await self._prune(entry, plan, dest_tags, report)
             self.progress.entry_done()
 
-    async def _check(self, entry: ResolvedEntry) -> Plan:
-        """Gather digests at both ends and plan; HEADs only, never a manifest GET."""
+    async def _check(self, entry: ResolvedEntry) -> tuple[Plan, set[str] | None]:
+        """Gather digests at both ends and plan; HEADs only, never a manifest GET.
+
+        Also returns the destination's tag list when one was fetched (for pruning).
+        """
         src, dst = entry.source, entry.destination
         filtered: dict[str, str] = {}
         dest_tag: dict[str, str] = {}
@@ -150,11 +209,12 @@ class Runner:
         if src.tag is None and src.digest is None:
             listed = await self.client.list_tags(src)
             selected, filtered = select_tags(listed, entry.tags)
-            dest_tags: set[str] | None = await self._dest_tags(dst) if selected else set()
+            need_dest = selected or entry.prune
+            dest_tags: set[str] | None = await self._dest_tags(dst) if need_dest else set()
+            dest_tag = {t: render_tag(entry.tag_template, t) for t in selected}
+            present = {t for t in selected if dest_tag[t] in (dest_tags or set())}
             # Immutable tags the destination already lists cost no request at all.
-            selected, immutable = split_immutable(
-                selected, dest_tags, entry.tags.immutable_patterns
-            )
+            selected, immutable = split_immutable(selected, present, entry.tags.immutable_patterns)
         else:
             key = src.tag or dst.tag or ""
             selected = [key]
@@ -177,13 +237,55 @@ class Runner:
         src_digests = await asyncio.gather(*(src_digest(t) for t in selected))
         dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
         destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
-        return make_plan(
+        plan = make_plan(
             dict(zip(selected, src_digests, strict=True)),
             destination,
             filtered=filtered,
             dest_tag=dest_tag,
             immutable=immutable,
         )
+        return plan, dest_tags
+
+    async def _prune(
+        self, entry: ResolvedEntry, plan: Plan, dest_tags: set[str], report: EntryReport
+    ) -> None:
+        """Delete destination tags the source no longer selects; safe by construction."""
+        if not plan.items:
+            report.fail(None, "prune refused: the source listed no tags at all")
+            return
+        kept = {i.dest_tag for i in plan.items if i.action is not Action.FILTERED}
+        pp = plan_prune(dest_tags, kept, entry.prune_protect, entry.prune_max)
+        for tag in pp.over_limit:
+            reason = f"prune_max {entry.prune_max} reached"
+            report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
+        if self.options.dry_run:
+            report.tags.extend(
+                TagOutcome(t, "would_prune", reason="not selected") for t in pp.delete
+            )
+            return
+        dst = entry.destination
+        # A registry deletes manifests, not tags: never delete a digest a kept tag uses.
+        kept_digests = {i.source_digest for i in plan.items if i.action is not Action.FILTERED}
+        for tag in sorted(kept & dest_tags):
+            info = await self._slot(partial(self.client.head_manifest, dst.with_tag(tag)))
+            if info is not None:
+                kept_digests.add(info.digest)
+        for tag in pp.delete:
+            try:
+                info = await self._slot(partial(self.client.head_manifest, dst.with_tag(tag)))
+                if info is None:
+                    continue  # gone already (it shared a deleted manifest)
+                if info.digest in kept_digests:
+                    reason = "its manifest is also tagged with a kept tag"
+                    report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
+                    continue
+                await self._slot(partial(self.client.delete_manifest, dst, info.digest))
+            except SyncerError as exc:
+                report.fail(tag, f"prune failed: {describe(exc)}")
+                continue
+            report.counters.tags_pruned += 1
+            report.tags.append(TagOutcome(tag, "pruned", destination_digest=info.digest))
+            log.info("tag pruned", tag=tag, digest=info.digest)
 
     async def _dest_tags(self, dst: Reference) -> set[str]:
         try:
