@@ -159,9 +159,23 @@ def test_sigterm_mid_copy_exits_0_and_leaves_destination_consistent(
         tmp_path / "sync.yaml", entries, src, dst, defaults={"schedule": "0 0 1 1 *"}
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "syncer.cli", "schedule", "-c", str(cfg), "--run-now",
-         "--grace", "0", "--log-format", "json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "syncer.cli",
+            "schedule",
+            "-c",
+            str(cfg),
+            "--run-now",
+            "--grace",
+            "0",
+            "--log-format",
+            "json",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -169,7 +183,7 @@ def test_sigterm_mid_copy_exits_0_and_leaves_destination_consistent(
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopping" in err
     for repo, tag, item in fleet.items():
