@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,7 +30,7 @@ from syncer.expand import RepoFilter, has_placeholders, is_glob, render_tag, spl
 from syncer.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
-from syncer.schedules import When, cron_trigger, parse_duration, zone
+from syncer.schedules import ScheduleFields, When
 from syncer.yamlsource import (
     describe,
     explain,
@@ -72,52 +72,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Scheduled(_Model):
-    """When `syncer schedule` runs an entry: `schedule` (cron) or `interval`, not both."""
-
-    schedule: str | None = None
-    interval: str | None = None
-    timezone: str | None = None
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        if v is not None:
-            cron_trigger(v)
-        return v
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_duration(v)
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str | None) -> str | None:
-        if v is not None:
-            zone(v)
-        return v
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Self:
-        if self.schedule is not None and self.interval is not None:
-            raise ValueError("give either `schedule` (cron) or `interval`, not both")
-        return self
-
-    def when(self, fallback: _Scheduled | None = None) -> When | None:
-        own = self.schedule is not None or self.interval is not None
-        base = self if own or fallback is None else fallback
-        tz = self.timezone or (fallback.timezone if fallback else None) or "UTC"
-        if base.schedule is not None:
-            return When(cron=base.schedule, timezone=tz)
-        if base.interval is not None:
-            return When(interval_s=parse_duration(base.interval), timezone=tz)
-        return None
-
-
-class Defaults(_Scheduled):
+class Defaults(ScheduleFields):
     tags: TagFilter = Field(default_factory=TagFilter)
     platforms: Platforms = "all"
 
@@ -136,7 +91,7 @@ def _parse(text: str) -> Reference:
         raise _rule(f"invalid reference {text!r}: {e.reason}; {_REFERENCE_FIX}") from None
 
 
-class EntryConfig(_Scheduled):
+class EntryConfig(ScheduleFields):
     source: str
     destination: str
     tags: TagFilter | None = None

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -79,3 +81,50 @@ class When:
         if self.cron is not None:
             return f"cron '{self.cron}' ({self.timezone})"
         return f"every {self.interval_s:g}s"
+
+
+class ScheduleFields(BaseModel):
+    """When `syncer schedule` runs an entry: `schedule` (cron) or `interval`, not both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schedule: str | None = None
+    interval: str | None = None
+    timezone: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            cron_trigger(v)
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            zone(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if self.schedule is not None and self.interval is not None:
+            raise ValueError("give either `schedule` (cron) or `interval`, not both")
+        return self
+
+    def when(self, fallback: ScheduleFields | None = None) -> When | None:
+        own = self.schedule is not None or self.interval is not None
+        base = self if own or fallback is None else fallback
+        tz = self.timezone or (fallback.timezone if fallback else None) or "UTC"
+        if base.schedule is not None:
+            return When(cron=base.schedule, timezone=tz)
+        if base.interval is not None:
+            return When(interval_s=parse_duration(base.interval), timezone=tz)
+        return None
