@@ -72,9 +72,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ReferrersFilter(_Model):
+    artifact_types: list[str] = Field(min_length=1)
+
+
+_ANY = ReferrersFilter.model_construct(artifact_types=[])
+
+
 class Defaults(ScheduleFields):
     tags: TagFilter = Field(default_factory=TagFilter)
     platforms: Platforms = "all"
+    referrers: bool = False
+    referrers_filter: ReferrersFilter | None = None
 
     _platforms = field_validator("platforms", mode="before")(_check_platforms)
 
@@ -97,6 +106,8 @@ class EntryConfig(ScheduleFields):
     tags: TagFilter | None = None
     platforms: Platforms | None = None
     repositories: RepoFilter | None = None
+    referrers: bool | None = None
+    referrers_filter: ReferrersFilter | None = None
     tag_template: str | None = None
     prune: bool = False
     prune_protect: list[str] = Field(default_factory=lambda: ["sha256-.*"])
@@ -293,7 +304,8 @@ class SyncConfig(_Model):
                 dst = Reference.parse(entry.destination)
             if dst.tag is None and src.tag is not None:
                 dst = dataclasses.replace(dst, tag=src.tag)
-            platforms = self.defaults.platforms if entry.platforms is None else entry.platforms
+            d = self.defaults
+            platforms = d.platforms if entry.platforms is None else entry.platforms
             out.append(
                 ResolvedEntry(
                     index=i,
@@ -308,6 +320,14 @@ class SyncConfig(_Model):
                     dest_template=template,
                     repositories=entry.repositories or RepoFilter(),
                     tag_template=entry.tag_template,
+                    referrers=self.defaults.referrers
+                    if entry.referrers is None
+                    else entry.referrers,
+                    referrer_types=tuple(
+                        (
+                            entry.referrers_filter or self.defaults.referrers_filter or _ANY
+                        ).artifact_types
+                    ),
                     prune=entry.prune,
                     prune_protect=tuple(entry.prune_protect),
                     prune_max=entry.prune_max,
@@ -330,6 +350,8 @@ class ResolvedEntry:
     dest_template: str | None = None  # destination with {repo}/{name}, or a glob's prefix
     repositories: RepoFilter = dataclasses.field(default_factory=RepoFilter)
     tag_template: str | None = None
+    referrers: bool = False
+    referrer_types: tuple[str, ...] = ()  # empty: every artifact type
     prune: bool = False
     prune_protect: tuple[str, ...] = ("sha256-.*",)
     prune_max: int = 50

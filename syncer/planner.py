@@ -183,3 +183,19 @@ def plan_prune(
         else:
             delete.append(tag)
     return PrunePlan(tuple(delete[:limit]), tuple(protected), tuple(delete[limit:]))
+
+
+# The OCI tag schema for referrers on registries without the referrers API
+# (`sha256-<hex>`), plus cosign's `.sig`, `.att`, `.sbom` suffixes.
+REFERRER_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.[a-z]+)?")
+
+
+def referrer_tags(listed: Iterable[str], digests: Iterable[str | None]) -> list[str]:
+    """Tags in `listed` that attach artifacts to any of `digests`."""
+    wanted = {d.removeprefix("sha256:") for d in digests if d and d.startswith("sha256:")}
+    out = []
+    for tag in listed:
+        m = REFERRER_TAG.fullmatch(tag)
+        if m and m.group(1) in wanted:
+            out.append(tag)
+    return sorted(out)

@@ -21,7 +21,7 @@ from typing import TypeVar
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from syncer.client import RegistryClient
+from syncer.client import FetchedManifest, RegistryClient
 from syncer.config import LoadedConfig, ResolvedEntry
 from syncer.copier import BlobLedger, Copier
 from syncer.errors import (
@@ -34,13 +34,16 @@ from syncer.errors import (
     SyncerError,
 )
 from syncer.expand import glob_matches, render_destination, render_tag
+from syncer.models import ImageManifest, parse_manifest
 from syncer.planner import (
+    REFERRER_TAG,
     Action,
     Plan,
     TagPlan,
     make_plan,
     needs_dest_head,
     plan_prune,
+    referrer_tags,
     select_tags,
     split_immutable,
 )
@@ -206,6 +209,7 @@ class Runner:
         filtered: dict[str, str] = {}
         dest_tag: dict[str, str] = {}
         immutable: list[str] = []
+        listed: list[str] | None = None
         if src.tag is None and src.digest is None:
             listed = await self.client.list_tags(src)
             selected, filtered = select_tags(listed, entry.tags)
@@ -221,8 +225,10 @@ class Runner:
             dest_tag[key] = dst.tag or key
             dest_tags = None
 
+        pinned = selected[0] if src.digest is not None else None
+
         async def src_digest(tag: str) -> str | None:
-            if src.digest is not None:
+            if tag == pinned:
                 return src.digest
             info = await self._slot(lambda: self.client.head_manifest(src.with_tag(tag)))
             return info.digest if info else None
@@ -235,6 +241,17 @@ class Runner:
             return info.digest if info else None
 
         src_digests = await asyncio.gather(*(src_digest(t) for t in selected))
+        if entry.referrers:
+            # Signatures, SBOMs, attestations: tags named after the digests just seen.
+            if listed is None:
+                listed = await self.client.list_tags(src)
+            taken = set(selected) | set(immutable)
+            extra = [t for t in referrer_tags(listed, src_digests) if t not in taken]
+            dest_tag.update({t: t for t in extra})
+            for t in extra:
+                filtered.pop(t, None)  # selected after all, as a referrer of a selected tag
+            src_digests += await asyncio.gather(*(src_digest(t) for t in extra))
+            selected = selected + extra
         dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
         destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
         plan = make_plan(
@@ -300,14 +317,18 @@ class Runner:
         with bound_contextvars(tag=item.tag):
             try:
 
-                async def work() -> None:
+                async def work() -> str | None:
                     fetched = await self.client.get_manifest(src.with_digest(digest))
+                    skip = _unwanted_referrer(entry, item.tag, fetched)
+                    if skip is not None:
+                        return skip
                     result = await self.copier.copy(
                         src, dst, fetched, report.counters, dest_ident=item.dest_tag
                     )
                     report.skipped_foreign_layers.extend(result.skipped_foreign)
+                    return None
 
-                await self._slot(work)
+                skipped = await self._slot(work)
             except (Deferred, RateLimited) as exc:
                 report.counters.tags_deferred += 1
                 report.tags.append(_outcome(item, "deferred", describe(exc)))
@@ -323,9 +344,27 @@ class Runner:
                 return
             finally:
                 self.progress.tag_done()
+            if skipped is not None:
+                report.counters.tags_checked -= 1
+                report.counters.tags_filtered += 1
+                report.tags.append(_outcome(item, "filtered", skipped))
+                return
             report.counters.tags_copied += 1
             report.tags.append(_outcome(item, "copied"))
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
+
+
+def _unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest) -> str | None:
+    """Why a referrer tag is not copied (`referrers_filter.artifact_types`), or None."""
+    if not entry.referrer_types or not REFERRER_TAG.fullmatch(tag):
+        return None
+    manifest = parse_manifest(fetched.data, fetched.media_type)
+    kind = getattr(manifest, "artifact_type", None)
+    if kind is None and isinstance(manifest, ImageManifest):
+        kind = manifest.config.media_type
+    if kind in entry.referrer_types:
+        return None
+    return f"artifact type {kind} not in referrers_filter.artifact_types"
 
 
 def _outcome(item: TagPlan, action: str, reason: str | None = None) -> TagOutcome:
