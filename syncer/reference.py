@@ -2,7 +2,12 @@
 
 One frozen `Reference` type is used everywhere, always in canonical form: the
 registry is `docker.io` for Docker Hub whatever alias was written, and Hub's
-single-component names live under `library/`.
+single-component names live under `library/`. That way two spellings of the same
+image compare equal and can share a dict key, a cache entry or a report line.
+
+Parse errors are `InvalidReference` carrying the whole text the user wrote and a
+reason that names the offending part, so a config error can be fixed without
+knowing the grammar.
 """
 
 from __future__ import annotations
@@ -16,73 +21,146 @@ from syncer.errors import InvalidReference
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST})
 
+# distribution counts the full name, registry included, against this limit.
+MAX_NAME_LENGTH = 255
+MAX_TAG_LENGTH = 128
+
+_TAG_RULE = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_TAG = re.compile(_TAG_RULE)
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
-_HOST = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]{1,5})?"
+_DIGEST = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]{32,})")
+# Registered algorithms have a fixed encoding; only unknown ones get the loose OCI rule.
+_DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_PORT = re.compile(
+    rf"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>{_LABEL}(?:\.{_LABEL})*))(?::(?P<port>[0-9]+))?"
 )
-_DIGEST_HEX = {"sha256": 64, "sha512": 128}
-MAX_NAME = 255
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def normalize_registry(host: str) -> str:
+    """Canonical registry name: lowercased, with every Docker Hub alias folded to docker.io."""
     host = host.strip().lower()
     return DOCKER_HUB if host in _HUB_ALIASES else host
 
 
-def _split_port(host: str) -> str:
-    if host.startswith("["):
-        return host[1 : host.index("]")] if "]" in host else host
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
+def _host_of(host_port: str) -> str | None:
+    """The host part of `host[:port]`, or None when the text is not exactly that shape."""
+    if host_port.count(":") > 1 and not host_port.startswith("["):
+        return host_port  # bare IPv6 literal: it cannot carry a port without brackets
+    match = _HOST_PORT.fullmatch(host_port)
+    if match is None:
+        return None
+    return match["ipv6"] or match["name"]
 
 
 def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and localhost, with or without a port."""
-    name = _split_port(host.strip().lower())
-    if name == "localhost":
+    """True for 127.0.0.0/8, ::1 and localhost, with or without a port.
+
+    Strict on purpose: this decides whether plain HTTP (and credentials over it) is
+    acceptable, so anything that is not a bare host[:port], such as a netloc with
+    userinfo like `localhost:1@evil.example`, is not loopback.
+    """
+    name = _host_of(host)
+    if name is None:
+        return False
+    if name.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # Python 3.11 says False for ::ffff:127.0.0.1
+    return address.is_loopback
+
+
+def _tag_problem(tag: str) -> str | None:
+    if _TAG.fullmatch(tag):
+        return None
+    if len(tag) > MAX_TAG_LENGTH and _TAG.fullmatch(tag[:MAX_TAG_LENGTH]):
+        return f"tag {_shorten(tag)!r} is {len(tag)} characters; at most {MAX_TAG_LENGTH} allowed"
+    return f"tag {_shorten(tag)!r} must match {_TAG_RULE}"
+
+
+def _digest_problem(digest: str) -> str | None:
+    match = _DIGEST.fullmatch(digest)
+    algorithm = match[1] if match else digest.partition(":")[0]
+    length = _DIGEST_HEX_LENGTH.get(algorithm)
+    if length is not None:
+        encoded = digest.partition(":")[2]
+        if re.fullmatch(f"[0-9a-f]{{{length}}}", encoded):
+            return None
+        return f"digest {_shorten(digest, 80)!r} must be {algorithm}:<{length} lowercase hex>"
+    if match is None:
+        return f"digest {_shorten(digest, 80)!r} must be sha256:<64 lowercase hex> (algorithm:hex)"
+    return None
+
+
+def _repository_problem(repository: str) -> str | None:
+    if not repository:
+        return "repository name is missing"
+    for part in repository.split("/"):
+        if not part:
+            return f"repository {repository!r} has an empty path component ('//' or a stray '/')"
+        if _COMPONENT.fullmatch(part):
+            continue
+        if _COMPONENT.fullmatch(part.lower()):
+            return f"repository path component {part!r} must be lowercase"
+        return (
+            f"repository path component {part!r} must be lowercase letters and digits, "
+            "joined by '.', '_', '__' or dashes"
+        )
+    return None
 
 
 def validate_tag(tag: str) -> str:
-    if not _TAG.fullmatch(tag):
-        raise InvalidReference(tag, "tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+    if (problem := _tag_problem(tag)) is not None:
+        raise InvalidReference(tag, problem)
     return tag
 
 
 def validate_digest(digest: str) -> str:
-    if not _DIGEST.fullmatch(digest):
-        raise InvalidReference(digest, "digest must look like sha256:<64 lowercase hex>")
-    algo, _, hexpart = digest.partition(":")
-    want = _DIGEST_HEX.get(algo)
-    if want is not None and not re.fullmatch(f"[0-9a-f]{{{want}}}", hexpart):
-        raise InvalidReference(digest, f"digest must be {algo}:<{want} lowercase hex>")
+    if (problem := _digest_problem(digest)) is not None:
+        raise InvalidReference(digest, problem)
     return digest
 
 
-def validate_repository(repository: str, text: str | None = None) -> str:
-    shown = text if text is not None else repository
-    if not repository:
-        raise InvalidReference(shown, "repository name is empty")
-    for part in repository.split("/"):
-        if not part:
-            raise InvalidReference(shown, "repository has an empty path component ('//')")
-        if not _COMPONENT.fullmatch(part):
-            hint = (
-                " must be lowercase"
-                if part.lower() != part
-                else (" may only contain a-z, 0-9 and single separators (. _ __ -)")
-            )
-            raise InvalidReference(shown, f"repository path component {part!r}{hint}")
+def validate_repository(repository: str) -> str:
+    if (problem := _repository_problem(repository)) is not None:
+        raise InvalidReference(repository, problem)
+    return repository
+
+
+def _parse_registry(host_port: str, text: str) -> str:
+    match = _HOST_PORT.fullmatch(host_port)
+    if match is None:
+        raise InvalidReference(text, f"registry host {host_port!r} is not a valid host[:port]")
+    if match["ipv6"] is not None:
+        try:
+            ipaddress.IPv6Address(match["ipv6"])
+        except ValueError:
+            raise InvalidReference(
+                text, f"registry host {host_port!r} is not a valid IPv6 address"
+            ) from None
+    if match["port"] is not None and not 0 < int(match["port"]) < 65536:
+        raise InvalidReference(text, f"registry port in {host_port!r} must be 1-65535")
+    return normalize_registry(host_port)
+
+
+def _looks_like_host(component: str) -> bool:
+    # Docker's rule: otherwise `user/app` could never mean a Hub user's repository.
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _canonical_repository(registry: str, repository: str) -> str:
+    if registry == DOCKER_HUB and repository and "/" not in repository:
+        return f"library/{repository}"
     return repository
 
 
@@ -95,37 +173,47 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
-        if not text or text != text.strip() or any(c.isspace() for c in text):
-            raise InvalidReference(
-                text,
-                "empty reference" if not text.strip() else "references cannot contain whitespace",
-            )
-        rest, digest = text, None
-        if "@" in rest:
-            rest, digest = rest.split("@", 1)
-            if not digest:
-                raise InvalidReference(text, "nothing after '@': expected a digest")
-            validate_digest(digest)
+        if not text.strip():
+            raise InvalidReference(text, "empty reference")
+        if any(c.isspace() for c in text):
+            raise InvalidReference(text, "whitespace is not allowed in a reference")
+
+        # '@' cannot occur in the name or the tag, so the first one starts the digest.
+        rest, at, digest = text.partition("@")
+        if at and not digest:
+            raise InvalidReference(text, "nothing after '@': expected a digest like sha256:<hex>")
+        if at and (problem := _digest_problem(digest)) is not None:
+            raise InvalidReference(text, problem)
+
         registry, path = DOCKER_HUB, rest
-        first, sep, remainder = rest.partition("/")
-        if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-            if not _HOST.fullmatch(first):
-                raise InvalidReference(text, f"registry host {first!r} is not a valid host[:port]")
-            registry, path = normalize_registry(first), remainder
-        tag = None
-        last_slash = path.rfind("/")
+        first, slash, remainder = rest.partition("/")
+        if slash and _looks_like_host(first):
+            registry, path = _parse_registry(first, text), remainder
+
+        # Only a ':' after the last '/' is a tag; earlier ones belong to a host:port.
+        tag: str | None = None
         colon = path.rfind(":")
-        if colon > last_slash:
+        if colon > path.rfind("/"):
             path, tag = path[:colon], path[colon + 1 :]
             if not tag:
                 raise InvalidReference(text, "nothing after ':': expected a tag")
-            validate_tag(tag)
-        if registry == DOCKER_HUB and path and "/" not in path:
-            path = f"library/{path}"
-        validate_repository(path, text)
-        if len(registry) + 1 + len(path) > MAX_NAME:
-            raise InvalidReference(text, f"name is longer than {MAX_NAME} characters")
-        return cls(registry, path, tag, digest)
+            if (problem := _tag_problem(tag)) is not None:
+                raise InvalidReference(text, problem)
+
+        if not path:
+            where = f" after registry {registry!r}" if slash else ""
+            raise InvalidReference(text, f"repository name is missing{where}")
+        path = _canonical_repository(registry, path)
+        if (problem := _repository_problem(path)) is not None:
+            raise InvalidReference(text, problem)
+        name = f"{registry}/{path}"
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidReference(
+                text,
+                f"name {_shorten(name)!r} is {len(name)} characters; "
+                f"at most {MAX_NAME_LENGTH} allowed",
+            )
+        return cls(registry, path, tag, digest if at else None)
 
     @property
     def is_docker_hub(self) -> bool:
@@ -133,6 +221,7 @@ class Reference:
 
     @property
     def api_host(self) -> str:
+        """The host[:port] to contact by default: Hub's API does not live at docker.io."""
         return DOCKER_HUB_API_HOST if self.is_docker_hub else self.registry
 
     @property
@@ -141,26 +230,28 @@ class Reference:
 
     @property
     def identifier(self) -> str | None:
-        """What goes after /manifests/: the digest when pinned, else the tag."""
+        """What goes after /manifests/: a digest pins the content, so it wins over the tag."""
         return self.digest or self.tag
 
     def with_tag(self, tag: str) -> Reference:
+        # A digest would keep pointing at the old tag's content.
         return replace(self, tag=validate_tag(tag), digest=None)
 
     def with_digest(self, digest: str) -> Reference:
         return replace(self, digest=validate_digest(digest))
 
     def with_repository(self, repository: str) -> Reference:
-        return replace(self, repository=validate_repository(repository))
+        canonical = _canonical_repository(self.registry, repository)
+        return replace(self, repository=validate_repository(canonical))
 
     def repo(self) -> Reference:
         return replace(self, tag=None, digest=None)
 
     def __str__(self) -> str:
         out = self.name
-        if self.tag:
+        if self.tag is not None:
             out += f":{self.tag}"
-        if self.digest:
+        if self.digest is not None:
             out += f"@{self.digest}"
         return out
 
