@@ -50,6 +50,7 @@ from syncer.planner import (
 from syncer.progress import Progress
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
+from syncer.shard import Shard, entry_key, owns_tag
 
 log = structlog.get_logger("syncer.runner")
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class RunOptions:
     dry_run: bool = False
     only: re.Pattern[str] | None = None
     concurrency: int = 16
+    shard: Shard | None = None  # this process handles only the tags this shard owns
 
 
 def describe(exc: BaseException) -> str:
@@ -164,6 +166,13 @@ class Runner:
             )
         return out
 
+    def _owns(self, entry: ResolvedEntry, tag: str) -> bool:
+        shard = self.options.shard
+        if shard is None:
+            return True
+        key = entry_key(entry.source.repo().name, entry.destination.repo().name)
+        return owns_tag(shard, key, tag)
+
     async def _slot(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self._slots:
             return await work()
@@ -171,7 +180,7 @@ class Runner:
     async def _entry(self, entry: ResolvedEntry, report: EntryReport) -> None:
         with bound_contextvars(entry=f"{entry.source} -> {entry.destination}"):
             try:
-                plan, dest_tags = await self._check(entry)
+                plan, dest_tags, keep = await self._check(entry)
             except Exception as exc:
                 report.fail(None, describe(exc))
                 log.error("entry failed", error=describe(exc))
@@ -197,22 +206,27 @@ class Runner:
             else:
                 await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
             if entry.prune and dest_tags is not None:
-                await self._prune(entry, plan, dest_tags, report)
+                await self._prune(entry, plan, dest_tags, keep, report)
             self.progress.entry_done()
 
-    async def _check(self, entry: ResolvedEntry) -> tuple[Plan, set[str] | None]:
+    async def _check(self, entry: ResolvedEntry) -> tuple[Plan, set[str] | None, set[str]]:
         """Gather digests at both ends and plan; HEADs only, never a manifest GET.
 
-        Also returns the destination's tag list when one was fetched (for pruning).
+        Also returns, for pruning, the destination's tag list (when fetched) and the
+        destination names of every selected tag.
         """
         src, dst = entry.source, entry.destination
         filtered: dict[str, str] = {}
         dest_tag: dict[str, str] = {}
         immutable: list[str] = []
         listed: list[str] | None = None
+        keep: set[str] = set()
         if src.tag is None and src.digest is None:
             listed = await self.client.list_tags(src)
             selected, filtered = select_tags(listed, entry.tags)
+            # Pruning must know every selected tag, not only this shard's share.
+            keep = {render_tag(entry.tag_template, t) for t in selected}
+            selected = [t for t in selected if self._owns(entry, t)]
             need_dest = selected or entry.prune
             dest_tags: set[str] | None = await self._dest_tags(dst) if need_dest else set()
             dest_tag = {t: render_tag(entry.tag_template, t) for t in selected}
@@ -221,11 +235,11 @@ class Runner:
             selected, immutable = split_immutable(selected, present, entry.tags.immutable_patterns)
         else:
             key = src.tag or dst.tag or ""
-            selected = [key]
+            selected = [key] if self._owns(entry, key) else []
             dest_tag[key] = dst.tag or key
             dest_tags = None
 
-        pinned = selected[0] if src.digest is not None else None
+        pinned = selected[0] if src.digest is not None and selected else None
 
         async def src_digest(tag: str) -> str | None:
             if tag == pinned:
@@ -261,17 +275,27 @@ class Runner:
             dest_tag=dest_tag,
             immutable=immutable,
         )
-        return plan, dest_tags
+        return (
+            plan,
+            dest_tags,
+            keep | {i.dest_tag for i in plan.items if i.action is not Action.FILTERED},
+        )
 
     async def _prune(
-        self, entry: ResolvedEntry, plan: Plan, dest_tags: set[str], report: EntryReport
+        self,
+        entry: ResolvedEntry,
+        plan: Plan,
+        dest_tags: set[str],
+        kept: set[str],
+        report: EntryReport,
     ) -> None:
         """Delete destination tags the source no longer selects; safe by construction."""
-        if not plan.items:
+        if not kept and not plan.filtered:
             report.fail(None, "prune refused: the source listed no tags at all")
             return
-        kept = {i.dest_tag for i in plan.items if i.action is not Action.FILTERED}
-        pp = plan_prune(dest_tags, kept, entry.prune_protect, entry.prune_max)
+        # Every shard sees the whole selection; each deletes only the tags it owns.
+        owned = {t for t in dest_tags if self._owns(entry, t)}
+        pp = plan_prune(owned, kept, entry.prune_protect, entry.prune_max)
         for tag in pp.over_limit:
             reason = f"prune_max {entry.prune_max} reached"
             report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))

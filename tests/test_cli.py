@@ -131,3 +131,45 @@ def test_demo_runs_end_to_end() -> None:
     assert "first run: exit 0" in proc.stdout
     assert "second run (no-op): exit 0, copied 0, up to date 6" in proc.stdout
     assert "writes 0" in proc.stdout
+
+
+def test_shards_together_copy_every_tag_exactly_once(
+    registry_factory: RegistryFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = pair(registry_factory)
+    fleet = make_fleet(3, 6)
+    fleet.push(src.seed_url)
+    entries = [
+        {"source": f"{src.host}/{r}", "destination": f"{dst.host}/m/{r}"} for r in fleet.repos
+    ]
+    cfg = write_sync_yaml(tmp_path / "sync.yaml", entries, src, dst)
+    copied: list[str] = []
+    for index in range(3):
+        report = tmp_path / f"r{index}.json"
+        # Shard 2 takes its share from the environment, like a pod of an Indexed Job.
+        if index == 2:
+            monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
+            monkeypatch.setenv("JOB_COMPLETIONS", "3")
+            args = ["sync", "-c", str(cfg), "-q", "--report", str(report)]
+        else:
+            args = ["sync", "-c", str(cfg), "-q", "--report", str(report), "--shard", f"{index}/3"]
+        assert main(args) == 0
+        data = json.loads(report.read_text())
+        shard_tags = [
+            f"{e['destination']}:{t['tag']}"
+            for e in data["entries"]
+            for t in e["tags"]
+            if t["action"] == "copied"
+        ]
+        assert 0 < len(shard_tags) < fleet.tag_count
+        copied += shard_tags
+    assert len(copied) == len(set(copied)) == fleet.tag_count
+    for repo, tag, item in fleet.items():
+        assert fetch_manifest_digest(dst.url, f"m/{repo}", tag) == item.digest
+
+
+def test_bad_shard_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("version: 1\nsync:\n  - {source: a.io/b, destination: c.io/d}\n")
+    assert main(["sync", "-c", str(cfg), "--shard", "3/3"]) == 2
+    assert "shard" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from syncer.metrics import Metrics
 from syncer.progress import for_terminal
 from syncer.report import RunReport
 from syncer.runner import Runner, RunOptions
+from syncer.shard import parse_shard, shard_from_env
 
 log = structlog.get_logger("syncer")
 
@@ -43,6 +45,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--report", help="write a JSON report to this path")
         p.add_argument("--only", help="only entries whose source or destination matches REGEX")
         p.add_argument("--concurrency", type=int, help="global limit of concurrent tag copies")
+        p.add_argument(
+            "--shard",
+            help="I/N (0-based): handle only this share of the tags; default from "
+            "JOB_COMPLETION_INDEX and JOB_COMPLETIONS (Kubernetes Indexed Jobs)",
+        )
         p.add_argument(
             "--output",
             choices=["table", "json"],
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings, loaded = load(args)
         only = re.compile(args.only) if args.only else None
+        shard = parse_shard(args.shard) if args.shard else shard_from_env(os.environ)
     except ConfigError as exc:
         print(f"syncer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"syncer: error: --only: invalid regex: {exc}", file=sys.stderr)
         return EXIT_USAGE
     dry_run = bool(args.check or getattr(args, "dry_run", False))
-    options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency)
+    options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency, shard=shard)
     try:
         with for_terminal(quiet=args.quiet or dry_run) as progress:
             report = asyncio.run(Runner(loaded, options, progress=progress).run())
