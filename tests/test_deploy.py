@@ -1,0 +1,330 @@
+"""Static checks of the Dockerfile and the Kubernetes manifests.
+
+No container engine or cluster exists where the tests run, so these read the files
+and check what would otherwise only fail at deploy time: the image's contract
+(user, entrypoint, paths) and that the manifests agree with it and with syncer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from syncer.config import load_config
+from syncer.credentials import CONFIG_FILE, docker_config_dir
+from syncer.scheduler import group_entries
+from syncer.shard import COUNT_ENV, INDEX_ENV, Shard, shard_from_env
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "kubernetes"
+BASE, SCHEDULER, SHARDED = (
+    K8S / "base",
+    K8S / "overlays" / "scheduler",
+    K8S / "overlays" / "sharded",
+)
+
+Stage = list[tuple[str, str]]  # (INSTRUCTION, arguments)
+
+
+def dockerfile_stages() -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the instructions of each stage, continuations joined."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in joined.splitlines():
+        if not line.strip():
+            continue
+        op, _, rest = line.strip().partition(" ")
+        op, rest = op.upper(), rest.strip()
+        if op == "FROM":
+            stages.append([])
+        if not stages:
+            if op == "ARG":
+                name, _, default = rest.partition("=")
+                args[name] = default
+            continue
+        stages[-1].append((op, rest))
+    return args, stages
+
+
+def env_of(stage: Stage) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for op, rest in stage:
+        if op == "ENV":
+            out.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
+    return out
+
+
+def final_env() -> dict[str, str]:
+    return env_of(dockerfile_stages()[1][-1])
+
+
+def test_dockerfile_is_multi_stage_on_a_pinned_slim_python() -> None:
+    args, stages = dockerfile_stages()
+    assert len(stages) >= 2
+    for stage in stages:
+        image = stage[0][1].split()[0]
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", image)
+    assert stages[0][0][1].endswith(" AS build")
+    assert any(op == "RUN" and "pip wheel" in rest for op, rest in stages[0])
+
+
+def test_final_stage_contract() -> None:
+    final = dockerfile_stages()[1][-1]
+    ops = dict(final)  # the last of each instruction wins, as in Docker
+    user = ops["USER"].split(":")
+    assert all(part.isdigit() and int(part) > 0 for part in user)
+    assert json.loads(ops["ENTRYPOINT"]) == ["syncer"]
+    assert json.loads(ops["CMD"]) == ["sync"]
+    assert {
+        "SYNCER_CONFIG": "/etc/syncer/sync.yaml",
+        "DOCKER_CONFIG": "/etc/syncer/docker",
+        "SYNCER_LOG_FORMAT": "json",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }.items() <= final_env().items()
+    labels = " ".join(rest for op, rest in final if op == "LABEL")
+    for key in ("title", "description", "version", "revision"):
+        assert f"org.opencontainers.image.{key}=" in labels
+
+
+def test_final_stage_has_no_build_tools_or_caches() -> None:
+    final = dockerfile_stages()[1][-1]
+    runs = [rest for op, rest in final if op == "RUN"]
+    assert not [rest for op, rest in final if op in ("COPY", "ADD")]  # wheels: bind mount only
+    installs = [r for r in runs if "pip install" in r]
+    assert installs
+    for run in installs:
+        assert "--no-index" in run
+        assert "PIP_NO_CACHE_DIR=1" in run or "--no-cache-dir" in run
+        assert "[dev]" not in run and "-e " not in run
+    assert not any(re.search(r"apt-get|apk |gcc|build-essential", r) for r in runs)
+
+
+def test_build_context_copies_exist_and_are_not_ignored() -> None:
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv", "**/__pycache__", ".pytest_cache"} <= set(ignored)
+    build = dockerfile_stages()[1][0]
+    for op, rest in build:
+        if op == "COPY":
+            for src in rest.split()[:-1]:
+                assert (ROOT / src).exists(), src
+                assert src not in ignored or f"!{src}" in ignored, src
+
+
+def test_docker_config_env_is_what_syncer_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", final_env()["DOCKER_CONFIG"])
+    assert docker_config_dir() == Path("/etc/syncer/docker")
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed")
+def test_hadolint() -> None:
+    proc = subprocess.run(
+        ["hadolint", "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- Kubernetes -----------------------------------------------------------------
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [d for d in yaml.safe_load_all(fh) if d is not None]
+
+
+def one(path: Path) -> dict[str, Any]:
+    (doc,) = load(path)
+    return doc
+
+
+def test_every_yaml_parses() -> None:
+    files = sorted(K8S.rglob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        for doc in load(path):
+            assert {"apiVersion", "kind"} <= doc.keys(), path
+
+
+@pytest.mark.parametrize("kustomization", sorted(K8S.rglob("kustomization.yaml")), ids=str)
+def test_kustomization_references_exist(kustomization: Path) -> None:
+    doc = one(kustomization)
+    here = kustomization.parent
+    for res in doc.get("resources", []):
+        target = here / res
+        assert target.is_file() or (target / "kustomization.yaml").is_file(), res
+    for patch in doc.get("patches", []):
+        assert "patch" in patch or (here / patch["path"]).is_file(), patch
+    assert "secret.example.yaml" not in doc.get("resources", [])
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    result: dict[str, Any] = spec["template"]["spec"]
+    return result
+
+
+def check_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """The hardening and mounts every syncer pod needs; returns the container."""
+    sc = pod["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 65532
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    csc = container["securityContext"]
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["capabilities"]["drop"] == ["ALL"]
+    res = container["resources"]
+    assert res["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    assert res["limits"]["memory"] == "256Mi"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    env = final_env()
+    config = PurePosixPath(env["SYNCER_CONFIG"])
+    assert mounts[str(config.parent)]["configMap"]["name"] == "syncer-config"
+    secret = mounts[env["DOCKER_CONFIG"]]["secret"]
+    assert secret["secretName"] == "syncer-registry-credentials"
+    assert secret["items"] == [{"key": ".dockerconfigjson", "path": CONFIG_FILE}]
+    assert "emptyDir" in mounts["/tmp"]  # the only writable path on a read-only root
+    return dict(container)
+
+
+def test_cronjob() -> None:
+    cron = one(BASE / "cronjob.yaml")
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] > 0
+    assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] >= 0
+    # Under 6 h (the schedule), so a hung run cannot block the next ones forever.
+    assert 0 < job["activeDeadlineSeconds"] < 6 * 3600
+    assert pod_spec(cron)["restartPolicy"] == "Never"
+    assert check_pod(pod_spec(cron))["args"] == ["sync"]
+
+
+def test_configmap_sync_yaml_is_valid(tmp_path: Path) -> None:
+    cm = one(BASE / "configmap.yaml")
+    name = PurePosixPath(final_env()["SYNCER_CONFIG"]).name
+    path = tmp_path / name
+    path.write_text(cm["data"][name], encoding="utf-8")
+    loaded = load_config(path, env={})  # no ${VAR}: credentials come from the Secret
+    assert loaded.entries
+    group_entries(loaded)  # the scheduler overlay needs a schedule for every entry
+
+
+def test_secret_example_shape() -> None:
+    secret = one(BASE / "secret.example.yaml")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret["metadata"]["name"] == "syncer-registry-credentials"
+    assert "auths" in json.loads(secret["stringData"][".dockerconfigjson"])
+
+
+def test_scheduler_deployment_and_service() -> None:
+    deploy = one(SCHEDULER / "deployment.yaml")
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    container = check_pod(pod_spec(deploy))
+    args = container["args"]
+    assert args[0] == "schedule"
+    port = int(args[args.index("--metrics-port") + 1])
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz"
+        assert named[get["port"]] == port
+    grace = float(args[args.index("--grace") + 1])
+    assert pod_spec(deploy)["terminationGracePeriodSeconds"] > grace
+    service = one(SCHEDULER / "service.yaml")
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (svc_port,) = service["spec"]["ports"]
+    assert named[svc_port["targetPort"]] == port
+
+
+def check_indexed(job_spec: dict[str, Any]) -> None:
+    assert job_spec["completionMode"] == "Indexed"
+    assert job_spec["completions"] == job_spec["parallelism"] == 4
+    (container,) = job_spec["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert INDEX_ENV not in env  # Kubernetes sets it per pod
+    assert env[COUNT_ENV] == str(job_spec["completions"])
+    last = {INDEX_ENV: str(job_spec["completions"] - 1), COUNT_ENV: env[COUNT_ENV]}
+    assert shard_from_env(last) == Shard(3, 4)
+
+
+def test_indexed_job() -> None:
+    job = one(SHARDED / "indexed-job.yaml")
+    assert job["kind"] == "Job"
+    check_indexed(job["spec"])
+    check_pod(pod_spec(job))
+    base_image = one(BASE / "kustomization.yaml")["images"][0]
+    image = pod_spec(job)["containers"][0]["image"]
+    assert image == f"{base_image['newName']}:{base_image['newTag']}"
+
+
+def test_sharded_cronjob_patch() -> None:
+    check_indexed(one(SHARDED / "cronjob-indexed.yaml")["spec"]["jobTemplate"]["spec"])
+
+
+def test_overlay_images_match_base() -> None:
+    base = one(BASE / "kustomization.yaml")["images"]
+    assert one(SCHEDULER / "kustomization.yaml")["images"] == base
+
+
+# --- rendered with kustomize, where kubectl is installed ------------------------
+
+
+def render(directory: Path) -> dict[str, dict[str, Any]]:
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(proc.stdout)}
+
+
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing")
+
+
+@needs_kubectl
+def test_rendered_base() -> None:
+    docs = render(BASE)
+    assert set(docs) == {"ConfigMap/syncer-config", "CronJob/syncer"}
+    image = check_pod(pod_spec(docs["CronJob/syncer"]))["image"]
+    assert image == "registry.example.com/tools/syncer:0.1.0"
+
+
+@needs_kubectl
+def test_rendered_scheduler_replaces_the_cronjob() -> None:
+    docs = render(SCHEDULER)
+    assert set(docs) == {
+        "ConfigMap/syncer-config",
+        "Deployment/syncer-scheduler",
+        "Service/syncer-scheduler",
+    }
+    assert check_pod(pod_spec(docs["Deployment/syncer-scheduler"]))["image"].startswith(
+        "registry.example.com/"
+    )
+
+
+@needs_kubectl
+def test_rendered_sharded_cronjob() -> None:
+    cron = render(SHARDED)["CronJob/syncer"]
+    check_indexed(cron["spec"]["jobTemplate"]["spec"])
+    container = check_pod(pod_spec(cron))
+    assert container["args"] == ["sync"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # the base survives the patch
