@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from syncer.cli import main
-from tests.support.fleet import make_fleet
+from tests.support.fleet import assert_no_broken_tags, make_fleet
 from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -173,3 +175,32 @@ def test_bad_shard_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     cfg.write_text("version: 1\nsync:\n  - {source: a.io/b, destination: c.io/d}\n")
     assert main(["sync", "-c", str(cfg), "--shard", "3/3"]) == 2
     assert "shard" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_sync_cleanly(registry_factory: RegistryFactory, tmp_path: Path) -> None:
+    src, dst = pair(registry_factory)
+    fleet = make_fleet(3, 3, app_size=4 * 1024 * 1024)
+    fleet.push(src.seed_url)
+    entries = [
+        {"source": f"{src.host}/{r}", "destination": f"{dst.host}/m/{r}"} for r in fleet.repos
+    ]
+    cfg = write_sync_yaml(tmp_path / "sync.yaml", entries, src, dst)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncer.cli", "sync", "-c", str(cfg), "--concurrency", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(r.method == "PUT" and "/blobs/" in r.path for r in dst.requests()):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert assert_no_broken_tags(fleet, dst.url, "m/") < fleet.tag_count
+    assert main(["sync", "-c", str(cfg), "-q"]) == 0
+    assert assert_no_broken_tags(fleet, dst.url, "m/") == fleet.tag_count

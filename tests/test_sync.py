@@ -13,7 +13,7 @@ import httpx
 from syncer.config import load_config
 from syncer.report import RunReport
 from syncer.runner import Runner, RunOptions
-from tests.support.fleet import Fleet, make_fleet, tag_item
+from tests.support.fleet import Fleet, assert_no_broken_tags, make_fleet, tag_item
 from tests.support.images import (
     Image,
     Index,
@@ -152,15 +152,7 @@ async def test_cancelled_run_leaves_no_broken_tag(registry_factory, tmp_path: Pa
     with contextlib.suppress(asyncio.CancelledError):
         await task
     # Whatever tags exist now must be complete.
-    with httpx.Client(trust_env=False) as c:
-        for repo, tag, item in fleet.items():
-            got = fetch_manifest_digest(dst.url, f"mirror/{repo}", tag)
-            if got is None:
-                continue
-            assert got == item.digest
-            for blob in item.blobs():
-                r = c.head(f"{dst.url}/v2/mirror/{repo}/blobs/{blob.digest}")
-                assert r.status_code == 200
+    assert assert_no_broken_tags(fleet, dst.url, "mirror/") < fleet.tag_count
     report = await run_sync(config)
     assert report.status == "ok"
     assert report.totals.tags_copied + report.totals.tags_up_to_date == fleet.tag_count

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,17 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency, shard=shard)
     try:
         with for_terminal(quiet=args.quiet or dry_run) as progress:
-            report = asyncio.run(Runner(loaded, options, progress=progress).run())
+            report = asyncio.run(_until_terminated(Runner(loaded, options, progress=progress)))
     except ConfigError as exc:  # e.g. an unreadable ca_file, found when first used
         print(f"syncer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except asyncio.CancelledError:
+        print(
+            "syncer: stopped by SIGTERM; no tag points at incomplete content, "
+            "the next run finishes the job",
+            file=sys.stderr,
+        )
+        return EXIT_PARTIAL
     if settings.report is not None:
         report.write(settings.report)
     publish_metrics(report, args)
@@ -110,6 +118,18 @@ def run(args: argparse.Namespace) -> int:
         pending = sum(1 for e in report.entries for t in e.tags if t.action == "planned")
         return EXIT_PARTIAL if pending or report.status != "ok" else EXIT_OK
     return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+
+
+async def _until_terminated(runner: Runner) -> RunReport:
+    """Run; on SIGTERM (Kubernetes stopping the pod) cancel cleanly instead of being killed."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await runner.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def publish_metrics(report: RunReport, args: argparse.Namespace) -> None:

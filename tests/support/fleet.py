@@ -73,3 +73,23 @@ def make_fleet(repos: int, tags: int, *, prefix: str = "fleet", app_size: int = 
             f"1.{t}": tag_item(r, t, app_size=app_size) for t in range(tags)
         }
     return fleet
+
+
+def assert_no_broken_tags(fleet: Fleet, base_url: str, prefix: str) -> int:
+    """Every fleet tag at the destination is either absent or complete; returns how many exist."""
+    import httpx
+
+    from tests.support.images import fetch_manifest_digest
+
+    present = 0
+    with httpx.Client(trust_env=False) as c:
+        for repo, tag, item in fleet.items():
+            got = fetch_manifest_digest(base_url, prefix + repo, tag)
+            if got is None:
+                continue
+            present += 1
+            assert got == item.digest, (repo, tag)
+            for blob in item.blobs():
+                r = c.head(f"{base_url}/v2/{prefix}{repo}/blobs/{blob.digest}")
+                assert r.status_code == 200, (repo, tag, blob.digest)
+    return present
