@@ -7,9 +7,23 @@ import ssl
 from syncer.errors import ConfigError
 from syncer.registry_config import RegistryConfig, TlsMode
 
+_CACHE: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """System trust. Loading the CA bundle costs tens of ms: do it once per process."""
+    return make_ssl_context(RegistryConfig())
+
 
 def make_ssl_context(config: RegistryConfig) -> ssl.SSLContext:
     """System trust plus the registry's own CA, so redirects to public CDNs still verify."""
+    key = (config.tls, config.ca_file, config.client_cert, config.client_key)
+    if key not in _CACHE:
+        _CACHE[key] = _build(config)
+    return _CACHE[key]
+
+
+def _build(config: RegistryConfig) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if config.tls == TlsMode.INSECURE:
         ctx.check_hostname = False

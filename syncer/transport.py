@@ -35,7 +35,7 @@ from syncer.errors import (
 )
 from syncer.ratelimit import PullBudget, parse_retry_after
 from syncer.registry_config import RegistryConfig
-from syncer.tls import make_ssl_context
+from syncer.tls import default_ssl_context, make_ssl_context
 
 log = structlog.get_logger("syncer.transport")
 
@@ -121,15 +121,20 @@ class Transport:
         )
         self._client = httpx.AsyncClient(
             transport=http_transport,
-            verify=make_ssl_context(config) if secure else True,
+            verify=make_ssl_context(config) if secure else default_ssl_context(),
             timeout=timeout,
             limits=limits,
             follow_redirects=False,
         )
-        # Redirect targets on other hosts (CDNs) get a separate, default-verified client.
-        self._foreign = httpx.AsyncClient(
-            transport=http_transport, timeout=timeout, follow_redirects=False
+        # Redirect targets on other hosts (CDNs) get a separate, default-verified client,
+        # made on first use: most registries never redirect.
+        self._foreign_args = dict(
+            transport=http_transport,
+            verify=default_ssl_context(),
+            timeout=timeout,
+            follow_redirects=False,
         )
+        self._foreign: httpx.AsyncClient | None = None
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self.auth = Authenticator(
             registry,
@@ -138,14 +143,19 @@ class Transport:
             allow_insecure_credentials=config.tls != "enabled",
             http=self._client,
         )
-        self._pinged = False
-        self._ping_lock = asyncio.Lock()
+        self._probe: asyncio.Future[None] | None = None
         self.ratelimit = PullBudget(config.ratelimit.min_remaining)
         self.counts: Counter[str] = Counter()
 
     async def aclose(self) -> None:
         await self._client.aclose()
-        await self._foreign.aclose()
+        if self._foreign is not None:
+            await self._foreign.aclose()
+
+    def _foreign_client(self) -> httpx.AsyncClient:
+        if self._foreign is None:
+            self._foreign = httpx.AsyncClient(**self._foreign_args)  # type: ignore[arg-type]
+        return self._foreign
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
@@ -196,20 +206,16 @@ class Transport:
                     )
             await asyncio.sleep(self._backoff(breaks))
 
-    async def _ensure_challenge(self) -> None:
-        """Ping /v2/ once so concurrent first requests don't all collect a 401."""
-        if self._pinged:
-            return
-        async with self._ping_lock:
-            if self._pinged:
-                return
-            async with self._attempts(
-                "GET", self.url("/v2/"), frozenset(), {}, None, (200, 401)
-            ) as resp:
-                await resp.aread()
-                if resp.status_code == 401:
-                    await self.auth.challenged(resp, frozenset())
-            self._pinged = True
+    async def _gate(self) -> asyncio.Future[None] | None:
+        """Let the very first request go alone, so concurrent first requests don't all
+        collect a 401: it learns the auth challenge for everyone. Returns the future
+        the caller must resolve when it is the first, else None."""
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_future()
+            return self._probe
+        if not self._probe.done():
+            await asyncio.shield(self._probe)
+        return None
 
     async def request(
         self,
@@ -231,7 +237,6 @@ class Transport:
         url = self.url(path)
         if params:
             url = str(httpx.URL(url).copy_merge_params(dict(params)))
-        await self._ensure_challenge()
         async with self._attempts(
             method, url, scopes, dict(headers or {}), content, ok, retry=retry
         ) as resp:
@@ -249,7 +254,6 @@ class Transport:
         ok: tuple[int, ...] = (200,),
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body the caller streams; the host slot is held meanwhile."""
-        await self._ensure_challenge()
         async with self._attempts(
             method, self.url(path), scopes, dict(headers or {}), None, ok
         ) as r:
@@ -267,9 +271,31 @@ class Transport:
         *,
         retry: bool = True,
     ) -> AsyncIterator[httpx.Response]:
+        probe = await self._gate()
+        try:
+            async with self._attempt_loop(
+                method, url, scopes, headers, content, ok, retry=retry, probe=probe
+            ) as resp:
+                yield resp
+        finally:
+            _release(probe)
+
+    @asynccontextmanager
+    async def _attempt_loop(
+        self,
+        method: str,
+        url: str,
+        scopes: frozenset[str],
+        headers: dict[str, str],
+        content: Body,
+        ok: tuple[int, ...],
+        *,
+        retry: bool,
+        probe: asyncio.Future[None] | None,
+    ) -> AsyncIterator[httpx.Response]:
         cfg = self.config.retry
         deadline = time.monotonic() + cfg.deadline_s
-        reauthed = False
+        reauthed = discovered = False
         attempt = 0
         while True:
             attempt += 1
@@ -282,13 +308,26 @@ class Transport:
                 if resp is not None:
                     self.counts[method] += 1
                     self.ratelimit.update(resp.headers)
-                    if resp.status_code == 401 and not reauthed and 401 not in ok:
-                        reauthed = True
+                    # A 401 to a request without credentials only tells us the challenge;
+                    # one with credentials earns exactly one re-authentication.
+                    sent_auth = "authorization" in resp.request.headers
+                    if resp.status_code == 401 and not sent_auth and not discovered:
+                        discovered = True
                         await resp.aclose()
                         if await self.auth.challenged(resp, scopes):
+                            _release(probe)  # the challenge is known: others may go
                             attempt -= 1
                             continue
                         raise error_from_response(resp, b"", self.registry)
+                    if resp.status_code == 401 and sent_auth and not reauthed:
+                        reauthed = True
+                        await resp.aclose()
+                        if await self.auth.challenged(resp, scopes):
+                            _release(probe)  # the challenge is known: others may go
+                            attempt -= 1
+                            continue
+                        raise error_from_response(resp, b"", self.registry)
+                    _release(probe)
                     if resp.status_code in ok or (
                         resp.status_code not in RETRY_STATUSES and resp.status_code < 500
                     ):
@@ -369,8 +408,13 @@ class Transport:
             if target.netloc != origin:
                 # Another host (a CDN with a signed URL): our credentials are not its business.
                 hdrs.pop("Authorization", None)
-                client = self._foreign if target.scheme == "https" else self._client
+                client = self._foreign_client() if target.scheme == "https" else self._client
         raise TransportError(f"{method}: too many redirects from {self.registry}")
+
+
+def _release(probe: asyncio.Future[None] | None) -> None:
+    if probe is not None and not probe.done():
+        probe.set_result(None)
 
 
 async def _read_some(resp: httpx.Response) -> bytes:

@@ -61,7 +61,7 @@ def test_parse_challenges() -> None:
 
 async def test_redirect_to_other_host_drops_authorization() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path == "/v2/":
+        if req.url.host == "reg.test" and "authorization" not in req.headers:
             return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="x"'})
         if req.url.host == "reg.test":
             return httpx.Response(307, headers={"Location": "https://cdn.test/blob?sig=abc"})
@@ -79,7 +79,7 @@ async def test_redirect_to_other_host_drops_authorization() -> None:
 
 async def test_redirect_on_same_host_keeps_authorization() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path == "/v2/":
+        if "authorization" not in req.headers:
             return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="x"'})
         if req.url.path == "/v2/r/blobs/a":
             return httpx.Response(307, headers={"Location": "/storage/a"})
@@ -116,7 +116,7 @@ async def test_connection_errors_retry_then_give_up_cleanly() -> None:
     t, seen = make(handler)
     with pytest.raises(TransportError, match="ConnectError"):
         await t.request("GET", "/v2/r/tags/list")
-    assert len(seen) == 1 + FAST.retry.attempts
+    assert len(seen) == FAST.retry.attempts
     await t.aclose()
 
 
@@ -133,7 +133,7 @@ async def test_client_errors_are_not_retried(status: int) -> None:
     with pytest.raises(Exception) as info:
         await t.request("GET", "/v2/r/manifests/x")
     assert "MANIFEST_UNKNOWN" in str(info.value)
-    assert len(seen) == 2
+    assert len(seen) == 1
     if status == 404:
         assert isinstance(info.value, NotFound)
     await t.aclose()
