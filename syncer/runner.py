@@ -47,6 +47,7 @@ from syncer.planner import (
     select_tags,
     split_immutable,
 )
+from syncer.platform_copy import holds_filtered_copy, select_platforms
 from syncer.progress import Progress
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
@@ -267,6 +268,8 @@ class Runner:
             src_digests += await asyncio.gather(*(src_digest(t) for t in extra))
             selected = selected + extra
         dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
+        if entry.platforms != "all":
+            dst_digests = await self._filtered_copies(entry, src_digests, dst_digests)
         destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
         plan = make_plan(
             dict(zip(selected, src_digests, strict=True)),
@@ -280,6 +283,24 @@ class Runner:
             dest_tags,
             keep | {i.dest_tag for i in plan.items if i.action is not Action.FILTERED},
         )
+
+    async def _filtered_copies(
+        self, entry: ResolvedEntry, src: list[str | None], dst: list[str | None]
+    ) -> list[str | None]:
+        """With a platform filter the destination digest differs by design: a destination
+        that holds our filtered copy of the same source counts as equal to the source."""
+        platforms = entry.platforms
+        assert platforms != "all"
+
+        async def one(s: str | None, d: str | None) -> str | None:
+            if s is None or d is None or s == d:
+                return d
+            same = await self._slot(
+                partial(holds_filtered_copy, self.client, entry.destination, d, s, platforms)
+            )
+            return s if same else d
+
+        return list(await asyncio.gather(*(one(s, d) for s, d in zip(src, dst, strict=True))))
 
     async def _prune(
         self,
@@ -338,14 +359,24 @@ class Runner:
         src, dst = entry.source, entry.destination
         digest = item.source_digest
         assert digest is not None  # COPY items always carry the source digest
+        pushed = digest
         with bound_contextvars(tag=item.tag):
             try:
 
                 async def work() -> str | None:
+                    nonlocal pushed
                     fetched = await self.client.get_manifest(src.with_digest(digest))
                     skip = _unwanted_referrer(entry, item.tag, fetched)
                     if skip is not None:
                         return skip
+                    if entry.platforms != "all":
+                        chosen, why = await select_platforms(
+                            self.client, src, fetched, entry.platforms
+                        )
+                        if chosen is None:
+                            return why
+                        fetched = chosen
+                    pushed = fetched.digest
                     result = await self.copier.copy(
                         src, dst, fetched, report.counters, dest_ident=item.dest_tag
                     )
@@ -374,7 +405,7 @@ class Runner:
                 report.tags.append(_outcome(item, "filtered", skipped))
                 return
             report.counters.tags_copied += 1
-            report.tags.append(_outcome(item, "copied"))
+            report.tags.append(_outcome(item, "copied", dest_digest=pushed))
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
 
 
@@ -391,11 +422,13 @@ def _unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest)
     return f"artifact type {kind} not in referrers_filter.artifact_types"
 
 
-def _outcome(item: TagPlan, action: str, reason: str | None = None) -> TagOutcome:
+def _outcome(
+    item: TagPlan, action: str, reason: str | None = None, *, dest_digest: str | None = None
+) -> TagOutcome:
     return TagOutcome(
         tag=item.tag,
         action=action,
         source_digest=item.source_digest,
-        destination_digest=item.dest_digest if action != "copied" else item.source_digest,
+        destination_digest=dest_digest or item.dest_digest,
         reason=reason if reason is not None else item.reason,
     )
