@@ -11,6 +11,7 @@ memory stays bounded by `chunk_size`.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
@@ -55,14 +56,20 @@ class UploadSession:
 
     async def put_chunked(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         size = self.t.config.chunk_size
-        buffer = bytearray()
+        pieces: list[bytes] = []
+        held = 0
         async for piece in chunks:
-            buffer += piece
-            while len(buffer) >= size:
-                await self._patch(bytes(buffer[:size]))
-                del buffer[:size]
-        if buffer:
-            await self._patch(bytes(buffer))
+            pieces.append(piece)
+            held += len(piece)
+            if held >= size:
+                # One join per chunk (no slicing copies); the remainder starts the next one.
+                data = b"".join(pieces)
+                pieces, held = [data[size:]], held - size
+                await self._patch(data[:size])
+                del data
+        rest = b"".join(pieces)
+        if rest:
+            await self._patch(rest)
         await self.t.request(
             "PUT",
             _with_digest(self.location, desc.digest),
@@ -92,6 +99,10 @@ class UploadSession:
                 )
                 self.location = _location(resp)
                 self.offset = end + 1
+                # httpx keeps each finished request (and its chunk) in a reference cycle;
+                # collect now, or a 1 GiB upload holds dozens of chunks until gc runs.
+                del resp
+                gc.collect()
                 return
             except (TransportError, RegistryError) as exc:
                 if isinstance(exc, RegistryError) and (exc.status or 0) < 500:
