@@ -76,3 +76,20 @@ def token_registry(registry_factory: RegistryFactory) -> RunningRegistry:
 @pytest.fixture
 def tls_registry(registry_factory: RegistryFactory) -> RunningRegistry:
     return registry_factory("tls")
+
+
+import contextlib  # noqa: E402
+
+from tests.support.fault_proxy import FaultProxy, FaultProxyFactory, fault_proxy  # noqa: E402
+
+
+@pytest.fixture
+def fault_proxy_factory() -> Iterator[FaultProxyFactory]:
+    """`fault_proxy_factory(registry, **faults) -> FaultProxy`, started, in front of a plain-http
+    registry (`cdn=True` also starts a CdnServer). Every proxy is stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def factory(registry: RunningRegistry, **faults: Any) -> FaultProxy:
+            return stack.enter_context(fault_proxy(registry, **faults))
+
+        yield factory

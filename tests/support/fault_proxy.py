@@ -1,0 +1,499 @@
+"""A fault-injection HTTP proxy in front of one real test registry, plus a fake blob CDN.
+
+`FaultProxy` forwards every request to a plain-http registry, streaming both bodies. Faults
+are attributes a test may set at any time; what a fault consumes (burst counts, the pull
+budget, the drop cadence) changes under a lock, so concurrent clients see each injected
+failure exactly once. Why ThreadingHTTPServer + http.client: a thread per client connection
+gives keep-alive and concurrency for free, and http.client sends headers exactly as given
+(httpx adds Accept-Encoding/User-Agent, changing what the registry answers). stop() cuts
+idle connections and joins every handler thread, so nothing outlives a test. `CdnServer`
+listens on 127.0.0.2: a redirect to it changes host, as a redirect to a real CDN does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import http.client
+import json
+import re
+import secrets
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from http.client import HTTPException
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol, Self
+from urllib.parse import parse_qs, quote, urlsplit
+
+from tests.support.registry import RunningRegistry
+
+CHUNK = 64 * 1024
+RATELIMIT_WINDOW = 21600  # seconds, as Docker Hub reports it in `;w=`
+# Hop-by-hop headers belong to one connection (RFC 9110 7.6.1), each side sets its own;
+# Expect is answered here (100 Continue) and Host is the upstream's.
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"}
+_HOP_BY_HOP |= {"transfer-encoding", "proxy-authorization", "proxy-authenticate", "expect", "host"}
+_KINDS = (  # first match wins: upload paths also look like blob paths
+    (re.compile(r"^/v2/?$"), "/v2/"),
+    (re.compile(r"^/v2/_catalog$"), "catalog"),
+    (re.compile(r"^/v2/.+/blobs/uploads(/.*)?$"), "upload"),
+    (re.compile(r"^/v2/.+/blobs/[^/]+$"), "blob"),
+    (re.compile(r"^/v2/.+/manifests/[^/]+$"), "manifest"),
+    (re.compile(r"^/v2/.+/tags/list$"), "tags"),
+    (re.compile(r"^/v2/.+/referrers/[^/]+$"), "referrers"),
+)
+_BLOB = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
+_CDN_PATH = re.compile(r"^/blobs/(?P<repo>.+)/(?P<digest>sha256:[0-9a-f]{64})$")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
+_ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}
+Headers = Sequence[tuple[str, str]]
+FAULTS = frozenset(
+    {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
+    | {"redirect_blobs_to", "flip_byte_in"}
+)
+
+
+class _Service(ThreadingHTTPServer):
+    """Shared life cycle: binds a free port when built, serves in a thread from start()."""
+
+    daemon_threads = False  # so that server_close() joins every handler thread
+    block_on_close = True
+
+    def __init__(self, upstream_url: str, bind: str, handler: type[_Handler]) -> None:
+        up = urlsplit(upstream_url)
+        if up.scheme != "http" or not up.hostname or not up.port:
+            raise ValueError(f"upstream must be plain http://host:port, not {upstream_url!r}")
+        self.upstream_url, self.upstream_host = upstream_url.rstrip("/"), up.netloc
+        self.upstream_addr = (up.hostname, up.port)
+        self.lock = threading.Lock()
+        self.live: set[_Handler] = set()
+        self.closing = False
+        self.connections = 0  # client connections accepted: keep-alive shows as fewer
+        self.counts: Counter[str] = Counter()
+        super().__init__((bind, 0), handler)
+        self.host = f"{bind}:{self.server_port}"
+        self.url = f"http://{self.host}"
+        self._thread: threading.Thread | None = None
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); pointless on loopback.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client (or stop()) closing a connection mid-exchange is routine here.
+        if not self.closing and not isinstance(sys.exception(), OSError | HTTPException):
+            super().handle_error(request, client_address)
+
+    def start(self) -> Self:
+        if self._thread is None:
+            name = f"{type(self).__name__}-{self.host}"
+            self._thread = threading.Thread(
+                target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+            )  # a short poll interval: stop() waits for the loop to notice
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.closing:
+                return
+            self.closing, live = True, list(self.live)
+        if self._thread is not None:  # shutdown() would wait forever without serve_forever
+            self.shutdown()
+            self._thread.join()
+        for handler in live:  # unblocks threads waiting on idle keep-alive connections
+            handler.abort()
+        self.server_close()  # joins all handler threads
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def count(self, key: str) -> None:
+        with self.lock:
+            self.counts[key] += 1
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    timeout = 120  # an idle client connection; stop() cuts it sooner
+    server: _Service
+    _up: http.client.HTTPConnection | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.live.add(self)
+            self.server.connections += 1
+            closing = self.server.closing
+        if closing:  # accepted just after stop() took its snapshot of live handlers
+            self.abort()
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        with self.server.lock:
+            self.server.live.discard(self)
+        self.close_upstream()
+
+    def abort(self) -> None:
+        up = self._up  # read once: the handler thread may be replacing it right now
+        for sock in (self.connection, up.sock if up is not None else None):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the owner's `requests` is the log; stderr noise helps nobody
+
+    def close_upstream(self) -> None:
+        if self._up is not None:
+            self._up.close()
+            self._up = None
+
+    def request_body(self) -> Iterator[bytes] | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._chunked_body()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self._sized_body(length) if length else None
+
+    def _sized_body(self, length: int) -> Iterator[bytes]:
+        while length:
+            data = self.rfile.read(min(CHUNK, length))
+            if not data:
+                raise ConnectionError("client closed during the request body")
+            length -= len(data)
+            yield data
+
+    def _chunked_body(self) -> Iterator[bytes]:
+        while True:
+            line = self.rfile.readline(1024)
+            if not line:  # never pass a truncated body on as if it were complete
+                raise ConnectionError("client closed during a chunked request body")
+            if not (size := int(line.split(b";", 1)[0].strip(), 16)):
+                break
+            yield from self._sized_body(size)
+            self.rfile.readline(1024)  # the CRLF closing each chunk
+        while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
+            pass  # trailer fields, ignored
+
+    def send_head(self, status: int, headers: Headers) -> None:
+        self.send_response_only(status)  # no Server/Date of ours next to the registry's
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def reply(self, status: int, body: bytes, headers: Headers = ()) -> int:
+        self.send_head(status, [*headers, ("Content-Length", str(len(body)))])
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return status
+
+    def reply_error(self, status: int, code: str, message: str, headers: Headers = ()) -> int:
+        body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]})
+        hdrs = [("Content-Type", "application/json; charset=utf-8"), *headers]
+        return self.reply(status, body.encode(), hdrs)
+
+    def upstream(
+        self, path: str, headers: Headers, body: Iterator[bytes] | None
+    ) -> http.client.HTTPResponse:
+        """One upstream connection per request: a reused one could have been closed while
+        idle, and a request with a streamed body can't simply be sent again."""
+        self.close_upstream()
+        self._up = up = http.client.HTTPConnection(*self.server.upstream_addr, timeout=60)
+        chunked = body is not None and "Content-Length" not in self.headers
+        up.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in [("Host", self.server.upstream_host), *headers]:
+            up.putheader(name, value)
+        if chunked:
+            up.putheader("Transfer-Encoding", "chunked")
+        up.endheaders()
+        for data in body or ():
+            up.send(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+        if chunked:
+            up.send(b"0\r\n\r\n")
+        return up.getresponse()
+
+    def relay(
+        self,
+        resp: http.client.HTTPResponse,
+        extra: Headers = (),
+        *,
+        cut_at: int | None = None,
+        flip_at: int | None = None,
+    ) -> tuple[bool, bool]:
+        """Stream `resp` to the client; returns (cut, flipped). `cut_at`: body bytes to send
+        before closing the connection; `flip_at`: offset in this body of a byte to invert."""
+        old_new = self.server.upstream_url, self.server.url
+        headers = [
+            # The registry names itself in Location (uploads) and Link (pagination).
+            (k, v.replace(*old_new) if k.lower() in ("location", "link") else v)
+            for k, v in resp.getheaders()
+            if k.lower() not in _HOP_BY_HOP
+        ]
+        no_body = self.command == "HEAD" or resp.status in (204, 304)
+        chunked = not no_body and resp.getheader("Content-Length") is None
+        if chunked:  # upstream sent no length (chunked or close-delimited): re-chunk it
+            headers.append(("Transfer-Encoding", "chunked"))
+        self.send_head(resp.status, [*headers, *extra])
+        sent, flipped = 0, False
+        while not no_body and (data := resp.read1(CHUNK)):
+            if flip_at is not None and sent <= flip_at < sent + len(data):
+                i = flip_at - sent
+                data, flipped = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :], True
+            if cut_at is not None and sent + len(data) >= cut_at:
+                self.wfile.write(data[: cut_at - sent])
+                self.close_connection = True  # the client sees EOF mid-body
+                return True, flipped and flip_at is not None and flip_at < cut_at
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+            sent += len(data)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+        self.close_upstream()
+        return False, flipped
+
+
+class _ProxyHandler(_Handler):
+    def dispatch(self) -> None:
+        proxy = self.server
+        assert isinstance(proxy, FaultProxy)
+        path = urlsplit(self.path).path
+        kind = next((kind for rx, kind in _KINDS if rx.match(path)), "other")
+        proxy.count("GET /v2/" if kind == "/v2/" else f"{self.command} {kind}")
+        status = 0
+        try:
+            status = self.serve(proxy, path, kind)
+        finally:
+            with proxy.lock:
+                proxy.requests.append((self.command, self.path, status))
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = dispatch
+
+    def serve(self, proxy: FaultProxy, path: str, kind: str) -> int:
+        method, body = self.command, self.request_body()
+        if (burst := proxy._take_burst(path)) is not None:
+            for _ in body or ():  # read the body so the connection stays usable
+                pass
+            proxy.count("burst")
+            code = _ERROR_CODES.get(burst, "UNAVAILABLE" if burst >= 500 else "UNKNOWN")
+            return self.reply_error(burst, code, f"injected error burst ({burst})")
+        rate: Headers = []
+        if kind == "manifest" and method in ("GET", "HEAD"):
+            retry_after = proxy._take_too_many() if method == "GET" else None
+            allowed, rate = proxy._spend_pull(method, spend=retry_after is None)
+            if retry_after is not None or not allowed:
+                proxy.count("429")
+                proxy.count("too_many" if retry_after is not None else "ratelimited")
+                extra = [("Retry-After", retry_after)] if retry_after is not None else []
+                msg = "You have reached your pull rate limit (injected)"
+                return self.reply_error(429, "TOOMANYREQUESTS", msg, [*extra, *rate])
+        blob = _BLOB.match(path) if kind == "blob" and method == "GET" else None
+        if blob and (cdn := proxy.redirect_blobs_to) is not None:
+            proxy.count("redirected")
+            location = cdn.signed_url(blob["repo"], blob["digest"])
+            return self.reply(307, b"", [("Location", location)])
+        drop = set() if proxy.honour_range else {"range", "if-range"}
+        if drop and "Range" in self.headers:
+            proxy.count("range-stripped")
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | drop]
+        try:
+            resp = self.upstream(self.path, headers, body)
+        except (OSError, HTTPException) as exc:
+            proxy.count("upstream-error")
+            self.close_connection = True  # the request body may be half-read
+            return self.reply_error(502, "UNAVAILABLE", f"fault proxy: upstream failed: {exc!r}")
+        cut_at = flip_at = None
+        if blob and resp.status in (200, 206):
+            length = int(resp.getheader("Content-Length") or 0)
+            offset, total = 0, length
+            if m := _CONTENT_RANGE.match(resp.getheader("Content-Range") or ""):
+                offset, total = int(m[1]), int(m[2])
+            # The flipped byte sits at a fixed offset of the *blob*, so a download resumed
+            # with Range meets the same corruption as a whole one.
+            if blob["digest"] in proxy.flip_byte_in:
+                flip_at = total // 2 - offset
+            if length >= 2 and proxy._drop_due():
+                cut_at = length // 2
+        cut, flipped = self.relay(resp, rate, cut_at=cut_at, flip_at=flip_at)
+        for key, happened in (("dropped", cut), ("flipped", flipped)):
+            if happened:
+                proxy.count(key)
+        return resp.status
+
+
+class FaultProxy(_Service):
+    """Forwards to `upstream_url` (plain http) with faults injected; see the module doc."""
+
+    def __init__(self, upstream_url: str, *, bind: str = "127.0.0.1") -> None:
+        super().__init__(upstream_url, bind, _ProxyHandler)
+        self.drop_blob_every: int | None = None
+        self.honour_range = True
+        self.error_burst: tuple[int, int] | None = None  # (status, count)
+        self.error_paths: str | None = None
+        self.too_many: tuple[int, str] | None = None  # (count, Retry-After)
+        self.redirect_blobs_to: CdnServer | None = None
+        self.flip_byte_in: set[str] = set()
+        self.requests: list[tuple[str, str, int]] = []
+        self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
+        self._limit: int | None = None
+        self._remaining: int | None = None
+        self._cdns: list[CdnServer] = []
+
+    @property
+    def ratelimit(self) -> int | None:
+        """Manifest GETs left; setting it also sets the limit that is reported."""
+        return self._remaining
+
+    @ratelimit.setter
+    def ratelimit(self, budget: int | None) -> None:
+        with self.lock:
+            self._limit = self._remaining = budget
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.requests.clear()
+            self.connections = 0
+            self._cadence = (None, 0)
+
+    def start_cdn(self, upstream_url: str | None = None) -> CdnServer:
+        """Start a CdnServer (stopped with this proxy) and redirect blob GETs to it. Its
+        upstream must need no auth: for a non-anon registry, pass its seed_url."""
+        self.redirect_blobs_to = CdnServer(upstream_url or self.upstream_url).start()
+        self._cdns.append(self.redirect_blobs_to)
+        return self.redirect_blobs_to
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            for cdn in self._cdns:
+                cdn.stop()
+
+    # _take_*: use up one injected answer; the fault reads None again once used up.
+    def _take_burst(self, path: str) -> int | None:
+        with self.lock:
+            if not self.error_burst or (self.error_paths and not re.search(self.error_paths, path)):
+                return None
+            status, n = self.error_burst
+            self.error_burst = (status, n - 1) if n > 1 else None
+            return status if n > 0 else None
+
+    def _take_too_many(self) -> str | None:
+        with self.lock:
+            if not self.too_many:
+                return None
+            n, retry_after = self.too_many
+            self.too_many = (n - 1, retry_after) if n > 1 else None
+            return retry_after if n > 0 else None
+
+    def _spend_pull(self, method: str, *, spend: bool) -> tuple[bool, Headers]:
+        """Like Docker Hub: GETs spend the budget (refused once it is 0), HEADs are free."""
+        with self.lock:
+            if self._remaining is None:
+                return True, []
+            allowed = method != "GET" or self._remaining > 0
+            if method == "GET" and allowed and spend:
+                self._remaining -= 1
+            return allowed, [
+                ("RateLimit-Limit", f"{self._limit};w={RATELIMIT_WINDOW}"),
+                ("RateLimit-Remaining", f"{self._remaining};w={RATELIMIT_WINDOW}"),
+                ("Docker-RateLimit-Source", "127.0.0.1"),
+            ]
+
+    def _drop_due(self) -> bool:
+        with self.lock:
+            every = self.drop_blob_every
+            # A new setting counts from here, so "every 2nd" means the 2nd after setting it.
+            seen = self._cadence[1] + 1 if self._cadence[0] == every else 1
+            self._cadence = (every, seen)
+            return every is not None and every > 0 and seen % every == 0
+
+
+class _CdnHandler(_Handler):
+    def do_GET(self) -> None:
+        cdn = self.server
+        assert isinstance(cdn, CdnServer)
+        text = [("Content-Type", "text/plain; charset=utf-8")]
+        if "Authorization" in self.headers:
+            with cdn.lock:
+                cdn.auth_rejections += 1
+            msg = b"CDN: request carries an Authorization header; registry credentials must "
+            self.reply(403, msg + b"never be sent to a redirect target on another host\n", text)
+            return
+        url = urlsplit(self.path)
+        m = _CDN_PATH.match(url.path)
+        if not m or not cdn.valid(m["repo"], m["digest"], parse_qs(url.query)):
+            self.reply(403, b"CDN: missing, wrong or expired signature\n", text)
+            return
+        keep = [(k, v) for k, v in self.headers.items() if k.lower() in ("range", "if-range")]
+        path = f"/v2/{m['repo']}/blobs/{m['digest']}"
+        resp = self.upstream(path, [*keep, ("Accept-Encoding", "identity")], None)
+        self.relay(resp)
+        if resp.status in (200, 206):
+            with cdn.lock:
+                cdn.served += 1
+
+    do_HEAD = do_GET
+
+
+class CdnServer(_Service):
+    """Serves blobs by digest from an open upstream registry, on 127.0.0.2 by default.
+
+    Only URLs from `signed_url` are served; any request with an Authorization header gets
+    403 (counted in `auth_rejections`), as from a real signed-URL CDN."""
+
+    def __init__(self, upstream_url: str, *, bind: str = "127.0.0.2", ttl: int = 300) -> None:
+        super().__init__(upstream_url, bind, _CdnHandler)
+        self.ttl, self._key = ttl, secrets.token_bytes(32)
+        self.served = self.auth_rejections = 0
+
+    def _sign(self, repo: str, digest: str, expires: str) -> str:
+        msg = f"{repo}/{digest}:{expires}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def signed_url(self, repo: str, digest: str) -> str:
+        expires = str(int(time.time()) + self.ttl)
+        sig = self._sign(repo, digest, expires)
+        return f"{self.url}/blobs/{quote(repo)}/{digest}?sig={sig}&expires={expires}"
+
+    def valid(self, repo: str, digest: str, query: dict[str, list[str]]) -> bool:
+        sig, expires = query.get("sig", [""])[0], query.get("expires", ["0"])[0]
+        fresh = expires.isdigit() and int(expires) >= time.time()
+        return fresh and hmac.compare_digest(sig, self._sign(repo, digest, expires))
+
+
+@contextlib.contextmanager
+def fault_proxy(registry: RunningRegistry, **faults: Any) -> Iterator[FaultProxy]:
+    """A started FaultProxy in front of `registry` (plain http only) with `faults` set;
+    `cdn=True` also starts a CdnServer fed by the registry's open seed process."""
+    with FaultProxy(registry.url) as proxy:
+        if faults.pop("cdn", False):
+            proxy.start_cdn(registry.seed_url)
+        for name, value in faults.items():
+            if name not in FAULTS:
+                raise TypeError(f"FaultProxy has no fault {name!r}; faults are {sorted(FAULTS)}")
+            setattr(proxy, name, value)
+        yield proxy
+
+
+def behind(registry: RunningRegistry, proxy: FaultProxy) -> RunningRegistry:
+    """`registry` as reached through `proxy` (same credentials and request log), so that
+    syncer_setup.make_client / write_sync_yaml point syncer at the proxy."""
+    return dataclasses.replace(registry, host=proxy.host, url=proxy.url)
+
+
+class FaultProxyFactory(Protocol):
+    """Type of the `fault_proxy_factory` fixture."""
+
+    def __call__(self, registry: RunningRegistry, **faults: Any) -> FaultProxy: ...
