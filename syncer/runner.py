@@ -122,7 +122,7 @@ class Runner:
         finally:
             report.duration_s = time.monotonic() - started
             for registry, t in self.client.transports().items():
-                if t.ratelimit.remaining is not None:
+                if t.ratelimit.remaining is not None or t.ratelimit.exhausted:
                     report.ratelimit[registry] = {
                         "limit": t.ratelimit.limit,
                         "remaining": t.ratelimit.remaining,

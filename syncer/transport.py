@@ -42,7 +42,7 @@ log = structlog.get_logger("syncer.transport")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
 MAX_ERROR_BODY = 64 * 1024
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not restarts
 
 Body = bytes | AsyncIterator[bytes] | None
 
