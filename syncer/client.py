@@ -190,6 +190,8 @@ class RegistryClient:
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        if media_type == "text/html":
+            raise ManifestError(f"{what}: the server answered HTML, not a manifest (a login page?)")
         digest = sha256_digest(data)
         if ref.digest and ref.digest != digest:
             raise DigestMismatch(what, ref.digest, digest)
