@@ -210,3 +210,60 @@ def test_sync_metrics_file_matches_report(
                 f'source="{entry["source"]}"}} {float(entry[name])}'
             )
             assert line in text, line
+
+
+async def test_sighup_reloads_and_a_bad_config_keeps_the_old(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    cfg = fleet_config(src, dst, tmp_path, {"schedule": "*/5 * * * *"})
+    sched = Scheduler(cfg, RunOptions())
+    task = asyncio.create_task(sched.run())
+    await asyncio.sleep(0.2)
+    names = lambda: [j.name for j in sched._aps.get_jobs()]  # noqa: E731
+    assert names() == ["cron '*/5 * * * *' (UTC)"]
+    good = cfg.read_text()
+    cfg.write_text(good.replace("*/5 * * * *", "99 * * * *"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    await asyncio.sleep(0.2)
+    assert names() == ["cron '*/5 * * * *' (UTC)"]
+    cfg.write_text(good.replace("*/5 * * * *", "0 3 * * *"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    await asyncio.sleep(0.2)
+    assert names() == ["cron '0 3 * * *' (UTC)"]
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 10) == 0
+
+
+def test_pushgateway_receives_the_run_metrics(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pushed: list[tuple[str, str, bytes]] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            pushed.append((self.command, self.path, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src, dst = registry_factory("anon"), registry_factory("anon")
+        cfg = fleet_config(src, dst, tmp_path, {})
+        gateway = f"http://127.0.0.1:{server.server_address[1]}"
+        assert main(["sync", "-c", str(cfg), "-q", "--pushgateway", gateway]) == 0
+    finally:
+        server.shutdown()
+    assert len(pushed) == 1
+    method, path, body = pushed[0]
+    assert (method, path) == ("PUT", "/metrics/job/syncer")
+    assert b"syncer_tags_copied_total" in body
+    assert b'syncer_runs_total{status="ok"} 1.0' in body
