@@ -93,3 +93,11 @@ def fault_proxy_factory() -> Iterator[FaultProxyFactory]:
             return stack.enter_context(fault_proxy(registry, **faults))
 
         yield factory
+
+
+@pytest.fixture(autouse=True)
+def _isolated_docker_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests never read (or write) the real ~/.docker/config.json of whoever runs them."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))
