@@ -6,13 +6,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from syncer.cli import main
-from tests.support.fleet import assert_no_broken_tags, make_fleet
+from tests.support.fleet import assert_no_broken_tags, make_fleet, wait_for_requests
 from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -192,11 +191,7 @@ def test_sigterm_stops_a_sync_cleanly(registry_factory: RegistryFactory, tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(r.method == "PUT" and "/blobs/" in r.path for r in dst.requests()):
-            break
-        time.sleep(0.02)
+    wait_for_requests(dst, "PUT", "/blobs/")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err

@@ -15,7 +15,7 @@ from syncer.cli import main
 from syncer.config import load_config
 from syncer.runner import Runner
 from tests.support.fault_proxy import FaultProxyFactory, behind
-from tests.support.fleet import Fleet, assert_no_broken_tags
+from tests.support.fleet import Fleet, assert_no_broken_tags, wait_for_requests
 from tests.support.images import make_image, make_index, make_layer, push, random_layer
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -178,11 +178,7 @@ def test_kill_9_mid_copy_then_rerun_completes(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sum(1 for r in dst.requests() if r.method == "PATCH") >= 8:
-            break
-        time.sleep(0.01)
+    wait_for_requests(dst, "PATCH", "/blobs/uploads/", count=8, timeout=60)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert assert_no_broken_tags(fleet, dst.url, "m/") < fleet.tag_count

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from syncer.report import RunReport
 from syncer.runner import RunOptions
 from syncer.scheduler import Scheduler
 from syncer.schedules import cron_trigger, parse_duration
-from tests.support.fleet import assert_no_broken_tags, make_fleet
+from tests.support.fleet import assert_no_broken_tags, make_fleet, wait_for_requests
 from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -177,11 +176,7 @@ def test_sigterm_mid_copy_exits_0_and_leaves_destination_consistent(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(r.method == "PUT" and "/blobs/" in r.path for r in dst.requests()):
-            break
-        time.sleep(0.02)
+    wait_for_requests(dst, "PUT", "/blobs/")
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

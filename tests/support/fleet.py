@@ -93,3 +93,18 @@ def assert_no_broken_tags(fleet: Fleet, base_url: str, prefix: str) -> int:
                 r = c.head(f"{base_url}/v2/{prefix}{repo}/blobs/{blob.digest}")
                 assert r.status_code == 200, (repo, tag, blob.digest)
     return present
+
+
+def wait_for_requests(
+    registry: object, method: str, fragment: str, count: int = 1, timeout: float = 30
+) -> None:
+    """Block until `registry` served `count` requests like `METHOD ...fragment...`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reqs = registry.requests()  # type: ignore[attr-defined]
+        if sum(1 for r in reqs if r.method == method and fragment in r.path) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {count} x {method} *{fragment}* within {timeout}s")
