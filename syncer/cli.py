@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from syncer import __version__
 from syncer.commands import inspect as inspect_cmd
+from syncer.commands import login as login_cmd
 from syncer.commands import schedule as schedule_cmd
 from syncer.commands import search as search_cmd
 from syncer.commands import sync as sync_cmd
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync_cmd.register(sub)
     schedule_cmd.register(sub)
     inspect_cmd.register(sub)
+    login_cmd.register(sub)
     search_cmd.register(sub)
     return parser
 
