@@ -22,8 +22,17 @@ from syncer.errors import (
     NotFound,
     RegistryError,
     SizeMismatch,
+    UnsupportedError,
 )
-from syncer.models import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, sha256_digest
+from syncer.models import (
+    MANIFEST_ACCEPT,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Descriptor,
+    ImageIndex,
+    parse_manifest,
+    sha256_digest,
+)
 from syncer.pagination import next_link
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
@@ -199,6 +208,24 @@ class RegistryClient:
         if header and header.startswith("sha256:") and header != digest:
             raise DigestMismatch(what, header, digest)
         return FetchedManifest(data, media_type, digest)
+
+    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+        """Artifacts that name `digest` as subject (OCI 1.1 referrers API), or None when
+        the registry does not offer the API (callers then use the tag schema)."""
+        t = self.transport(repo)
+        try:
+            resp = await t.request(
+                "GET",
+                f"/v2/{repo.repository}/referrers/{digest}",
+                scopes=_pull(repo),
+                headers={"Accept": OCI_INDEX},
+            )
+        except (NotFound, UnsupportedError):
+            return None
+        if not resp.headers.get("content-type", "").startswith(OCI_INDEX):
+            return None
+        index = parse_manifest(resp.content, OCI_INDEX, what=f"referrers of {digest}")
+        return list(index.manifests) if isinstance(index, ImageIndex) else None
 
     async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
         """PUT the exact bytes under a tag or digest; returns the digest the registry stored."""

@@ -284,6 +284,23 @@ class Runner:
             keep | {i.dest_tag for i in plan.items if i.action is not Action.FILTERED},
         )
 
+    async def _copy_referrers(self, entry: ResolvedEntry, digest: str, report: EntryReport) -> None:
+        """Artifacts the referrers API lists for `digest`, copied untagged after their subject.
+        Registries without the API (distribution 2.8, Docker Hub) use the tag schema instead."""
+        src, dst = entry.source.repo(), entry.destination.repo()
+        listed = await self.client.referrers(src, digest)
+        for desc in listed or []:
+            kind = desc.artifact_type or ""
+            if entry.referrer_types and kind not in entry.referrer_types:
+                continue
+            if await self.client.head_manifest(dst.with_digest(desc.digest)) is not None:
+                continue
+            fetched = await self.client.get_manifest(src.with_digest(desc.digest))
+            await self.copier.copy(src, dst, fetched, report.counters, dest_ident=desc.digest)
+            report.tags.append(
+                TagOutcome(desc.digest, "copied", desc.digest, desc.digest, f"referrer of {digest}")
+            )
+
     async def _filtered_copies(
         self, entry: ResolvedEntry, src: list[str | None], dst: list[str | None]
     ) -> list[str | None]:
@@ -381,6 +398,8 @@ class Runner:
                         src, dst, fetched, report.counters, dest_ident=item.dest_tag
                     )
                     report.skipped_foreign_layers.extend(result.skipped_foreign)
+                    if entry.referrers:
+                        await self._copy_referrers(entry, digest, report)
                     return None
 
                 skipped = await self._slot(work)

@@ -11,6 +11,7 @@ from syncer.config import load_config
 from syncer.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import (
+    OCI_INDEX,
     OCI_MANIFEST,
     Blob,
     fetch_manifest_digest,
@@ -19,7 +20,7 @@ from tests.support.images import (
     push_manifest,
 )
 from tests.support.registry import RegistryFactory, RunningRegistry
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import make_client, write_sync_yaml
 
 COSIGN = "application/vnd.dev.cosign.simplesigning.v1+json"
 SPDX = "application/spdx+json"
@@ -76,3 +77,61 @@ async def test_referrer_tags_follow_their_subject_with_type_filter(
     assert fetch_manifest_digest(dst.url, "m/app", f"sha256-{hexd}.sig") == sig
     assert fetch_manifest_digest(dst.url, "m/app", f"sha256-{hexd}.sbom") is None
     assert report.status == "ok"
+
+
+class ReferrersAPI(httpx.AsyncBaseTransport):
+    """Adds the OCI 1.1 referrers API (which distribution 2.8 lacks) in front of a real one."""
+
+    def __init__(self, index: dict[str, list[dict[str, object]]]) -> None:
+        self.index = index
+        self.real = httpx.AsyncHTTPTransport()
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if "/referrers/" in request.url.path:
+            self.calls += 1
+            digest = request.url.path.rsplit("/", 1)[-1]
+            body = {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": self.index.get(digest, []),
+            }
+            return httpx.Response(200, json=body, headers={"Content-Type": OCI_INDEX})
+        return await self.real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+async def test_referrers_api_copies_untagged_artifacts_after_their_subject(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    image = app_image(0, 0)
+    push(src.seed_url, "app", image, "v1")
+    sig = artifact(src, "app", "unused-tag", COSIGN, b"api signature")
+    sbom = artifact(src, "app", "unused-tag-2", SPDX, b"api sbom")
+    api = ReferrersAPI(
+        {
+            image.digest: [
+                {"mediaType": OCI_MANIFEST, "digest": sig, "size": 1, "artifactType": COSIGN},
+                {"mediaType": OCI_MANIFEST, "digest": sbom, "size": 1, "artifactType": SPDX},
+            ]
+        }
+    )
+    entry = {
+        "source": f"{src.host}/app:v1",
+        "destination": f"{dst.host}/m/app",
+        "referrers": True,
+        "referrers_filter": {"artifact_types": [COSIGN]},
+    }
+    cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src, dst)
+    async with make_client(src, dst, http_transport=api) as client:
+        report = await Runner(load_config(cfg), client=client).run()
+    assert report.status == "ok", report.to_json()
+    assert api.calls == 1
+    assert fetch_manifest_digest(dst.url, "m/app", "v1") == image.digest
+    assert fetch_manifest_digest(dst.url, "m/app", sig) == sig
+    assert fetch_manifest_digest(dst.url, "m/app", sbom) is None
+    copied = [t for t in report.entries[0].tags if t.reason.startswith("referrer of")]
+    assert [t.tag for t in copied] == [sig]
