@@ -9,7 +9,6 @@ must be copied.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,16 +24,14 @@ from syncer.client import FetchedManifest, RegistryClient
 from syncer.config import LoadedConfig, ResolvedEntry
 from syncer.copier import BlobLedger, Copier
 from syncer.errors import (
-    AuthenticationError,
     Deferred,
     NotFound,
-    PermissionDenied,
     RateLimited,
-    RegistryError,
     SyncerError,
 )
-from syncer.expand import glob_matches, render_destination, render_tag
+from syncer.expand import render_tag
 from syncer.models import ImageManifest, parse_manifest
+from syncer.namespaces import expand_entry
 from syncer.planner import (
     REFERRER_TAG,
     Action,
@@ -42,13 +39,13 @@ from syncer.planner import (
     TagPlan,
     make_plan,
     needs_dest_head,
-    plan_prune,
     referrer_tags,
     select_tags,
     split_immutable,
 )
 from syncer.platform_copy import holds_filtered_copy, select_platforms
 from syncer.progress import Progress
+from syncer.prune import prune
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
 from syncer.shard import Shard, entry_key, owns_tag
@@ -109,7 +106,7 @@ class Runner:
             entries: list[ResolvedEntry] = []
             for entry in self.selected_entries():
                 try:
-                    entries.extend(await self._expand(entry))
+                    entries.extend(await expand_entry(self.client, entry))
                 except Exception as exc:
                     failed = EntryReport(str(entry.source), str(entry.destination))
                     failed.fail(None, describe(exc))
@@ -131,41 +128,6 @@ class Runner:
             if self._owns_client:
                 await self.client.aclose()
         return report
-
-    async def _expand(self, entry: ResolvedEntry) -> list[ResolvedEntry]:
-        """One concrete entry per repository: globs list the catalog, templates render."""
-        if entry.glob is None and entry.dest_template is None:
-            return [entry]
-        src = entry.source
-        if entry.glob is not None:
-            prefix, pattern = entry.glob
-            try:
-                listed = await self.client.catalog(Reference(src.registry, "catalog"))
-            except (AuthenticationError, PermissionDenied, NotFound) as exc:
-                raise RegistryError(
-                    f"{src.registry} does not let us list its repositories (_catalog): "
-                    f"{exc.detail}; name the repositories one per entry instead",
-                    status=exc.status,
-                ) from None
-            repos = [r for r in listed if glob_matches(pattern, r)]
-            repos = [r for r in repos if entry.repositories.matches(r)]
-        else:
-            prefix, repos = "", [src.repository]
-        template = entry.dest_template or str(entry.destination)
-        out = []
-        for repo in sorted(repos):
-            rendered = render_destination(template, repo, prefix, glob=entry.glob is not None)
-            dst = Reference.parse(rendered)
-            out.append(
-                dataclasses.replace(
-                    entry,
-                    source=Reference(src.registry, repo, src.tag, src.digest),
-                    destination=dst.with_tag(src.tag) if src.tag else dst,
-                    glob=None,
-                    dest_template=None,
-                )
-            )
-        return out
 
     def _owns(self, entry: ResolvedEntry, tag: str) -> bool:
         shard = self.options.shard
@@ -207,7 +169,17 @@ class Runner:
             else:
                 await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
             if entry.prune and dest_tags is not None:
-                await self._prune(entry, plan, dest_tags, keep, report)
+                await prune(
+                    self.client,
+                    self._slot,
+                    entry,
+                    plan,
+                    dest_tags,
+                    keep,
+                    report,
+                    dry_run=self.options.dry_run,
+                    owns=self._owns,
+                )
             self.progress.entry_done()
 
     async def _check(self, entry: ResolvedEntry) -> tuple[Plan, set[str] | None, set[str]]:
@@ -318,53 +290,6 @@ class Runner:
             return s if same else d
 
         return list(await asyncio.gather(*(one(s, d) for s, d in zip(src, dst, strict=True))))
-
-    async def _prune(
-        self,
-        entry: ResolvedEntry,
-        plan: Plan,
-        dest_tags: set[str],
-        kept: set[str],
-        report: EntryReport,
-    ) -> None:
-        """Delete destination tags the source no longer selects; safe by construction."""
-        if not kept and not plan.filtered:
-            report.fail(None, "prune refused: the source listed no tags at all")
-            return
-        # Every shard sees the whole selection; each deletes only the tags it owns.
-        owned = {t for t in dest_tags if self._owns(entry, t)}
-        pp = plan_prune(owned, kept, entry.prune_protect, entry.prune_max)
-        for tag in pp.over_limit:
-            reason = f"prune_max {entry.prune_max} reached"
-            report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
-        if self.options.dry_run:
-            report.tags.extend(
-                TagOutcome(t, "would_prune", reason="not selected") for t in pp.delete
-            )
-            return
-        dst = entry.destination
-        # A registry deletes manifests, not tags: never delete a digest a kept tag uses.
-        kept_digests = {i.source_digest for i in plan.items if i.action is not Action.FILTERED}
-        for tag in sorted(kept & dest_tags):
-            info = await self._slot(partial(self.client.head_manifest, dst.with_tag(tag)))
-            if info is not None:
-                kept_digests.add(info.digest)
-        for tag in pp.delete:
-            try:
-                info = await self._slot(partial(self.client.head_manifest, dst.with_tag(tag)))
-                if info is None:
-                    continue  # gone already (it shared a deleted manifest)
-                if info.digest in kept_digests:
-                    reason = "its manifest is also tagged with a kept tag"
-                    report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
-                    continue
-                await self._slot(partial(self.client.delete_manifest, dst, info.digest))
-            except SyncerError as exc:
-                report.fail(tag, f"prune failed: {describe(exc)}")
-                continue
-            report.counters.tags_pruned += 1
-            report.tags.append(TagOutcome(tag, "pruned", destination_digest=info.digest))
-            log.info("tag pruned", tag=tag, digest=info.digest)
 
     async def _dest_tags(self, dst: Reference) -> set[str]:
         try:
