@@ -53,3 +53,22 @@ async def test_semver_latest_always_and_immutable(
     assert [r.path.rsplit("/", 1)[-1] for r in heads_dst] == ["latest"]
     immutable = [t for t in report.entries[0].tags if "immutable" in t.reason]
     assert sorted(t.tag for t in immutable) == ["1.5", "v1.4.0"]
+
+
+async def test_digest_pin_with_destination_tag(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    old, new = app_image(0, 0), app_image(0, 1)
+    push(src.seed_url, "app", old, "stable")
+    push(src.seed_url, "app", new, "stable")  # the tag moved on; the pin stays on `old`
+    entry = {"source": f"{src.host}/app@{old.digest}", "destination": f"{dst.host}/m/app:pinned"}
+    cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src, dst)
+    report = await Runner(load_config(cfg)).run()
+    assert report.totals.tags_copied == 1
+    assert fetch_manifest_digest(dst.url, "m/app", "pinned") == old.digest
+    s0 = src.mark()
+    report = await Runner(load_config(cfg)).run()
+    assert report.totals.tags_up_to_date == 1
+    # The pin needs no source request at all; the destination costs one HEAD.
+    assert src.requests_since(s0) == []
