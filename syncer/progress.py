@@ -56,28 +56,42 @@ class RichProgress(Progress):
     """Bars on stderr: entries, tags, bytes with throughput, and one per large blob."""
 
     def __init__(self) -> None:
-        from rich.console import Console
+        from rich.console import Console, RenderableType
         from rich.progress import (
             BarColumn,
             DownloadColumn,
             MofNCompleteColumn,
+            ProgressColumn,
+            Task,
             TextColumn,
             TransferSpeedColumn,
         )
         from rich.progress import Progress as Bars
 
+        class Only(ProgressColumn):
+            """Show `column` only for byte tasks (or only for count tasks)."""
+
+            def __init__(self, column: ProgressColumn, *, for_bytes: bool) -> None:
+                super().__init__()
+                self.column, self.for_bytes = column, for_bytes
+
+            def render(self, task: Task) -> RenderableType:
+                if bool(task.fields.get("bytes")) != self.for_bytes:
+                    return ""
+                return self.column.render(task)
+
         self._bars = Bars(
-            TextColumn("{task.description:<10}"),
+            TextColumn("{task.description:<12}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            Only(MofNCompleteColumn(), for_bytes=False),
+            Only(DownloadColumn(), for_bytes=True),
+            Only(TransferSpeedColumn(), for_bytes=True),
             console=Console(stderr=True),
             transient=False,
         )
         self._entries = self._bars.add_task("entries", total=0)
         self._tags = self._bars.add_task("tags", total=0)
-        self._bytes = self._bars.add_task("bytes", total=None)
+        self._bytes = self._bars.add_task("bytes", total=None, bytes=True)
 
     def __enter__(self) -> Progress:
         self._bars.start()
@@ -103,7 +117,7 @@ class RichProgress(Progress):
 
     def blob_started(self, digest: str, size: int) -> object:
         if size >= LARGE_BLOB:
-            return self._bars.add_task(digest[7:19], total=size)
+            return self._bars.add_task(digest[7:19], total=size, bytes=True)
         return None
 
     def blob_bytes(self, handle: object, n: int) -> None:
