@@ -109,11 +109,6 @@ class Authenticator:
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
         self._lock = asyncio.Lock()
-        self.token_requests = 0
-
-    @property
-    def has_credential(self) -> bool:
-        return self._credential is not None
 
     def _check_channel(self, url: str) -> None:
         """Credentials travel only over TLS, loopback, or where the user said insecure is fine."""
@@ -188,7 +183,6 @@ class Authenticator:
         service = self._challenge.params.get("service")
         cred = self._credential
         headers: dict[str, str] = {}
-        self.token_requests += 1
         params: list[tuple[str, str | int | float | bool | None]] = (
             [("service", service)] if service else []
         )

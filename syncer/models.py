@@ -68,13 +68,6 @@ class Platform(BaseModel):
     architecture: str = ""
     variant: str | None = None
 
-    def matches(self, spec: str) -> bool:
-        """`os/arch[/variant]`; a spec without variant accepts any variant."""
-        parts = spec.split("/")
-        if len(parts) < 2 or parts[0] != self.os or parts[1] != self.architecture:
-            return False
-        return len(parts) < 3 or parts[2] == (self.variant or "")
-
     def __str__(self) -> str:
         base = f"{self.os}/{self.architecture}"
         return f"{base}/{self.variant}" if self.variant else base

@@ -56,6 +56,7 @@ class RichProgress(Progress):
     """Bars on stderr: entries, tags, bytes with throughput, and one per large blob."""
 
     def __init__(self) -> None:
+        # Imported here: runs off a terminal (CI, Kubernetes) never pay for rich.
         from rich.console import Console, RenderableType
         from rich.progress import (
             BarColumn,

@@ -12,7 +12,6 @@ import asyncio
 import json
 import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -145,7 +144,6 @@ class Transport:
         )
         self._probe: asyncio.Future[None] | None = None
         self.ratelimit = PullBudget(config.ratelimit.min_remaining)
-        self.counts: Counter[str] = Counter()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -306,7 +304,6 @@ class Transport:
                     resp = None
                     failure: str = f"{type(exc).__name__}"
                 if resp is not None:
-                    self.counts[method] += 1
                     self.ratelimit.update(resp.headers)
                     # A 401 to a request without credentials only tells us the challenge;
                     # one with credentials earns exactly one re-authentication.
