@@ -7,15 +7,13 @@ import pytest
 
 from syncer.config import (
     Defaults,
-    Settings,
     SyncConfig,
     TagFilter,
-    default_config_path,
     load_config,
-    load_settings,
 )
 from syncer.errors import ConfigError
 from syncer.registry_config import RegistryConfig, TlsMode
+from syncer.settings import Settings, default_config_path, load_settings
 from syncer.yamlsource import InterpolationError, format_loc, interpolate, interpolate_string
 
 EXAMPLE = r"""

@@ -7,11 +7,12 @@ import asyncio
 import sys
 
 from syncer.commands.sync import add_common, settings_from
-from syncer.config import default_config_path, load_config
+from syncer.config import load_config
 from syncer.errors import EXIT_USAGE, ConfigError
 from syncer.logs import configure
 from syncer.runner import RunOptions
 from syncer.scheduler import Scheduler, group_entries
+from syncer.settings import default_config_path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

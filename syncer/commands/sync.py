@@ -14,13 +14,14 @@ from typing import Any
 
 import structlog
 
-from syncer.config import LoadedConfig, Settings, default_config_path, load_config, load_settings
+from syncer.config import LoadedConfig, load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
 from syncer.logs import configure
 from syncer.metrics import Metrics
 from syncer.progress import for_terminal
 from syncer.report import RunReport
 from syncer.runner import Runner, RunOptions
+from syncer.settings import Settings, default_config_path, load_settings
 from syncer.shard import parse_shard, shard_from_env
 
 log = structlog.get_logger("syncer")
