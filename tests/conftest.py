@@ -96,6 +96,34 @@ def fault_proxy_factory() -> Iterator[FaultProxyFactory]:
 
 
 @pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Tests never reach the internet: a request to a host off loopback fails like a dead
+    network, at both real network layers (syncer's aiohttp one and httpx's own, which
+    `syncer search` and test helpers use). Returns the URLs that were refused."""
+    import httpx
+
+    from syncer.aiohttp_transport import AiohttpTransport
+    from syncer.reference import is_loopback
+
+    blocked: list[str] = []
+
+    def guard(cls: Any) -> None:
+        real = cls.handle_async_request
+
+        async def handle(self: Any, request: httpx.Request) -> httpx.Response:
+            if not is_loopback(request.url.host):
+                blocked.append(str(request.url))
+                raise httpx.ConnectError("blocked by the test: loopback only", request=request)
+            return await real(self, request)
+
+        monkeypatch.setattr(cls, "handle_async_request", handle)
+
+    guard(AiohttpTransport)
+    guard(httpx.AsyncHTTPTransport)
+    return blocked
+
+
+@pytest.fixture(autouse=True)
 def _isolated_docker_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,8 +1,8 @@
 """`syncer login` / `syncer logout` against real htpasswd and token-auth registries.
 
-Every test runs with DOCKER_CONFIG in a temporary directory (conftest) and with httpx
-unable to reach anything but loopback (`loopback_only`), so a test that took a wrong
-turn towards a real host fails instead of sending anything there.
+Every test runs with DOCKER_CONFIG in a temporary directory and unable to reach anything
+but loopback (`loopback_only`, both in conftest), so a test that took a wrong turn
+towards a real host fails instead of sending anything there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from syncer.cli import main
@@ -27,29 +26,13 @@ from syncer.commands.login import password_from_stdin, registry_name
 from syncer.config import load_config
 from syncer.credentials import resolve
 from syncer.errors import AuthenticationError
-from syncer.reference import Reference, is_loopback
+from syncer.reference import Reference
 from tests.support.fleet import app_image
 from tests.support.images import push
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import FAST_RETRY, write_sync_yaml
 
 HUB_KEY = "https://index.docker.io/v1/"
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """URLs syncer tried to reach off loopback; each attempt fails like a dead network."""
-    blocked: list[str] = []
-    real_send = httpx.AsyncClient.send
-
-    async def send(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> httpx.Response:
-        if not is_loopback(request.url.host):
-            blocked.append(str(request.url))
-            raise httpx.ConnectError("blocked by the test: loopback only", request=request)
-        return await real_send(self, request, **kw)
-
-    monkeypatch.setattr(httpx.AsyncClient, "send", send)
-    return blocked
 
 
 def config_file() -> Path:

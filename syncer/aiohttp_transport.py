@@ -1,0 +1,166 @@
+"""The network under httpx: an httpx transport that sends requests with aiohttp.
+
+httpx stays the API the rest of syncer speaks (requests, responses, errors, and
+`MockTransport` for fault injection); this module only replaces httpcore as the
+thing that talks HTTP/1.1 over sockets. Measured on loopback against the
+distribution registry, a HEAD costs about 0.9 ms of CPU through httpcore and its
+anyio layers and about 0.25 ms through aiohttp's C parser. A mirror checking
+thousands of tags is bound by exactly that cost.
+
+What callers rely on, and this module keeps:
+- errors are httpx's (`ConnectError`, `ReadError`, `RemoteProtocolError`, timeouts),
+  so retry and resume logic sees what it saw before;
+- bodies are raw: no decompression and no re-chunking of what we send;
+- an exception raised by a streamed request body (a source blob failing its digest
+  check mid-copy) reaches the caller as itself, not as a generic connection error;
+- no redirects are followed and no netrc is read: the caller decides who gets
+  credentials. HTTP(S)_PROXY / NO_PROXY from the environment are honoured, as
+  docker, skopeo and httpx do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+
+# Checked in order: the first class that matches names the httpx error.
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientOSError, httpx.ReadError),
+    (aiohttp.ClientError, httpx.NetworkError),
+    (OSError, httpx.NetworkError),
+)
+
+
+def _as_httpx(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            return target(f"{type(exc).__name__}: {exc}", request=request)
+    return httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request)
+
+
+class _Body:
+    """A streamed request body that remembers the exception its source raised."""
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self.error: BaseException | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.readany():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _as_httpx(exc, self._request) from None
+
+    async def aclose(self) -> None:
+        # Whole body read: the connection goes back to the pool; otherwise it is closed.
+        self._response.release()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One connection pool (to any host) with at most `max_connections` sockets."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, max_connections: int) -> None:
+        self._ssl = ssl_context
+        self._limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies = {
+            k: v for k, v in urllib.request.getproxies_environment().items() if k != "no"
+        }
+        self._no_proxy = urllib.request.getproxies_environment().get("no", "")
+
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        """The proxy the environment names for `url`, or None (also when NO_PROXY covers it)."""
+        proxy = self._proxies.get(url.scheme)
+        if proxy is None:
+            return None
+        if urllib.request.proxy_bypass_environment(url.host, {"no": self._no_proxy}):  # type: ignore[attr-defined]
+            return None
+        return proxy
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Made on first use: aiohttp binds a session to the running event loop.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        body: _Body | None = None
+        data: Any = None
+        headers = [
+            (k, v) for k, v in request.headers.multi_items() if k.lower() != "transfer-encoding"
+        ]
+        if isinstance(request.stream, httpx.ByteStream):
+            data = request.content or None
+        else:
+            body = _Body(request.stream)  # type: ignore[arg-type]
+            data = body
+        try:
+            response = await self._get_session().request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                compress=None,
+                proxy=self.proxy_for(request.url) if self._proxies else None,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeouts.get("pool"),
+                    sock_connect=timeouts.get("connect"),
+                    sock_read=timeouts.get("read"),
+                ),
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if body is not None and body.error is not None:
+                raise body.error from None
+            raise _as_httpx(exc, request) from None
+        return httpx.Response(
+            response.status,
+            headers=list(response.raw_headers),
+            stream=_ResponseStream(response, request),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
