@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
@@ -42,6 +39,11 @@ def _cron_dow(field: str) -> str:
     )
 
 
+if TYPE_CHECKING:  # apscheduler is imported on use: `syncer sync` runs never need it
+    from apscheduler.triggers.base import BaseTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -57,6 +59,8 @@ def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
             "e.g. '*/30 * * * *'"
         )
     fields[4] = _cron_dow(fields[4])
+    from apscheduler.triggers.cron import CronTrigger
+
     try:
         return CronTrigger.from_crontab(" ".join(fields), timezone=zone(timezone))
     except ValueError as exc:
@@ -75,6 +79,8 @@ class When:
         if self.cron is not None:
             return cron_trigger(self.cron, self.timezone)
         assert self.interval_s is not None
+        from apscheduler.triggers.interval import IntervalTrigger
+
         return IntervalTrigger(seconds=self.interval_s, timezone=zone(self.timezone))
 
     def describe(self) -> str:

@@ -11,7 +11,6 @@ from syncer.config import load_config
 from syncer.errors import EXIT_USAGE, ConfigError
 from syncer.logs import configure
 from syncer.runner import RunOptions
-from syncer.scheduler import Scheduler, group_entries
 from syncer.settings import default_config_path
 
 
@@ -32,6 +31,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every `syncer` command line builds this parser,
+    # and only the scheduler needs apscheduler and the metrics server.
+    from syncer.scheduler import Scheduler, group_entries
+
     try:
         settings = settings_from(args)
         configure(settings.log_format, settings.log_level)

@@ -17,7 +17,6 @@ import structlog
 from syncer.config import LoadedConfig, load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
 from syncer.logs import configure
-from syncer.metrics import Metrics
 from syncer.progress import for_terminal
 from syncer.report import RunReport
 from syncer.runner import Runner, RunOptions
@@ -136,6 +135,8 @@ async def _until_terminated(runner: Runner) -> RunReport:
 def publish_metrics(report: RunReport, args: argparse.Namespace) -> None:
     if not (args.metrics_file or args.pushgateway):
         return
+    from syncer.metrics import Metrics  # prometheus_client: only runs that publish pay for it
+
     metrics = Metrics()
     metrics.observe(report)
     if args.metrics_file:
