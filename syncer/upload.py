@@ -11,7 +11,6 @@ memory stays bounded by `chunk_size`.
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
@@ -55,21 +54,11 @@ class UploadSession:
         )
 
     async def put_chunked(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
-        size = self.t.config.chunk_size
-        pieces: list[bytes] = []
-        held = 0
-        async for piece in chunks:
-            pieces.append(piece)
-            held += len(piece)
-            if held >= size:
-                # One join per chunk (no slicing copies); the remainder starts the next one.
-                data = b"".join(pieces)
-                pieces, held = [data[size:]], held - size
-                await self._patch(data[:size])
-                del data
-        rest = b"".join(pieces)
-        if rest:
-            await self._patch(rest)
+        source = _Source(chunks)
+        while self.offset < desc.size:
+            length = min(self.t.config.chunk_size, desc.size - self.offset)
+            await self._patch(_Chunk(source, length))
+        await source.finish()
         await self.t.request(
             "PUT",
             _with_digest(self.location, desc.digest),
@@ -79,10 +68,11 @@ class UploadSession:
             ok=(201,),
         )
 
-    async def _patch(self, data: bytes) -> None:
+    async def _patch(self, chunk: _Chunk) -> None:
         attempts = self.t.config.retry.attempts
+        start = self.offset
         for attempt in range(1, attempts + 1):
-            end = self.offset + len(data) - 1
+            end = start + chunk.length - 1
             try:
                 resp = await self.t.request(
                     "PATCH",
@@ -91,20 +81,18 @@ class UploadSession:
                     headers={
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{self.offset}-{end}",
-                        "Content-Length": str(len(data)),
+                        "Content-Length": str(end + 1 - self.offset),
                     },
-                    content=data,
+                    content=chunk.body(skip=self.offset - start),
                     ok=(202,),
                     retry=False,
                 )
                 self.location = _location(resp)
                 self.offset = end + 1
-                # httpx keeps each finished request (and its chunk) in a reference cycle;
-                # collect now, or a 1 GiB upload holds dozens of chunks until gc runs.
-                del resp
-                gc.collect()
                 return
             except (TransportError, RegistryError) as exc:
+                if chunk.source_error is not None:
+                    raise chunk.source_error from None  # the source failed, not the upload
                 if isinstance(exc, RegistryError) and (exc.status or 0) < 500:
                     raise
                 if attempt == attempts:
@@ -121,9 +109,8 @@ class UploadSession:
                         f"upload session at {self.t.registry} reports offset {accepted}, "
                         f"expected {self.offset}..{end + 1}"
                     ) from None
-                data = data[accepted - self.offset :]
                 self.offset = accepted
-                if not data:
+                if accepted == end + 1:
                     return
 
     async def _accepted(self) -> int:
@@ -172,6 +159,59 @@ async def upload_blob(
             return
         await session.cancel()
         await session.start()
+
+
+class _Source:
+    """A blob's byte stream, handed out in pieces of at most a requested size."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = memoryview(b"")
+
+    async def take(self, n: int) -> memoryview:
+        while not self._rest:
+            try:
+                self._rest = memoryview(await anext(self._chunks))
+            except StopAsyncIteration:
+                raise TransportError("blob source ended before its declared size") from None
+        piece, self._rest = self._rest[:n], self._rest[n:]
+        return piece
+
+    async def finish(self) -> None:
+        """Drain the end: the source verifies the digest when it runs out."""
+        async for extra in self._chunks:
+            if extra:
+                raise TransportError("blob source is longer than its declared size")
+
+
+class _Chunk:
+    """The next `length` bytes of the source, read while they are being sent and kept
+    until the registry has them, so a broken PATCH resends only what it lost while the
+    download and the upload overlap."""
+
+    def __init__(self, source: _Source, length: int) -> None:
+        self.source = source
+        self.length = length
+        self.held: list[memoryview] = []
+        self.pulled = 0
+        self.source_error: BaseException | None = None
+
+    async def body(self, skip: int) -> AsyncIterator[bytes]:
+        for piece in self.held:
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            yield piece[skip:]  # type: ignore[misc]
+            skip = 0
+        while self.pulled < self.length:
+            try:
+                piece = await self.source.take(self.length - self.pulled)
+            except BaseException as exc:
+                self.source_error = exc
+                raise
+            self.held.append(piece)
+            self.pulled += len(piece)
+            yield piece  # type: ignore[misc]
 
 
 def _location(resp: httpx.Response) -> str:

@@ -40,6 +40,33 @@ async def test_chunked_upload_to_real_registry(anon_registry: RunningRegistry) -
     assert sum(1 for r in anon_registry.requests() if r.method == "PUT") == 1
 
 
+async def test_chunked_upload_stops_at_a_failing_source_and_commits_nothing(
+    anon_registry: RunningRegistry,
+) -> None:
+    """Chunks stream straight from the source; when the source fails its digest check in
+    the middle of a PATCH, that error is what the caller sees, and nothing is committed."""
+    repo = Reference.parse(f"{anon_registry.host}/chunked/bad")
+    pulled = 0
+
+    async def failing() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        async for piece in chunks_of(DATA, 40_000):
+            if pulled >= 200_000:  # inside the 4th 64 KiB chunk
+                raise DigestMismatch("blob from src", DIGEST, "sha256:" + "0" * 64)
+            pulled += len(piece)
+            yield piece
+
+    client = make_client(anon_registry, chunk_upload_threshold=1, chunk_size=64 * 1024)
+    async with client:
+        with pytest.raises(DigestMismatch):
+            await client.upload_blob(repo, DESC, failing)
+        assert not await client.blob_exists(repo, DIGEST)
+    methods = [r.method for r in anon_registry.requests() if "/chunked/bad/" in r.path]
+    assert methods.count("PATCH") == 4  # 3 whole chunks, then the one the source broke
+    assert "PUT" not in methods
+    assert pulled == 200_000
+
+
 class Streamed(httpx.AsyncByteStream):
     """A body that really streams (bytes content would be pre-read by httpx)."""
 
