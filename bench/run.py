@@ -64,6 +64,17 @@ def _versions() -> dict[str, str]:
     }
 
 
+def cli_startup_s(runs: int = 5) -> float:
+    """Median wall time of `syncer --version`: the interpreter plus every import, which
+    each run pays before its first request."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([syncer_binary(), "--version"], capture_output=True, check=True)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Turn SIGTERM into the same unwinding as Ctrl-C, so `finally` cleans up.
     raise KeyboardInterrupt
@@ -135,14 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         meta["loadavg_end"] = os.getloadavg()
 
     summaries = summarize(bench.samples)
-    targets = evaluate(summaries, bench.samples)
+    meta["cli_startup_s"] = startup = cli_startup_s()
+    meta["cores"] = cores = os.cpu_count() or 1
+    targets = evaluate(summaries, bench.samples, startup_s=startup, cores=cores)
     print(f"\nsyncer vs skopeo sync ({'quick, ' if args.quick else ''}{runs} run(s) each)")
     print(table(summaries))
     print()
     print(targets_text(targets))
     print(
         f"\nelapsed {meta['elapsed_s']}s; load average at start {meta['loadavg_start'][0]:.2f}, "
-        f"at end {meta['loadavg_end'][0]:.2f} (2 cores; registries run on them too)"
+        f"at end {meta['loadavg_end'][0]:.2f} ({cores} cores; registries run on them too); "
+        f"CLI start-up (`syncer --version`, median of 5) {startup:.2f}s"
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
