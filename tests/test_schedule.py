@@ -257,6 +257,7 @@ def test_pushgateway_receives_the_run_metrics(
         assert main(["sync", "-c", str(cfg), "-q", "--pushgateway", gateway]) == 0
     finally:
         server.shutdown()
+        server.server_close()
     assert len(pushed) == 1
     method, path, body = pushed[0]
     assert (method, path) == ("PUT", "/metrics/job/syncer")
