@@ -116,6 +116,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,
                 trust_env=False,
+                # No cookies, like docker and skopeo: a registry's session cookie (Harbor
+                # sets some) must not ride along on later requests, or to other hosts.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             )
