@@ -8,6 +8,7 @@ See bench/README.md for what is measured and how.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     skopeo_cap = 90.0 if args.quick else 240.0
     signal.signal(signal.SIGTERM, _on_sigterm)
 
+    # An installed syncer (pip, the Docker image) comes byte-compiled; this checkout is an
+    # editable install, and PYTHONDONTWRITEBYTECODE (set on these machines) would otherwise
+    # make every run compile syncer's sources again.
+    compileall.compile_dir(Path(__file__).parent.parent / "syncer", quiet=1)
     tmp = Path(tempfile.mkdtemp(prefix="syncer-bench-"))
     bench = Bench(tmp, timeout_s=900.0)
     started = time.perf_counter()
