@@ -94,6 +94,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
         self._proxies = {
             k: v for k, v in urllib.request.getproxies_environment().items() if k != "no"
         }
@@ -145,23 +146,36 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 compress=None,
                 proxy=self.proxy_for(request.url) if self._proxies else None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeouts.get("pool"),
-                    sock_connect=timeouts.get("connect"),
-                    sock_read=timeouts.get("read"),
-                ),
+                timeout=self._timeout(timeouts),
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             if body is not None and body.error is not None:
                 raise body.error from None
             raise _as_httpx(exc, request) from None
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": b""}
+        if request.method == "HEAD" or response.content_length == 0:
+            # Nothing to stream (most of a no-op run): hand the connection back now.
+            response.release()
+            return httpx.Response(
+                response.status,
+                headers=list(response.raw_headers),
+                content=b"",
+                extensions=extensions,
+            )
         return httpx.Response(
             response.status,
             headers=list(response.raw_headers),
             stream=_ResponseStream(response, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
+            extensions=extensions,
         )
+
+    def _timeout(self, timeouts: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        key = (timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read"))
+        if key not in self._timeouts:
+            self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+        return self._timeouts[key]
 
     async def aclose(self) -> None:
         if self._session is not None:
