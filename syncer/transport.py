@@ -9,12 +9,10 @@ redirects without leaking Authorization to other hosts.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 import structlog
@@ -23,68 +21,21 @@ from syncer import __version__
 from syncer.aiohttp_transport import AiohttpTransport
 from syncer.auth import Authenticator
 from syncer.credentials import Credential
-from syncer.errors import (
-    AuthenticationError,
-    ErrorDetail,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    RegistryError,
-    TransportError,
-    UnsupportedError,
-    redact_url,
-)
+from syncer.errors import TransportError, redact_url
 from syncer.ratelimit import PullBudget, parse_retry_after
 from syncer.registry_config import RegistryConfig
+from syncer.responses import error_from_response, read_error_body
 from syncer.tls import default_ssl_context, make_ssl_context
 
 log = structlog.get_logger("syncer.transport")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
-MAX_ERROR_BODY = 64 * 1024
 CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not restarts
 
 USER_AGENT = f"syncer/{__version__}"
 
 Body = bytes | AsyncIterator[bytes] | None
-
-
-def error_from_response(resp: httpx.Response, body: bytes, registry: str) -> RegistryError:
-    details: list[ErrorDetail] = []
-    try:
-        data: Any = json.loads(body) if body else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("errors"), list):
-        for e in data["errors"]:
-            if isinstance(e, dict):
-                details.append(ErrorDetail(str(e.get("code", "")), str(e.get("message", ""))[:200]))
-    status = resp.status_code
-    kw: dict[str, Any] = dict(
-        status=status, method=resp.request.method, url=str(resp.request.url), errors=tuple(details)
-    )
-    if status == 401:
-        return AuthenticationError(
-            f"unauthorized at {registry}: run `syncer login {registry}` or set "
-            f"registries.{registry}.credentials",
-            **kw,
-        )
-    if status == 403:
-        return PermissionDenied(f"access denied by {registry}", **kw)
-    if status == 404:
-        return NotFound(f"not found at {registry}", **kw)
-    if status == 405:
-        return UnsupportedError(f"operation not supported by {registry}", **kw)
-    if status == 429:
-        return RateLimited(
-            f"rate limited by {registry}",
-            retry_after=parse_retry_after(resp.headers.get("retry-after")),
-            **kw,
-        )
-    ctype = resp.headers.get("content-type", "")
-    hint = " (the server answered HTML: is the endpoint a registry?)" if "html" in ctype else ""
-    return RegistryError(f"unexpected answer from {registry}{hint}", **kw)
 
 
 def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
@@ -332,7 +283,7 @@ class Transport:
                         resp.status_code not in RETRY_STATUSES and resp.status_code < 500
                     ):
                         if resp.status_code not in ok:
-                            body = await _read_some(resp)
+                            body = await read_error_body(resp)
                             raise error_from_response(resp, body, self.registry)
                         try:
                             yield resp
@@ -343,7 +294,7 @@ class Transport:
             # Retryable failure: connection error or a retry status.
             wait = self._backoff(attempt)
             if resp is not None:
-                body = await _read_some(resp)
+                body = await read_error_body(resp)
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
                 if resp.status_code == 429 and retry_after is not None:
                     if retry_after > self.config.ratelimit.max_wait_s:
@@ -423,18 +374,3 @@ class Transport:
 def _release(probe: asyncio.Future[None] | None) -> None:
     if probe is not None and not probe.done():
         probe.set_result(None)
-
-
-async def _read_some(resp: httpx.Response) -> bytes:
-    """Read at most MAX_ERROR_BODY of an error body, then close."""
-    data = b""
-    try:
-        async for chunk in resp.aiter_bytes():
-            data += chunk
-            if len(data) >= MAX_ERROR_BODY:
-                break
-    except httpx.HTTPError:
-        pass
-    finally:
-        await resp.aclose()
-    return data
