@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from typing import Any
 
 import aiohttp
 import httpx
+
+# Bodies this small go to aiohttp as bytes: they fit in the socket buffers at once.
+_SMALL_BODY = 64 * 1024
 
 # Checked in order: the first class that matches names the httpx error.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -54,16 +58,22 @@ def _as_httpx(exc: BaseException, request: httpx.Request) -> httpx.TransportErro
 
 
 class _Body:
-    """A streamed request body that remembers the exception its source raised."""
+    """A streamed request body that remembers the exception its source raised, and
+    since when the socket has been taking the last piece (None while our side, the
+    source, is the one being waited on)."""
 
-    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
         self._stream = stream
         self.error: BaseException | None = None
+        self.writing_since: float | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
+                # aiohttp resumes us once the piece is in the socket buffer.
+                self.writing_since = time.monotonic()
                 yield chunk
+                self.writing_since = None
         except Exception as exc:
             self.error = exc
             raise
@@ -95,17 +105,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+        # ALL_PROXY only where aiohttp can speak it (no SOCKS), as a fallback for any scheme.
         self._proxies = {
-            k: v for k, v in urllib.request.getproxies_environment().items() if k != "no"
+            k: v
+            for k, v in urllib.request.getproxies_environment().items()
+            if k != "no" and (k != "all" or v.startswith(("http://", "https://")))
         }
         self._no_proxy = urllib.request.getproxies_environment().get("no", "")
 
     def proxy_for(self, url: httpx.URL) -> str | None:
         """The proxy the environment names for `url`, or None (also when NO_PROXY covers it)."""
-        proxy = self._proxies.get(url.scheme)
+        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
         if proxy is None:
             return None
-        if urllib.request.proxy_bypass_environment(url.host, {"no": self._no_proxy}):  # type: ignore[attr-defined]
+        # With the port, so that a NO_PROXY entry `host:port` matches; plain `host` still does.
+        host = f"{url.host}:{url.port}" if url.port else url.host
+        if urllib.request.proxy_bypass_environment(host, {"no": self._no_proxy}):  # type: ignore[attr-defined]
             return None
         return proxy
 
@@ -132,22 +147,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = [
             (k, v) for k, v in request.headers.multi_items() if k.lower() != "transfer-encoding"
         ]
-        if isinstance(request.stream, httpx.ByteStream):
+        if isinstance(request.stream, httpx.ByteStream) and len(request.content) <= _SMALL_BODY:
             data = request.content or None
         else:
             body = _Body(request.stream)  # type: ignore[arg-type]
             data = body
+        sending = self._get_session().request(
+            request.method,
+            str(request.url),
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            compress=None,
+            proxy=self.proxy_for(request.url) if self._proxies else None,
+            timeout=self._timeout(timeouts),
+        )
         try:
-            response = await self._get_session().request(
-                request.method,
-                str(request.url),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                compress=None,
-                proxy=self.proxy_for(request.url) if self._proxies else None,
-                timeout=self._timeout(timeouts),
-            )
+            if body is None:
+                response = await sending
+            else:
+                response = await _watch_writes(sending, body, timeouts.get("write"), request)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             if body is not None and body.error is not None:
                 raise body.error from None
@@ -159,7 +178,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             return httpx.Response(
                 response.status,
                 headers=list(response.raw_headers),
-                content=b"",
+                stream=httpx.ByteStream(b""),  # not content=: that counts as already read
                 extensions=extensions,
             )
         return httpx.Response(
@@ -181,3 +200,37 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _watch_writes(
+    sending: Coroutine[Any, Any, aiohttp.ClientResponse],
+    body: _Body,
+    limit: float | None,
+    request: httpx.Request,
+) -> aiohttp.ClientResponse:
+    """Await `sending`, but give up when one piece of the body has waited longer than
+    `limit` for the socket: aiohttp has no write timeout, and a peer that stops reading
+    would otherwise hold the upload (and its host slot) forever."""
+    task = asyncio.ensure_future(sending)
+    if limit is None:
+        return await task
+    try:
+        while True:
+            since = body.writing_since
+            wait = limit if since is None else since + limit - time.monotonic()
+            if wait <= 0:
+                raise httpx.WriteTimeout(
+                    f"the request body made no progress for {limit:.0f}s", request=request
+                )
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:
+                return task.result()
+    finally:
+        if not task.done():
+            task.cancel()  # aiohttp closes the connection
+            task.add_done_callback(_discard_outcome)
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

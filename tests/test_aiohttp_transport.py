@@ -128,3 +128,64 @@ async def test_a_failing_request_body_surfaces_as_itself() -> None:
         await t.aclose()
         server.close()
     assert received <= 1000  # the declared 2000 bytes never all went out
+
+
+async def test_an_empty_body_can_be_streamed() -> None:
+    """A zero-length blob answers Content-Length: 0; its (empty) stream must still be
+    readable the way every blob download reads it, with aiter_raw."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDocker-Content-Digest: x\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, url = await serve(handler)
+    t = transport()
+    try:
+        resp = await t.handle_async_request(httpx.Request("GET", url + "/v2/r/blobs/x"))
+        assert resp.status_code == 200 and resp.headers["docker-content-digest"] == "x"
+        assert [c async for c in resp.aiter_raw()] == []
+        await resp.aclose()
+    finally:
+        await t.aclose()
+        server.close()
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_peer_that_stops_reading_times_the_upload_out(streamed: bool) -> None:
+    """aiohttp has no write timeout of its own: without ours, an upload to a server that
+    stopped reading waits forever. Both a streamed body and a large bytes body."""
+    size = 32 * 1024 * 1024  # far beyond what the loopback socket buffers hold
+    stop = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await reader.read(65536)  # then never again
+        await stop.wait()
+        writer.close()
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size // 65536):
+            yield b"x" * 65536
+
+    server, url = await serve(handler)
+    t = transport()
+    content: object = body() if streamed else b"x" * size
+    req = httpx.Request(
+        "PUT",
+        url + "/upload",
+        content=content,  # type: ignore[arg-type]
+        headers={"Content-Length": str(size)},
+        extensions={"timeout": {"connect": 5.0, "read": 60.0, "write": 0.5, "pool": 5.0}},
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(httpx.WriteTimeout):
+            await asyncio.wait_for(t.handle_async_request(req), 20)
+        assert loop.time() - started < 10  # the 60 s read timeout played no part
+    finally:
+        stop.set()
+        await t.aclose()
+        server.close()

@@ -99,6 +99,20 @@ def test_proxy_choice_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert t.proxy_for(httpx.URL("https://mirror.lan:5000/v2/")) is None
 
 
+def test_no_proxy_ports_and_all_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "reg.corp:5000")
+    t = AiohttpTransport(ssl.create_default_context(), 1)
+    assert t.proxy_for(httpx.URL("http://reg.corp:5000/v2/")) is None  # host:port entry
+    assert t.proxy_for(httpx.URL("https://reg.corp:5001/v2/")) == "http://proxy.corp:3128"
+    assert t.proxy_for(httpx.URL("https://r.example/v2/")) == "http://proxy.corp:3128"
+    # aiohttp speaks no SOCKS: such an ALL_PROXY is left alone rather than failing every request.
+    monkeypatch.setenv("ALL_PROXY", "socks5://proxy.corp:1080")
+    t = AiohttpTransport(ssl.create_default_context(), 1)
+    assert t.proxy_for(httpx.URL("https://r.example/v2/")) is None
+
+
 @pytest.mark.parametrize("bypass", [False, True])
 async def test_requests_go_through_the_proxy_unless_no_proxy_names_the_host(
     bypass: bool,
