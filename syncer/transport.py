@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 import structlog
@@ -35,7 +36,9 @@ CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not rest
 
 USER_AGENT = f"syncer/{__version__}"
 
-Body = bytes | AsyncIterator[bytes] | None
+# An AsyncIterator body is one-shot; an AsyncIterable that is not its own iterator
+# gives a fresh pass each time it is iterated, so it can be sent again.
+Body = bytes | AsyncIterable[bytes] | None
 
 
 def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
@@ -87,6 +90,7 @@ class Transport:
             follow_redirects=False,
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
+            cookies=_no_cookies(),
         )
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self.auth = Authenticator(
@@ -262,22 +266,25 @@ class Transport:
                     # A 401 to a request without credentials only tells us the challenge;
                     # one with credentials earns exactly one re-authentication.
                     sent_auth = "authorization" in resp.request.headers
-                    if resp.status_code == 401 and not sent_auth and not discovered:
-                        discovered = True
+                    first_401 = not (reauthed if sent_auth else discovered)
+                    if resp.status_code == 401 and first_401:
+                        if sent_auth:
+                            reauthed = True
+                        else:
+                            discovered = True
                         await resp.aclose()
-                        if await self.auth.challenged(resp, scopes):
-                            _release(probe)  # the challenge is known: others may go
-                            attempt -= 1
-                            continue
-                        raise error_from_response(resp, b"", self.registry)
-                    if resp.status_code == 401 and sent_auth and not reauthed:
-                        reauthed = True
-                        await resp.aclose()
-                        if await self.auth.challenged(resp, scopes):
-                            _release(probe)  # the challenge is known: others may go
-                            attempt -= 1
-                            continue
-                        raise error_from_response(resp, b"", self.registry)
+                        if not await self.auth.challenged(resp, scopes):
+                            raise error_from_response(resp, b"", self.registry)
+                        _release(probe)  # the challenge is known: others may go
+                        if not _replayable(content):
+                            # Part of the body is gone; the caller restarts the upload
+                            # with the token just fetched.
+                            raise TransportError(
+                                f"{method} {redact_url(url)}: {self.registry} asked to "
+                                "authenticate again during a streamed upload"
+                            )
+                        attempt -= 1
+                        continue
                     _release(probe)
                     if resp.status_code in ok or (
                         resp.status_code not in RETRY_STATUSES and resp.status_code < 500
@@ -310,7 +317,7 @@ class Transport:
                 final_error = TransportError(
                     f"{method} {redact_url(url)}: {failure} talking to {self.registry}"
                 )
-            restartable = retry and (content is None or isinstance(content, bytes))
+            restartable = retry and _replayable(content)
             if attempt >= cfg.attempts or not restartable or time.monotonic() + wait > deadline:
                 raise final_error
             log.warning(
@@ -363,12 +370,22 @@ class Transport:
             if not location:
                 return resp
             target = httpx.URL(url).join(location)
-            url = str(target)
-            if target.netloc != origin:
+            if target.netloc != origin or (target.scheme == "http" and url.startswith("https")):
                 # Another host (a CDN with a signed URL): our credentials are not its business.
+                # Nor does a token go in clear text because a redirect dropped TLS.
                 hdrs.pop("Authorization", None)
                 http = self._foreign_transport() if target.scheme == "https" else self._http
+            url = str(target)
         raise TransportError(f"{method}: too many redirects from {self.registry}")
+
+
+def _no_cookies() -> CookieJar:
+    # Like the registry pool: a token server's cookie is not replayed on later requests.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _replayable(content: Body) -> bool:
+    return not isinstance(content, AsyncIterator)
 
 
 def _release(probe: asyncio.Future[None] | None) -> None:

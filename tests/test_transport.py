@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -290,4 +290,92 @@ async def test_oversized_token_response_is_rejected() -> None:
     t, _ = make(handler)
     with pytest.raises(AuthenticationError, match="too large"):
         await t.request("GET", "/v2/r/tags/list", scopes=frozenset({"repository:r:pull"}))
+    await t.aclose()
+
+
+async def test_redirect_to_plain_http_on_same_host_drops_authorization() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.scheme == "https" and "authorization" not in req.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="x"'})
+        if req.url.scheme == "https":
+            return httpx.Response(307, headers={"Location": "http://reg.test/storage/a"})
+        return httpx.Response(200, content=b"ok")
+
+    t, seen = make(handler, cred=CRED)
+    assert (await t.request("GET", "/v2/r/blobs/a")).content == b"ok"
+    assert seen[-2].headers["authorization"].startswith("Basic ")
+    assert seen[-1].url == "http://reg.test/storage/a"
+    assert "authorization" not in seen[-1].headers  # never in clear text
+    await t.aclose()
+
+
+async def test_token_server_cookies_are_not_replayed() -> None:
+    scopes: list[str] = []
+    registry = _token_registry(scopes)
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        resp = registry(req)
+        if req.url.host == "auth.test":
+            resp.headers["Set-Cookie"] = "sid=tracking; Domain=auth.test; Path=/"
+        return resp
+
+    t, seen = make(handler)
+    await t.request("GET", "/v2/r/tags/list", scopes=frozenset({"repository:r:pull"}))
+    token_requests = [r for r in seen if r.url.host == "auth.test"]
+    assert len(token_requests) == 2  # token-1 was refused, token-2 fetched
+    assert all("cookie" not in r.headers for r in token_requests)
+    await t.aclose()
+
+
+class Replayable:
+    """A body each iteration of which starts over, as upload.py's PATCH bodies do."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.passes = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.passes += 1
+        for i in range(0, len(self.data), 4):
+            yield self.data[i : i + 4]
+
+
+async def test_a_401_mid_upload_resends_a_replayable_body_whole() -> None:
+    scopes: list[str] = []
+    bodies: list[bytes] = []
+    registry = _token_registry(scopes)
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.host == "reg.test":
+            bodies.append(req.content)
+        return registry(req)
+
+    # No auth (challenge), token-1 (refused), token-2 (accepted): three full sends.
+    t, _ = make(handler)
+    body = Replayable(b"0123456789")
+    resp = await t.request(
+        "PATCH", "/v2/r/blobs/uploads/u", scopes=frozenset({"repository:r:push"}), content=body
+    )
+    assert json.loads(resp.content) == {"auth": "Bearer token-2"}
+    assert body.passes == 3 and bodies == [b"0123456789"] * 3
+    await t.aclose()
+
+
+async def test_a_401_mid_upload_of_a_one_shot_body_fails_fast() -> None:
+    """A generator body cannot be sent twice: the transport says so at once (the upload
+    restarts from its source) instead of sending nothing and waiting for a timeout."""
+    scopes: list[str] = []
+    t, seen = make(_token_registry(scopes))
+
+    async def one_shot() -> AsyncIterator[bytes]:
+        yield b"0123456789"
+
+    with pytest.raises(TransportError, match="authenticate again"):
+        await t.request(
+            "PUT",
+            "/v2/r/blobs/uploads/u",
+            scopes=frozenset({"repository:r:push"}),
+            content=one_shot(),
+        )
+    assert len(seen) == 1  # the 401; not a second, empty send
     await t.aclose()
