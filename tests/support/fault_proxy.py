@@ -1,13 +1,10 @@
 """A fault-injection HTTP proxy in front of one real test registry, plus a fake blob CDN.
 
-`FaultProxy` forwards every request to a plain-http registry, streaming both bodies. Faults
-are attributes a test may set at any time; what a fault consumes (burst counts, the pull
-budget, the drop cadence) changes under a lock, so concurrent clients see each injected
-failure exactly once. Why ThreadingHTTPServer + http.client: a thread per client connection
-gives keep-alive and concurrency for free, and http.client sends headers exactly as given
-(httpx adds Accept-Encoding/User-Agent, changing what the registry answers). stop() cuts
-idle connections and joins every handler thread, so nothing outlives a test. `CdnServer`
-listens on 127.0.0.2: a redirect to it changes host, as a redirect to a real CDN does.
+`FaultProxy` forwards every request to a plain-http registry, streaming both bodies (the
+server plumbing is in http_service.py). Faults are attributes a test may set at any time;
+what a fault consumes (burst counts, the pull budget, the drop cadence) changes under a
+lock, so concurrent clients see each injected failure exactly once. `CdnServer` listens on
+127.0.0.2: a redirect to it changes host, as a redirect to a real CDN does.
 """
 
 from __future__ import annotations
@@ -16,30 +13,18 @@ import contextlib
 import dataclasses
 import hashlib
 import hmac
-import http.client
-import json
 import re
 import secrets
-import socket
-import socketserver
-import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.client import HTTPException
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
+from tests.support.http_service import HOP_BY_HOP, Handler, Headers, Service
 from tests.support.registry import RunningRegistry
 
-CHUNK = 64 * 1024
 RATELIMIT_WINDOW = 21600  # seconds, as Docker Hub reports it in `;w=`
-# Hop-by-hop headers belong to one connection (RFC 9110 7.6.1), each side sets its own;
-# Expect is answered here (100 Continue) and Host is the upstream's.
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"}
-_HOP_BY_HOP |= {"transfer-encoding", "proxy-authorization", "proxy-authenticate", "expect", "host"}
 _KINDS = (  # first match wins: upload paths also look like blob paths
     (re.compile(r"^/v2/?$"), "/v2/"),
     (re.compile(r"^/v2/_catalog$"), "catalog"),
@@ -53,217 +38,13 @@ _BLOB = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
 _CDN_PATH = re.compile(r"^/blobs/(?P<repo>.+)/(?P<digest>sha256:[0-9a-f]{64})$")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}
-Headers = Sequence[tuple[str, str]]
 FAULTS = frozenset(
     {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
-    | {"redirect_blobs_to", "flip_byte_in"}
+    | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after"}
 )
 
 
-class _Service(ThreadingHTTPServer):
-    """Shared life cycle: binds a free port when built, serves in a thread from start()."""
-
-    daemon_threads = False  # so that server_close() joins every handler thread
-    block_on_close = True
-
-    def __init__(self, upstream_url: str, bind: str, handler: type[_Handler]) -> None:
-        up = urlsplit(upstream_url)
-        if up.scheme != "http" or not up.hostname or not up.port:
-            raise ValueError(f"upstream must be plain http://host:port, not {upstream_url!r}")
-        self.upstream_url, self.upstream_host = upstream_url.rstrip("/"), up.netloc
-        self.upstream_addr = (up.hostname, up.port)
-        self.lock = threading.Lock()
-        self.live: set[_Handler] = set()
-        self.closing = False
-        self.connections = 0  # client connections accepted: keep-alive shows as fewer
-        self.counts: Counter[str] = Counter()
-        super().__init__((bind, 0), handler)
-        self.host = f"{bind}:{self.server_port}"
-        self.url = f"http://{self.host}"
-        self._thread: threading.Thread | None = None
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); pointless on loopback.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client (or stop()) closing a connection mid-exchange is routine here.
-        if not self.closing and not isinstance(sys.exception(), OSError | HTTPException):
-            super().handle_error(request, client_address)
-
-    def start(self) -> Self:
-        if self._thread is None:
-            name = f"{type(self).__name__}-{self.host}"
-            self._thread = threading.Thread(
-                target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
-            )  # a short poll interval: stop() waits for the loop to notice
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self.lock:
-            if self.closing:
-                return
-            self.closing, live = True, list(self.live)
-        if self._thread is not None:  # shutdown() would wait forever without serve_forever
-            self.shutdown()
-            self._thread.join()
-        for handler in live:  # unblocks threads waiting on idle keep-alive connections
-            handler.abort()
-        self.server_close()  # joins all handler threads
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def count(self, key: str) -> None:
-        with self.lock:
-            self.counts[key] += 1
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    timeout = 120  # an idle client connection; stop() cuts it sooner
-    server: _Service
-    _up: http.client.HTTPConnection | None = None
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.lock:
-            self.server.live.add(self)
-            self.server.connections += 1
-            closing = self.server.closing
-        if closing:  # accepted just after stop() took its snapshot of live handlers
-            self.abort()
-
-    def finish(self) -> None:
-        with contextlib.suppress(OSError):
-            super().finish()
-        with self.server.lock:
-            self.server.live.discard(self)
-        self.close_upstream()
-
-    def abort(self) -> None:
-        up = self._up  # read once: the handler thread may be replacing it right now
-        for sock in (self.connection, up.sock if up is not None else None):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the owner's `requests` is the log; stderr noise helps nobody
-
-    def close_upstream(self) -> None:
-        if self._up is not None:
-            self._up.close()
-            self._up = None
-
-    def request_body(self) -> Iterator[bytes] | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._chunked_body()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self._sized_body(length) if length else None
-
-    def _sized_body(self, length: int) -> Iterator[bytes]:
-        while length:
-            data = self.rfile.read(min(CHUNK, length))
-            if not data:
-                raise ConnectionError("client closed during the request body")
-            length -= len(data)
-            yield data
-
-    def _chunked_body(self) -> Iterator[bytes]:
-        while True:
-            line = self.rfile.readline(1024)
-            if not line:  # never pass a truncated body on as if it were complete
-                raise ConnectionError("client closed during a chunked request body")
-            if not (size := int(line.split(b";", 1)[0].strip(), 16)):
-                break
-            yield from self._sized_body(size)
-            self.rfile.readline(1024)  # the CRLF closing each chunk
-        while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
-            pass  # trailer fields, ignored
-
-    def send_head(self, status: int, headers: Headers) -> None:
-        self.send_response_only(status)  # no Server/Date of ours next to the registry's
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-
-    def reply(self, status: int, body: bytes, headers: Headers = ()) -> int:
-        self.send_head(status, [*headers, ("Content-Length", str(len(body)))])
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        return status
-
-    def reply_error(self, status: int, code: str, message: str, headers: Headers = ()) -> int:
-        body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]})
-        hdrs = [("Content-Type", "application/json; charset=utf-8"), *headers]
-        return self.reply(status, body.encode(), hdrs)
-
-    def upstream(
-        self, path: str, headers: Headers, body: Iterator[bytes] | None
-    ) -> http.client.HTTPResponse:
-        """One upstream connection per request: a reused one could have been closed while
-        idle, and a request with a streamed body can't simply be sent again."""
-        self.close_upstream()
-        self._up = up = http.client.HTTPConnection(*self.server.upstream_addr, timeout=60)
-        chunked = body is not None and "Content-Length" not in self.headers
-        up.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
-        for name, value in [("Host", self.server.upstream_host), *headers]:
-            up.putheader(name, value)
-        if chunked:
-            up.putheader("Transfer-Encoding", "chunked")
-        up.endheaders()
-        for data in body or ():
-            up.send(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-        if chunked:
-            up.send(b"0\r\n\r\n")
-        return up.getresponse()
-
-    def relay(
-        self,
-        resp: http.client.HTTPResponse,
-        extra: Headers = (),
-        *,
-        cut_at: int | None = None,
-        flip_at: int | None = None,
-    ) -> tuple[bool, bool]:
-        """Stream `resp` to the client; returns (cut, flipped). `cut_at`: body bytes to send
-        before closing the connection; `flip_at`: offset in this body of a byte to invert."""
-        old_new = self.server.upstream_url, self.server.url
-        headers = [
-            # The registry names itself in Location (uploads) and Link (pagination).
-            (k, v.replace(*old_new) if k.lower() in ("location", "link") else v)
-            for k, v in resp.getheaders()
-            if k.lower() not in _HOP_BY_HOP
-        ]
-        no_body = self.command == "HEAD" or resp.status in (204, 304)
-        chunked = not no_body and resp.getheader("Content-Length") is None
-        if chunked:  # upstream sent no length (chunked or close-delimited): re-chunk it
-            headers.append(("Transfer-Encoding", "chunked"))
-        self.send_head(resp.status, [*headers, *extra])
-        sent, flipped = 0, False
-        while not no_body and (data := resp.read1(CHUNK)):
-            if flip_at is not None and sent <= flip_at < sent + len(data):
-                i = flip_at - sent
-                data, flipped = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :], True
-            if cut_at is not None and sent + len(data) >= cut_at:
-                self.wfile.write(data[: cut_at - sent])
-                self.close_connection = True  # the client sees EOF mid-body
-                return True, flipped and flip_at is not None and flip_at < cut_at
-            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
-            sent += len(data)
-        if chunked:
-            self.wfile.write(b"0\r\n\r\n")
-        self.close_upstream()
-        return False, flipped
-
-
-class _ProxyHandler(_Handler):
+class _ProxyHandler(Handler):
     def dispatch(self) -> None:
         proxy = self.server
         assert isinstance(proxy, FaultProxy)
@@ -297,6 +78,9 @@ class _ProxyHandler(_Handler):
                 extra = [("Retry-After", retry_after)] if retry_after is not None else []
                 msg = "You have reached your pull rate limit (injected)"
                 return self.reply_error(429, "TOOMANYREQUESTS", msg, [*extra, *rate])
+        patching = kind == "upload" and method == "PATCH" and body is not None
+        if patching and body is not None and (cut := proxy._take_cut_upload()) is not None:
+            return self.cut_upload(body, cut)
         blob = _BLOB.match(path) if kind == "blob" and method == "GET" else None
         if blob and (cdn := proxy.redirect_blobs_to) is not None:
             proxy.count("redirected")
@@ -305,7 +89,7 @@ class _ProxyHandler(_Handler):
         drop = set() if proxy.honour_range else {"range", "if-range"}
         if drop and "Range" in self.headers:
             proxy.count("range-stripped")
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | drop]
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | drop]
         try:
             resp = self.upstream(self.path, headers, body)
         except (OSError, HTTPException) as exc:
@@ -330,8 +114,29 @@ class _ProxyHandler(_Handler):
                 proxy.count(key)
         return resp.status
 
+    def cut_upload(self, body: Iterator[bytes], cut: int) -> int:
+        """Forward the first `cut` bytes of this PATCH, then drop both connections: the
+        registry keeps what it got, and the client sees its request break mid-body."""
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
 
-class FaultProxy(_Service):
+        def first_bytes() -> Iterator[bytes]:
+            left = cut
+            for data in body:
+                yield data[:left]
+                left -= len(data[:left])
+                if not left:
+                    raise ConnectionAbortedError("fault proxy: upload cut")
+
+        with contextlib.suppress(OSError, HTTPException):
+            self.upstream(self.path, headers, first_bytes())
+        self.close_upstream()
+        self.abort()
+        self.close_connection = True
+        self.server.count("upload-cut")
+        return 0
+
+
+class FaultProxy(Service):
     """Forwards to `upstream_url` (plain http) with faults injected; see the module doc."""
 
     def __init__(self, upstream_url: str, *, bind: str = "127.0.0.1") -> None:
@@ -343,6 +148,7 @@ class FaultProxy(_Service):
         self.too_many: tuple[int, str] | None = None  # (count, Retry-After)
         self.redirect_blobs_to: CdnServer | None = None
         self.flip_byte_in: set[str] = set()
+        self.cut_upload_after: int | None = None  # bytes of the next PATCH body, then cut
         self.requests: list[tuple[str, str, int]] = []
         self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
         self._limit: int | None = None
@@ -389,6 +195,11 @@ class FaultProxy(_Service):
             self.error_burst = (status, n - 1) if n > 1 else None
             return status if n > 0 else None
 
+    def _take_cut_upload(self) -> int | None:
+        with self.lock:
+            cut, self.cut_upload_after = self.cut_upload_after, None
+            return cut
+
     def _take_too_many(self) -> str | None:
         with self.lock:
             if not self.too_many:
@@ -420,7 +231,7 @@ class FaultProxy(_Service):
             return every is not None and every > 0 and seen % every == 0
 
 
-class _CdnHandler(_Handler):
+class _CdnHandler(Handler):
     def do_GET(self) -> None:
         cdn = self.server
         assert isinstance(cdn, CdnServer)
@@ -447,7 +258,7 @@ class _CdnHandler(_Handler):
     do_HEAD = do_GET
 
 
-class CdnServer(_Service):
+class CdnServer(Service):
     """Serves blobs by digest from an open upstream registry, on 127.0.0.2 by default.
 
     Only URLs from `signed_url` are served; any request with an Authorization header gets
