@@ -10,6 +10,7 @@ memory stays bounded by `chunk_size`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from syncer.errors import RegistryError, TransportError
+from syncer.errors import NotFound, RegistryError, TransportError
 from syncer.models import Descriptor
 from syncer.transport import Transport
 
@@ -26,6 +27,11 @@ log = structlog.get_logger("syncer.upload")
 Source = Callable[[], AsyncIterator[bytes]]
 # Statuses with which registries say "no monolithic upload here".
 MONOLITHIC_REFUSED = frozenset({400, 405, 413, 416, 501})
+
+
+class SessionLost(TransportError):
+    """The registry no longer has our upload session (expired, or dropped because a broken
+    PATCH left it at an offset it would not resume from): the upload must start over."""
 
 
 class UploadSession:
@@ -55,10 +61,13 @@ class UploadSession:
 
     async def put_chunked(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         source = _Source(chunks)
-        while self.offset < desc.size:
-            length = min(self.t.config.chunk_size, desc.size - self.offset)
-            await self._patch(_Chunk(source, length))
-        await source.finish()
+        try:
+            while self.offset < desc.size:
+                length = min(self.t.config.chunk_size, desc.size - self.offset)
+                await self._patch(_Chunk(source, length))
+            await source.finish()
+        finally:
+            await source.abandon()
         await self.t.request(
             "PUT",
             _with_digest(self.location, desc.digest),
@@ -83,7 +92,7 @@ class UploadSession:
                         "Content-Range": f"{self.offset}-{end}",
                         "Content-Length": str(end + 1 - self.offset),
                     },
-                    content=chunk.body(skip=self.offset - start),
+                    content=_Resendable(chunk, skip=self.offset - start),
                     ok=(202,),
                     retry=False,
                 )
@@ -93,6 +102,8 @@ class UploadSession:
             except (TransportError, RegistryError) as exc:
                 if chunk.source_error is not None:
                     raise chunk.source_error from None  # the source failed, not the upload
+                if isinstance(exc, RegistryError) and exc.status in (404, 416):
+                    raise SessionLost(f"upload session at {self.t.registry}: {exc}") from None
                 if isinstance(exc, RegistryError) and (exc.status or 0) < 500:
                     raise
                 if attempt == attempts:
@@ -104,7 +115,8 @@ class UploadSession:
                     offset=accepted,
                     attempt=attempt,
                 )
-                if accepted < self.offset or accepted > end + 1:
+                # Never more than we sent: skipping bytes nobody received would corrupt the blob.
+                if accepted < self.offset or accepted > min(end + 1, start + chunk.pulled):
                     raise TransportError(
                         f"upload session at {self.t.registry} reports offset {accepted}, "
                         f"expected {self.offset}..{end + 1}"
@@ -115,11 +127,19 @@ class UploadSession:
 
     async def _accepted(self) -> int:
         """How many bytes the session holds (`Range: 0-N` means N+1)."""
-        resp = await self.t.request("GET", self.location, scopes=self.scopes, ok=(204,))
+        try:
+            resp = await self.t.request("GET", self.location, scopes=self.scopes, ok=(204,))
+        except NotFound as exc:
+            # distribution drops a session whose stored size disagrees with its state.
+            raise SessionLost(f"upload session at {self.t.registry}: {exc}") from None
         self.location = _location(resp)
         rng = resp.headers.get("range", "")
         _, _, last = rng.partition("-")
-        return int(last) + 1 if last.isdigit() else 0
+        if not last.isdigit() or (last == "0" and self.offset == 0):
+            # distribution answers "0-0" for an empty session as well as for one byte; the
+            # empty one is by far likelier, and a wrong guess earns a 416 and a restart.
+            return 0
+        return int(last) + 1
 
     async def cancel(self) -> None:
         if not self.location:
@@ -132,56 +152,100 @@ class UploadSession:
 async def upload_blob(
     t: Transport, repository: str, desc: Descriptor, source: Source, scopes: frozenset[str]
 ) -> None:
-    """Upload one blob from `source` (which may be opened a second time on fallback)."""
-    session = UploadSession(t, repository, scopes)
-    await session.start()
-    if desc.size > t.config.chunk_upload_threshold:
-        await session.put_chunked(desc, source())
-        return
-    attempts = t.config.retry.attempts
-    for attempt in range(1, attempts + 1):
+    """Upload one blob; `source()` opens its bytes, again for each fresh start."""
+    chunked = desc.size > t.config.chunk_upload_threshold
+    restarts = 0
+    while True:
+        session = UploadSession(t, repository, scopes)
+        await session.start()
         try:
-            await session.put_whole(desc, source())
+            if chunked:
+                await session.put_chunked(desc, source())
+            else:
+                await session.put_whole(desc, source())
             return
-        except TransportError:
-            # A streamed body cannot be replayed by the transport: restart the
-            # whole (small) upload with a fresh source and a fresh session.
-            if attempt == attempts:
-                raise
-            log.warning("upload broke, restarting", registry=t.registry, digest=desc.digest)
         except RegistryError as exc:
-            if exc.status not in MONOLITHIC_REFUSED:
+            if chunked or exc.status not in MONOLITHIC_REFUSED:
+                await session.cancel()
                 raise
             log.info("monolithic upload refused, using chunks", registry=t.registry)
+            chunked = True
+        except TransportError as exc:
+            # A streamed PUT cannot be replayed, and a chunked session the registry has
+            # dropped cannot be resumed: both start over, from a fresh source. A chunked
+            # upload that still exists was already resumed in place by put_chunked.
+            restarts += 1
+            gave_up_in_place = chunked and not isinstance(exc, SessionLost)
+            if restarts >= t.config.retry.attempts or gave_up_in_place:
+                await session.cancel()
+                raise
+            log.warning(
+                "upload broke, restarting",
+                registry=t.registry,
+                digest=desc.digest,
+                reason=str(exc),
+            )
+        except Exception:  # the source failed: nothing of this upload may linger
             await session.cancel()
-            await session.start()
-            await session.put_chunked(desc, source())
-            return
+            raise
         await session.cancel()
-        await session.start()
 
 
 class _Source:
-    """A blob's byte stream, handed out in pieces of at most a requested size."""
+    """A blob's byte stream, handed out in pieces of at most a requested size.
+
+    Each pull from the stream runs as its own task, shielded from the PATCH that asked
+    for it: when a connection breaks while the body writer waits here, the writer is
+    cancelled but the download below must live on, because the resumed PATCH needs the
+    very bytes that pull brings.
+    """
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self._chunks = chunks
         self._rest = memoryview(b"")
+        self._pending: asyncio.Future[bytes] | None = None
 
     async def take(self, n: int) -> memoryview:
         while not self._rest:
+            if self._pending is None:
+                self._pending = asyncio.create_task(self._pull())
             try:
-                self._rest = memoryview(await anext(self._chunks))
+                data = await asyncio.shield(self._pending)
             except StopAsyncIteration:
                 raise TransportError("blob source ended before its declared size") from None
+            finally:
+                if self._pending.done():
+                    self._pending = None
+            self._rest = memoryview(data)
         piece, self._rest = self._rest[:n], self._rest[n:]
         return piece
 
+    async def _pull(self) -> bytes:
+        return await anext(self._chunks)
+
     async def finish(self) -> None:
         """Drain the end: the source verifies the digest when it runs out."""
-        async for extra in self._chunks:
+        while True:
+            try:
+                extra = await self.take(1)
+            except TransportError:
+                return
             if extra:
                 raise TransportError("blob source is longer than its declared size")
+
+    async def abandon(self) -> None:
+        """Stop a pull still running after the upload gave up, and close the stream, so
+        the download under it hands back its connection and its host slot now."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()  # seen: whatever it was, the upload already failed
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
 
 class _Chunk:
@@ -206,12 +270,24 @@ class _Chunk:
         while self.pulled < self.length:
             try:
                 piece = await self.source.take(self.length - self.pulled)
-            except BaseException as exc:
+            except Exception as exc:  # not CancelledError: the writer stopped, not the source
                 self.source_error = exc
                 raise
             self.held.append(piece)
             self.pulled += len(piece)
             yield piece  # type: ignore[misc]
+
+
+class _Resendable:
+    """A PATCH body that can be sent again (after a 401 and a new token, say): each
+    iteration replays the held bytes after `skip`, then reads on from the source."""
+
+    def __init__(self, chunk: _Chunk, skip: int) -> None:
+        self.chunk = chunk
+        self.skip = skip
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunk.body(self.skip)
 
 
 def _location(resp: httpx.Response) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from syncer.errors import DigestMismatch, SizeMismatch
 from syncer.models import Descriptor
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig, RetryConfig
+from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.registry import RunningRegistry
 from tests.support.syncer_setup import make_client
 
@@ -65,6 +67,81 @@ async def test_chunked_upload_stops_at_a_failing_source_and_commits_nothing(
     assert methods.count("PATCH") == 4  # 3 whole chunks, then the one the source broke
     assert "PUT" not in methods
     assert pulled == 200_000
+
+
+async def paused_before_piece(n: int, pause: float, then: object = None) -> AsyncIterator[bytes]:
+    """DATA in 100,000-byte pieces, sleeping `pause` s before piece `n` (calling `then`)."""
+    for i, piece in enumerate([DATA[j : j + 100_000] for j in range(0, len(DATA), 100_000)]):
+        if i == n:
+            if callable(then):
+                then()
+            await asyncio.sleep(pause)
+        yield piece
+
+
+@pytest.mark.parametrize("cut", [0, 20_000])
+async def test_a_patch_cut_while_the_source_is_slow_resumes_or_restarts(
+    anon_registry: RunningRegistry, fault_proxy_factory: FaultProxyFactory, cut: int
+) -> None:
+    """The connection breaks while the PATCH waits for the source's next piece.
+
+    cut=0: the registry stored nothing, so the session resumes in place, and the pull
+    that was under way must have survived the broken request. cut=20000: distribution
+    stored part of the chunk and drops the session when asked for its state (404), so
+    the upload starts over with a fresh session and a fresh source."""
+    proxy = fault_proxy_factory(anon_registry, cut_upload_after=cut)
+    reg = behind(anon_registry, proxy)
+    repo = Reference.parse(f"{reg.host}/chunked/slow")
+    opened = 0
+
+    def source() -> AsyncIterator[bytes]:
+        nonlocal opened
+        opened += 1
+        return paused_before_piece(1, 0.5)
+
+    client = make_client(reg, chunk_upload_threshold=1, chunk_size=128 * 1024)
+    async with client:
+        await client.upload_blob(repo, DESC, source)
+        got = b"".join([c async for c in client.read_blob(repo, DESC)])
+    assert hashlib.sha256(got).hexdigest() == DIGEST.removeprefix("sha256:")
+    assert proxy.counts["upload-cut"] == 1
+    calls = [(m, s) for m, p, s in proxy.requests if "/blobs/uploads/" in p]
+    patches = [s for m, s in calls if m == "PATCH"]
+    assert patches == [0, 202, 202, 202]  # the cut one, then ceil(300000 / 131072) = 3
+    if cut == 0:
+        assert opened == 1 and ("GET", 204) in calls
+        assert [m for m, _ in calls].count("POST") == 1
+    else:
+        assert opened == 2 and ("GET", 404) in calls
+        assert [m for m, _ in calls].count("POST") == 2
+
+
+async def test_a_token_refused_mid_upload_is_renewed_and_the_chunk_resent(
+    token_registry: RunningRegistry,
+) -> None:
+    """Real token expiry: the registry stops accepting our token between two PATCHes
+    while it still looks valid to us. The next PATCH gets a 401, a new token, and is sent
+    again in full, from the bytes held for it."""
+    reg = token_registry
+    assert reg.token_server is not None
+    tokens = reg.token_server
+    tokens.jwt_ttl = -58  # the registry's 60 s leeway leaves this token 1-2 s of life
+
+    def renew() -> None:
+        tokens.jwt_ttl = None  # tokens issued from now on are good for 300 s
+
+    repo = Reference.parse(f"{reg.host}/chunked/expiring")
+    client = make_client(reg, chunk_upload_threshold=1, chunk_size=128 * 1024)
+    async with client:
+        # Piece 1 arrives late, inside PATCH 1, so PATCH 2 starts after the token died.
+        await client.upload_blob(repo, DESC, lambda: paused_before_piece(1, 2.5, renew))
+        got = b"".join([c async for c in client.read_blob(repo, DESC)])
+    assert hashlib.sha256(got).hexdigest() == DIGEST.removeprefix("sha256:")
+    patches = [r.status for r in reg.requests() if r.method == "PATCH"]
+    assert patches == [202, 401, 202, 202]
+    assert tokens.token_count() == 2
+    # Resent from the held bytes: no need to ask the session how far it got.
+    assert not [r for r in reg.requests() if r.method == "GET" and "/uploads/" in r.path]
 
 
 class Streamed(httpx.AsyncByteStream):
@@ -181,3 +258,19 @@ async def test_read_blob_never_hands_over_the_last_byte_of_bad_content(
             async for chunk in client.read_blob(REPO, DESC):
                 delivered += len(chunk)
     assert delivered < len(DATA)
+
+
+async def test_an_empty_blob_round_trips(anon_registry: RunningRegistry) -> None:
+    """A zero-length blob (some images carry one) goes up and comes back verified."""
+    empty = Descriptor(
+        mediaType="application/octet-stream",
+        digest="sha256:" + hashlib.sha256(b"").hexdigest(),
+        size=0,
+    )
+    repo = Reference.parse(f"{anon_registry.host}/empty/blob")
+    async with make_client(anon_registry) as client:
+        await client.upload_blob(repo, empty, lambda: chunks_of(b""))
+        assert await client.blob_exists(repo, empty.digest)
+        assert [c async for c in client.read_blob(repo, empty)] == []
+    gets = [r for r in anon_registry.requests() if r.method == "GET" and "/blobs/sha256:" in r.path]
+    assert [r.status for r in gets] == [200]
