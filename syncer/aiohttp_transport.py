@@ -98,9 +98,11 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """One connection pool (to any host) with at most `max_connections` sockets."""
+    """One connection pool (to any host) with at most `max_connections` sockets.
 
-    def __init__(self, ssl_context: ssl.SSLContext, max_connections: int) -> None:
+    `ssl_context` None means system trust (aiohttp's default context)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None, max_connections: int) -> None:
         self._ssl = ssl_context
         self._limit = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -127,7 +129,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _get_session(self) -> aiohttp.ClientSession:
         # Made on first use: aiohttp binds a session to the running event loop.
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl)
+            ssl_arg: ssl.SSLContext | bool = True if self._ssl is None else self._ssl
+            connector = aiohttp.TCPConnector(limit=self._limit, ssl=ssl_arg)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,

@@ -26,7 +26,7 @@ from syncer.errors import TransportError, redact_url
 from syncer.ratelimit import PullBudget, parse_retry_after
 from syncer.registry_config import RegistryConfig
 from syncer.responses import error_from_response, read_error_body
-from syncer.tls import default_ssl_context, make_ssl_context
+from syncer.tls import custom_ssl_context
 
 log = structlog.get_logger("syncer.transport")
 
@@ -76,9 +76,8 @@ class Transport:
         self._timeout = httpx.Timeout(
             config.retry.timeout_s, connect=min(30.0, config.retry.timeout_s)
         ).as_dict()
-        ssl_context = make_ssl_context(config) if secure else default_ssl_context()
         self._http: httpx.AsyncBaseTransport = http_transport or AiohttpTransport(
-            ssl_context, config.max_concurrency
+            custom_ssl_context(config) if secure else None, config.max_concurrency
         )
         # Redirect targets on other hosts (CDNs) get a separate, default-verified pool,
         # made on first use: most registries never redirect.
@@ -110,7 +109,7 @@ class Transport:
 
     def _foreign_transport(self) -> httpx.AsyncBaseTransport:
         if self._foreign is None:
-            self._foreign = AiohttpTransport(default_ssl_context(), self.config.max_concurrency)
+            self._foreign = AiohttpTransport(None, self.config.max_concurrency)
         return self._foreign
 
     def url(self, path: str) -> str:
