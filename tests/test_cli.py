@@ -123,6 +123,20 @@ def test_usage_error_exits_2() -> None:
     assert info.value.code == 2
 
 
+def test_process_entry_point_passes_exit_codes_through(tmp_path: Path) -> None:
+    """`python -m syncer` is what the `syncer` script runs (imports with the GC paused)."""
+    version = subprocess.run(
+        [sys.executable, "-m", "syncer", "--version"], capture_output=True, text=True
+    )
+    assert (version.returncode, version.stdout.strip()) == (0, "syncer 0.1.0")
+    missing = subprocess.run(
+        [sys.executable, "-m", "syncer", "sync", "-c", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
 def test_demo_runs_end_to_end() -> None:
     """The README's first command, minus the install step."""
     proc = subprocess.run(
