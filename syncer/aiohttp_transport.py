@@ -214,9 +214,10 @@ async def _watch_writes(
     """Await `sending`, but give up when one piece of the body has waited longer than
     `limit` for the socket: aiohttp has no write timeout, and a peer that stops reading
     would otherwise hold the upload (and its host slot) forever."""
-    task = asyncio.ensure_future(sending)
     if limit is None:
-        return await task
+        return await sending  # no watchdog, no task
+    task = asyncio.ensure_future(sending)
+    handed_over = False
     try:
         while True:
             since = body.writing_since
@@ -227,13 +228,18 @@ async def _watch_writes(
                 )
             done, _ = await asyncio.wait({task}, timeout=wait)
             if done:
+                handed_over = True
                 return task.result()
     finally:
-        if not task.done():
+        if not handed_over:
+            # Also when the task finished in the very step we were cancelled: its error
+            # must be retrieved and its response (and connection) released.
             task.cancel()  # aiohttp closes the connection
             task.add_done_callback(_discard_outcome)
 
 
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+    if task.cancelled():
+        return
+    if task.exception() is None:
+        task.result().close()
