@@ -36,8 +36,12 @@ CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not rest
 
 USER_AGENT = f"syncer/{__version__}"
 
-# An AsyncIterator body is one-shot; an AsyncIterable that is not its own iterator
-# gives a fresh pass each time it is iterated, so it can be sent again.
+
+class ReplayableBody(AsyncIterable[bytes]):
+    """A streamed body each iteration of which yields the same bytes from the start: the
+    transport may send it again (after a 401). Any other stream is sent once at most."""
+
+
 Body = bytes | AsyncIterable[bytes] | None
 
 
@@ -384,7 +388,7 @@ def _no_cookies() -> CookieJar:
 
 
 def _replayable(content: Body) -> bool:
-    return not isinstance(content, AsyncIterator)
+    return content is None or isinstance(content, bytes | ReplayableBody)
 
 
 def _release(probe: asyncio.Future[None] | None) -> None:

@@ -20,7 +20,7 @@ import structlog
 
 from syncer.errors import NotFound, RegistryError, TransportError
 from syncer.models import Descriptor
-from syncer.transport import Transport
+from syncer.transport import ReplayableBody, Transport
 
 log = structlog.get_logger("syncer.upload")
 
@@ -32,6 +32,10 @@ MONOLITHIC_REFUSED = frozenset({400, 405, 413, 416, 501})
 class SessionLost(TransportError):
     """The registry no longer has our upload session (expired, or dropped because a broken
     PATCH left it at an offset it would not resume from): the upload must start over."""
+
+
+class _SourceEnded(TransportError):
+    """The source ran out (before, or exactly at, the declared size)."""
 
 
 class UploadSession:
@@ -117,7 +121,7 @@ class UploadSession:
                 )
                 # Never more than we sent: skipping bytes nobody received would corrupt the blob.
                 if accepted < self.offset or accepted > min(end + 1, start + chunk.pulled):
-                    raise TransportError(
+                    raise SessionLost(
                         f"upload session at {self.t.registry} reports offset {accepted}, "
                         f"expected {self.offset}..{end + 1}"
                     ) from None
@@ -204,18 +208,31 @@ class _Source:
         self._chunks = chunks
         self._rest = memoryview(b"")
         self._pending: asyncio.Future[bytes] | None = None
+        self._abandoned = False
 
     async def take(self, n: int) -> memoryview:
         while not self._rest:
+            if self._abandoned:
+                raise TransportError("blob upload abandoned")  # a writer outliving it
             if self._pending is None:
                 self._pending = asyncio.create_task(self._pull())
+            pending = self._pending
             try:
-                data = await asyncio.shield(self._pending)
-            except StopAsyncIteration:
-                raise TransportError("blob source ended before its declared size") from None
-            finally:
-                if self._pending.done():
+                data = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                # The writer was stopped. The pull, finished or not, stays for the next
+                # take: its bytes are the ones the resumed PATCH must send.
+                if pending.cancelled() and self._pending is pending:
                     self._pending = None
+                raise
+            except BaseException as exc:
+                if self._pending is pending:
+                    self._pending = None
+                if isinstance(exc, StopAsyncIteration):
+                    raise _SourceEnded("blob source ended before its declared size") from None
+                raise
+            if self._pending is pending:
+                self._pending = None
             self._rest = memoryview(data)
         piece, self._rest = self._rest[:n], self._rest[n:]
         return piece
@@ -228,14 +245,15 @@ class _Source:
         while True:
             try:
                 extra = await self.take(1)
-            except TransportError:
-                return
+            except _SourceEnded:
+                return  # only the end of the source; its own errors go on up
             if extra:
                 raise TransportError("blob source is longer than its declared size")
 
     async def abandon(self) -> None:
         """Stop a pull still running after the upload gave up, and close the stream, so
         the download under it hands back its connection and its host slot now."""
+        self._abandoned = True
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
@@ -278,7 +296,7 @@ class _Chunk:
             yield piece  # type: ignore[misc]
 
 
-class _Resendable:
+class _Resendable(ReplayableBody):
     """A PATCH body that can be sent again (after a 401 and a new token, say): each
     iteration replays the held bytes after `skip`, then reads on from the source."""
 

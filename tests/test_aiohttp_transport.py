@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import httpx
 import pytest
 
-from syncer.aiohttp_transport import AiohttpTransport
+from syncer.aiohttp_transport import AiohttpTransport, _Body, _watch_writes
 from syncer.errors import DigestMismatch
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -189,3 +191,32 @@ async def test_a_peer_that_stops_reading_times_the_upload_out(streamed: bool) ->
         stop.set()
         await t.aclose()
         server.close()
+
+
+async def test_a_watched_request_failing_as_its_caller_is_cancelled_is_not_left_unseen() -> None:
+    """The request task ends (with an error) in the same step its caller is cancelled:
+    the error must still be retrieved, not logged as 'Task exception was never retrieved'."""
+    unhandled: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda _loop, ctx: unhandled.append(ctx["message"])
+    )
+
+    async def sending() -> aiohttp.ClientResponse:
+        await asyncio.sleep(0)
+        raise aiohttp.ClientOSError(104, "reset")
+
+    async def nothing() -> AsyncIterator[bytes]:
+        yield b""
+
+    request = httpx.Request("PUT", "http://127.0.0.1:9/")
+    outer = asyncio.create_task(_watch_writes(sending(), _Body(nothing()), 5.0, request))
+    await asyncio.sleep(0)
+    inner = next(t for t in asyncio.all_tasks() if t not in (outer, asyncio.current_task()))
+    while not inner.done():
+        await asyncio.sleep(0)
+    outer.cancel()
+    await asyncio.gather(outer, return_exceptions=True)
+    del inner, outer
+    gc.collect()
+    await asyncio.sleep(0.01)
+    assert unhandled == []

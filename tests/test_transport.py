@@ -20,7 +20,7 @@ from syncer.errors import (
     TransportError,
 )
 from syncer.registry_config import RegistryConfig, RetryConfig
-from syncer.transport import Transport, parse_retry_after
+from syncer.transport import ReplayableBody, Transport, parse_retry_after
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=4, backoff_s=0.0, max_backoff_s=0.0))
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))
@@ -327,7 +327,7 @@ async def test_token_server_cookies_are_not_replayed() -> None:
     await t.aclose()
 
 
-class Replayable:
+class Replayable(ReplayableBody):
     """A body each iteration of which starts over, as upload.py's PATCH bodies do."""
 
     def __init__(self, data: bytes) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from syncer.client import RegistryClient
-from syncer.errors import DigestMismatch, SizeMismatch
+from syncer.errors import DigestMismatch, SizeMismatch, TransportError
 from syncer.models import Descriptor
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig, RetryConfig
+from syncer.upload import _Chunk, _Source
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.registry import RunningRegistry
 from tests.support.syncer_setup import make_client
@@ -69,13 +72,11 @@ async def test_chunked_upload_stops_at_a_failing_source_and_commits_nothing(
     assert pulled == 200_000
 
 
-async def paused_before_piece(n: int, pause: float, then: object = None) -> AsyncIterator[bytes]:
-    """DATA in 100,000-byte pieces, sleeping `pause` s before piece `n` (calling `then`)."""
+async def paused_before_piece(n: int, pause: float | Callable[[], float]) -> AsyncIterator[bytes]:
+    """DATA in 100,000-byte pieces, sleeping `pause` s (or `pause()` s) before piece `n`."""
     for i, piece in enumerate([DATA[j : j + 100_000] for j in range(0, len(DATA), 100_000)]):
         if i == n:
-            if callable(then):
-                then()
-            await asyncio.sleep(pause)
+            await asyncio.sleep(pause() if callable(pause) else pause)
         yield piece
 
 
@@ -125,16 +126,27 @@ async def test_a_token_refused_mid_upload_is_renewed_and_the_chunk_resent(
     reg = token_registry
     assert reg.token_server is not None
     tokens = reg.token_server
-    tokens.jwt_ttl = -58  # the registry's 60 s leeway leaves this token 1-2 s of life
+    # Tokens that expired 58 s ago: the registry's 60 s leeway lets one live until the
+    # second after next (1 to 2 s), while expires_in tells us 300 s.
+    tokens.jwt_ttl = -58
+    issued: list[float] = []
+    mint = tokens.issue
 
-    def renew() -> None:
+    def issue(subject: str, access: list[dict[str, Any]], ttl: int | None = None) -> str:
+        issued.append(time.time())
+        return mint(subject, access, ttl)
+
+    tokens.issue = issue  # type: ignore[method-assign]
+
+    def until_the_token_died() -> float:
         tokens.jwt_ttl = None  # tokens issued from now on are good for 300 s
+        return int(issued[0]) + 2.3 - time.time()
 
     repo = Reference.parse(f"{reg.host}/chunked/expiring")
     client = make_client(reg, chunk_upload_threshold=1, chunk_size=128 * 1024)
     async with client:
         # Piece 1 arrives late, inside PATCH 1, so PATCH 2 starts after the token died.
-        await client.upload_blob(repo, DESC, lambda: paused_before_piece(1, 2.5, renew))
+        await client.upload_blob(repo, DESC, lambda: paused_before_piece(1, until_the_token_died))
         got = b"".join([c async for c in client.read_blob(repo, DESC)])
     assert hashlib.sha256(got).hexdigest() == DIGEST.removeprefix("sha256:")
     patches = [r.status for r in reg.requests() if r.method == "PATCH"]
@@ -274,3 +286,48 @@ async def test_an_empty_blob_round_trips(anon_registry: RunningRegistry) -> None
         assert [c async for c in client.read_blob(repo, empty)] == []
     gets = [r for r in anon_registry.requests() if r.method == "GET" and "/blobs/sha256:" in r.path]
     assert [r.status for r in gets] == [200]
+
+
+# --- races between the PATCH body writer and the source (no network) -----------------
+
+
+async def test_a_pull_finished_as_its_writer_is_cancelled_is_not_lost() -> None:
+    """The pull completes in the same step the writer is cancelled: its bytes must be the
+    next ones handed out, or the resumed PATCH would skip them."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for b in (b"A", b"B", b"C"):
+            yield b * 10
+
+    source = _Source(pieces())
+    writer = asyncio.create_task(source.take(100))
+    while source._pending is None or not source._pending.done():
+        await asyncio.sleep(0)
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    assert bytes(await source.take(100)) == b"A" * 10
+    assert bytes(await source.take(100)) == b"B" * 10
+
+
+async def test_abandon_racing_a_cancelled_writer_keeps_the_cancellation() -> None:
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"A" * 10
+        await asyncio.sleep(5)
+        yield b"B" * 10
+
+    source = _Source(slow())
+    chunk = _Chunk(source, 20)
+
+    async def writer() -> None:
+        async for _ in chunk.body(0):
+            pass
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await source.abandon()
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert chunk.source_error is None  # a cancelled writer is not a failing source
+    with pytest.raises(TransportError, match="abandoned"):
+        await source.take(1)  # nothing may start a new pull after abandon()

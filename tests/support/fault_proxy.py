@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from http.client import HTTPException
@@ -115,8 +116,10 @@ class _ProxyHandler(Handler):
         return resp.status
 
     def cut_upload(self, body: Iterator[bytes], cut: int) -> int:
-        """Forward the first `cut` bytes of this PATCH, then drop both connections: the
-        registry keeps what it got, and the client sees its request break mid-body."""
+        """Forward the first `cut` bytes of this PATCH, end the upstream request there and
+        wait until the registry is done with it, then drop the client connection: the
+        registry keeps what it got before the client can ask how far it got, and the client
+        sees its request break mid-body."""
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
 
         def first_bytes() -> Iterator[bytes]:
@@ -125,10 +128,14 @@ class _ProxyHandler(Handler):
                 yield data[:left]
                 left -= len(data[:left])
                 if not left:
-                    raise ConnectionAbortedError("fault proxy: upload cut")
+                    break
+            if self._up is not None and self._up.sock is not None:
+                # The registry sees the body end early (EOF), answers, and only then
+                # does the client see its connection go.
+                self._up.sock.shutdown(socket.SHUT_WR)
 
         with contextlib.suppress(OSError, HTTPException):
-            self.upstream(self.path, headers, first_bytes())
+            self.upstream(self.path, headers, first_bytes()).read()
         self.close_upstream()
         self.abort()
         self.close_connection = True
