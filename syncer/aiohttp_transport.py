@@ -30,6 +30,8 @@ from typing import Any
 import aiohttp
 import httpx
 
+from syncer.tls import system_ssl_context
+
 # Bodies this small go to aiohttp as bytes: they fit in the socket buffers at once.
 _SMALL_BODY = 64 * 1024
 
@@ -100,7 +102,9 @@ class _ResponseStream(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One connection pool (to any host) with at most `max_connections` sockets.
 
-    `ssl_context` None means system trust (aiohttp's default context)."""
+    Every https request carries `ssl_context`, or when that is None the system-trust one
+    (tls.system_ssl_context, loaded on first use): aiohttp's own defaults are never used
+    (see __main__.py)."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None, max_connections: int) -> None:
         self._ssl = ssl_context
@@ -126,11 +130,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             return None
         return proxy
 
+    def _ssl_for(self, url: httpx.URL) -> ssl.SSLContext | bool:
+        if url.scheme != "https":
+            return True  # unused on plain http
+        if self._ssl is None:
+            self._ssl = system_ssl_context()
+        return self._ssl
+
     def _get_session(self) -> aiohttp.ClientSession:
         # Made on first use: aiohttp binds a session to the running event loop.
         if self._session is None:
-            ssl_arg: ssl.SSLContext | bool = True if self._ssl is None else self._ssl
-            connector = aiohttp.TCPConnector(limit=self._limit, ssl=ssl_arg)
+            connector = aiohttp.TCPConnector(limit=self._limit)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
@@ -164,6 +174,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             compress=None,
             proxy=self.proxy_for(request.url) if self._proxies else None,
             timeout=self._timeout(timeouts),
+            ssl=self._ssl_for(request.url),
         )
         try:
             if body is None:

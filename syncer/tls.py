@@ -10,9 +10,13 @@ from syncer.registry_config import RegistryConfig, TlsMode
 _CACHE: dict[tuple[object, ...], ssl.SSLContext] = {}
 
 
+def system_ssl_context() -> ssl.SSLContext:
+    """System trust. Loading the CA bundle costs ~50 ms: once per process, when first needed."""
+    return make_ssl_context(RegistryConfig())
+
+
 def custom_ssl_context(config: RegistryConfig) -> ssl.SSLContext | None:
-    """The registry's own TLS settings, or None when it has none: plain system trust is
-    what aiohttp already loaded at import, and each load of the CA bundle costs ~35 ms."""
+    """The registry's own TLS settings, or None when it has none (system trust)."""
     if config.tls == TlsMode.INSECURE or config.ca_file or config.client_cert:
         return make_ssl_context(config)
     return None

@@ -15,6 +15,12 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+# Import aiohttp and structlog exactly as the `syncer` command does, so every test runs
+# with what production has (aiohttp's default SSL contexts trusting nothing, for one).
+from syncer.__main__ import prepare_imports  # noqa: E402
+
+prepare_imports()
+
 from tests.support.registry import (  # noqa: E402
     RegistryFactory,
     RegistryNotInstalled,

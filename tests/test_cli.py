@@ -137,6 +137,21 @@ def test_process_entry_point_passes_exit_codes_through(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
 
 
+def test_entry_point_imports_leave_ssl_untouched() -> None:
+    """prepare_imports skips aiohttp's CA loading, and only that: afterwards the ssl module
+    loads system trust as before, and rich still imports (for progress bars)."""
+    code = (
+        "import ssl, sys; from syncer.__main__ import prepare_imports; prepare_imports()\n"
+        "import aiohttp.connector as c, rich.progress\n"
+        "print(c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca'],"
+        " ssl.create_default_context().cert_store_stats()['x509_ca'] > 0,"
+        " 'set_default_verify_paths' in ssl.SSLContext.__dict__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "True", "False"]
+
+
 def test_demo_runs_end_to_end() -> None:
     """The README's first command, minus the install step."""
     proc = subprocess.run(

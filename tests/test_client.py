@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from syncer.errors import AuthenticationError, PermissionDenied, RegistryError, TransportError
@@ -170,6 +172,25 @@ async def test_tls_with_ca_without_ca_and_insecure(
     async with make_client(tls_registry, ca_file=None, tls="insecure") as client:
         info = await client.head_manifest(target)
         assert info is not None and info.digest == img.digest
+
+
+async def test_system_trust_is_ours_not_aiohttps_default(
+    tls_registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry without TLS settings is verified with tls.system_ssl_context. aiohttp's
+    import-time default contexts trust nothing here (see syncer/__main__.py), so were they
+    used, this would fail: it passes only because our context is the one in use."""
+    import aiohttp.connector
+
+    assert aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"] == 0
+    img = image(10)
+    push(tls_registry.seed_url, "secure/sys", img, "v1")
+    assert tls_registry.ca_file is not None
+    system_like = ssl.create_default_context(cafile=str(tls_registry.ca_file))
+    monkeypatch.setattr("syncer.aiohttp_transport.system_ssl_context", lambda: system_like)
+    async with make_client(tls_registry, ca_file=None) as client:
+        info = await client.head_manifest(ref(tls_registry, "secure/sys", "v1"))
+    assert info is not None and info.digest == img.digest
 
 
 async def test_errors_carry_registry_codes(anon_registry: RunningRegistry) -> None:
