@@ -168,20 +168,21 @@ async def upload_blob(
             else:
                 await session.put_whole(desc, source())
             return
-        except RegistryError as exc:
-            if chunked or exc.status not in MONOLITHIC_REFUSED:
-                await session.cancel()
-                raise
-            log.info("monolithic upload refused, using chunks", registry=t.registry)
-            chunked = True
-        except TransportError as exc:
+        except Exception as exc:
+            await session.cancel()  # nothing of a failed attempt may linger
+            refused = isinstance(exc, RegistryError) and exc.status in MONOLITHIC_REFUSED
+            if refused and not chunked:
+                log.info("monolithic upload refused, using chunks", registry=t.registry)
+                chunked = True
+                continue
             # A streamed PUT cannot be replayed, and a chunked session the registry has
             # dropped cannot be resumed: both start over, from a fresh source. A chunked
             # upload that still exists was already resumed in place by put_chunked.
             restarts += 1
-            gave_up_in_place = chunked and not isinstance(exc, SessionLost)
-            if restarts >= t.config.retry.attempts or gave_up_in_place:
-                await session.cancel()
+            fresh_start_helps = isinstance(exc, SessionLost) or (
+                isinstance(exc, TransportError) and not chunked
+            )
+            if not fresh_start_helps or restarts >= t.config.retry.attempts:
                 raise
             log.warning(
                 "upload broke, restarting",
@@ -189,10 +190,6 @@ async def upload_blob(
                 digest=desc.digest,
                 reason=str(exc),
             )
-        except Exception:  # the source failed: nothing of this upload may linger
-            await session.cancel()
-            raise
-        await session.cancel()
 
 
 class _Source:
