@@ -30,6 +30,18 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
+def answer_once(raw: bytes) -> Handler:
+    """A server that reads one request head, writes `raw` and closes the connection."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    return handler
+
+
 def transport() -> AiohttpTransport:
     return AiohttpTransport(ssl.create_default_context(), 4)
 
@@ -80,12 +92,7 @@ async def test_network_failures_become_httpx_errors() -> None:
         with pytest.raises(httpx.ConnectError):
             await send(t, "GET", f"http://127.0.0.1:{dead}/v2/")
 
-        async def truncating(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await read_head(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten!!")
-            await writer.drain()
-            writer.close()
-
+        truncating = answer_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten!!")
         server, url = await serve(truncating)
         req = httpx.Request("GET", url + "/blob")
         resp = await t.handle_async_request(req)
@@ -136,13 +143,8 @@ async def test_an_empty_body_can_be_streamed() -> None:
     """A zero-length blob answers Content-Length: 0; its (empty) stream must still be
     readable the way every blob download reads it, with aiter_raw."""
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDocker-Content-Digest: x\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, url = await serve(handler)
+    empty = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDocker-Content-Digest: x\r\n\r\n"
+    server, url = await serve(answer_once(empty))
     t = transport()
     try:
         resp = await t.handle_async_request(httpx.Request("GET", url + "/v2/r/blobs/x"))

@@ -79,9 +79,9 @@ class _ProxyHandler(Handler):
                 extra = [("Retry-After", retry_after)] if retry_after is not None else []
                 msg = "You have reached your pull rate limit (injected)"
                 return self.reply_error(429, "TOOMANYREQUESTS", msg, [*extra, *rate])
-        patching = kind == "upload" and method == "PATCH" and body is not None
-        if patching and body is not None and (cut := proxy._take_cut_upload()) is not None:
-            return self.cut_upload(body, cut)
+        if kind == "upload" and method == "PATCH" and body is not None:  # noqa: SIM102
+            if (cut := proxy._take_cut_upload()) is not None:  # only PATCHes use it up
+                return self.cut_upload(body, cut)
         blob = _BLOB.match(path) if kind == "blob" and method == "GET" else None
         if blob and (cdn := proxy.redirect_blobs_to) is not None:
             proxy.count("redirected")
