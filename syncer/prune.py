@@ -160,7 +160,12 @@ async def _delete(
             return
         await slot(partial(client.delete_manifest, dst, digest))
     except SyncerError as exc:
-        report.fail(tag, f"prune failed: {exc}")
+        # A deletion that did not happen is a failed tag: status partial, exit 1.
+        error = f"prune failed: {exc}"
+        report.counters.tags_failed += 1
+        report.fail(tag, error)
+        report.tags.append(TagOutcome(tag, "failed", destination_digest=digest, reason=error))
+        log.error("prune failed", tag=tag, error=str(exc))
         return
     report.counters.tags_pruned += 1
     report.tags.append(TagOutcome(tag, "pruned", destination_digest=digest))

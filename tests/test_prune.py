@@ -1,11 +1,14 @@
-"""Pruning against real registries: what is reachable from kept tags is never deleted."""
+"""Pruning against real registries: what is reachable from kept tags is never deleted;
+a refused deletion is a failure."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
+from syncer.cli import main
 from syncer.config import load_config
 from syncer.runner import Runner, RunOptions
 from syncer.shard import Shard, entry_key, owns_tag
@@ -130,3 +133,23 @@ def test_only_shard_zero_prunes_and_it_keeps_what_any_shard_keeps(
     assert acts["1.0-amd64"] == "prune_skipped"
     assert len(deletes(dst, mark)) == len(stale)
     assert fetch_manifest_digest(dst.url, "m/app", index.children[0].digest) is not None
+
+
+def test_refused_prune_is_a_failure_exit_1(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    src = registry_factory("anon")
+    dst = registry_factory("anon", extra_config={"storage": {"delete": {"enabled": False}}})
+    push(src.seed_url, "app", app_image(0, 0), "1")
+    push(dst.seed_url, "m/app", app_image(5, 5), "old")
+    entry = {"source": f"{src.host}/app", "destination": f"{dst.host}/m/app", "prune": True}
+    cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src, dst)
+    out = tmp_path / "report.json"
+    assert main(["sync", "-c", str(cfg), "-q", "--report", str(out)]) == 1
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "partial"
+    assert doc["totals"]["tags_failed"] == 1 and doc["totals"]["tags_copied"] == 1
+    assert doc["totals"]["tags_pruned"] == 0
+    tags = {t["tag"]: t for t in doc["entries"][0]["tags"]}
+    assert tags["old"]["action"] == "failed" and "prune failed" in tags["old"]["reason"]
+    assert fetch_manifest_digest(dst.url, "m/app", "old") == app_image(5, 5).digest
