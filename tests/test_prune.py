@@ -1,5 +1,5 @@
 """Pruning against real registries: what is reachable from kept tags is never deleted;
-a refused deletion is a failure."""
+a refused deletion is a failure; `check` counts pending deletions as work."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from syncer.cli import main
 from syncer.config import load_config
@@ -153,3 +155,23 @@ def test_refused_prune_is_a_failure_exit_1(
     tags = {t["tag"]: t for t in doc["entries"][0]["tags"]}
     assert tags["old"]["action"] == "failed" and "prune failed" in tags["old"]["reason"]
     assert fetch_manifest_digest(dst.url, "m/app", "old") == app_image(5, 5).digest
+
+
+def test_check_exits_1_while_a_deletion_is_pending(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    push(src.seed_url, "app", app_image(0, 0), "1")
+    entry = {"source": f"{src.host}/app", "destination": f"{dst.host}/m/app", "prune": True}
+    cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src, dst)
+    assert main(["sync", "-c", str(cfg), "-q"]) == 0
+    # An alias of a kept manifest is never deleted, so it is not pending work either.
+    push(dst.seed_url, "m/app", app_image(0, 0), "alias-of-1")
+    assert main(["check", "-c", str(cfg), "-q"]) == 0
+    push(dst.seed_url, "m/app", app_image(5, 5), "gone")
+    mark = dst.mark()
+    assert main(["check", "-c", str(cfg), "-q"]) == 1
+    assert deletes(dst, mark) == []
+    assert "would_prune" in capsys.readouterr().out
+    assert main(["sync", "-c", str(cfg), "-q"]) == 0
+    assert main(["check", "-c", str(cfg), "-q"]) == 0
