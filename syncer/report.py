@@ -45,10 +45,16 @@ class Counters:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
+# Dry-run outcomes that a real run would act on: what `check` calls out of sync.
+PENDING_ACTIONS = frozenset({"planned", "would_prune"})
+
+
 @dataclass
 class TagOutcome:
     tag: str
-    action: str  # copied | up_to_date | filtered | failed | deferred | missing | planned
+    # copied | up_to_date | filtered | failed | deferred | missing | pruned | prune_skipped,
+    # and in a dry run planned | would_prune
+    action: str
     source_digest: str | None = None
     destination_digest: str | None = None
     reason: str = ""
@@ -105,6 +111,11 @@ class RunReport:
             return "ok"
         done = t.tags_copied + t.tags_up_to_date
         return "partial" if done else "failed"
+
+    @property
+    def pending(self) -> int:
+        """Changes a dry run found: copies and deletions a real run would make."""
+        return sum(1 for e in self.entries for t in e.tags if t.action in PENDING_ACTIONS)
 
     def to_json(self) -> dict[str, Any]:
         return {

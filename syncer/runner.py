@@ -48,7 +48,7 @@ from syncer.progress import Progress
 from syncer.prune import prune
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
-from syncer.shard import Shard, entry_key, owns_tag
+from syncer.shard import Shard, entry_key, owns_tag, prunes
 
 log = structlog.get_logger("syncer.runner")
 T = TypeVar("T")
@@ -168,7 +168,7 @@ class Runner:
                 report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
             else:
                 await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
-            if entry.prune and dest_tags is not None:
+            if entry.prune and dest_tags is not None and prunes(self.options.shard):
                 await prune(
                     self.client,
                     self._slot,
@@ -178,7 +178,6 @@ class Runner:
                     keep,
                     report,
                     dry_run=self.options.dry_run,
-                    owns=self._owns,
                 )
             self.progress.entry_done()
 

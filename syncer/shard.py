@@ -17,9 +17,10 @@ all shards compute it the same way; `entry_key` is the canonical one.
 Shard indexes are 0-based, like Kubernetes' JOB_COMPLETION_INDEX: "0/4" .. "3/4".
 
 Two consequences for callers: blobs shared by tags of different shards may cross the
-wire once per shard (content-addressed pushes make that safe, only not free); and a
-`prune` must decide on the full selected tag list (every shard has it) while only
-the owner of a destination tag deletes it.
+wire once per shard (content-addressed pushes make that safe, only not free); and
+only one shard prunes (`prunes`), deciding on the full selected tag list (every shard
+has it), so no shard deletes a manifest that another shard's kept tag uses, and
+`prune_max` caps the deletions of the whole run, not of each shard.
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ def shard_from_env(env: Mapping[str, str]) -> Shard | None:
         return Shard(index, count)
     except ConfigError as exc:
         raise ConfigError(f"{INDEX_ENV}={index}, {COUNT_ENV}={count}: {exc}") from None
+
+
+def prunes(shard: Shard | None) -> bool:
+    """Whether this process prunes: unsharded, or shard 0 of N.
+
+    Deleting is by digest, and what may be deleted depends on every kept tag of the
+    entry; one deciding process keeps that whole and caps deletions once per run.
+    """
+    return shard is None or shard.index == 0
 
 
 def bucket(key: str, count: int) -> int:

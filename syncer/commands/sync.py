@@ -115,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print_plan(report, args.output)
     summarize(report)
     if args.check:
-        pending = sum(1 for e in report.entries for t in e.tags if t.action == "planned")
-        return EXIT_PARTIAL if pending or report.status != "ok" else EXIT_OK
+        return EXIT_PARTIAL if report.pending or report.status != "ok" else EXIT_OK
     return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
 
 
