@@ -7,13 +7,12 @@ only a parsed *view* used to find children and blobs. Unknown fields are kept
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from syncer.errors import DigestMismatch, ManifestError
+from syncer.errors import ManifestError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -47,19 +46,6 @@ MANIFEST_ACCEPT = ", ".join(
 
 # Manifests are small; a "manifest" larger than this is hostile or broken.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def verify_digest(what: str, data: bytes, digest: str) -> None:
-    algo, _, _ = digest.partition(":")
-    if algo not in hashlib.algorithms_available:
-        raise ManifestError(f"{what}: unsupported digest algorithm {algo!r}")
-    actual = f"{algo}:" + hashlib.new(algo, data).hexdigest()
-    if actual != digest:
-        raise DigestMismatch(what, digest, actual)
 
 
 class Platform(BaseModel):
