@@ -30,6 +30,7 @@ from syncer.models import (
     OCI_INDEX,
     Descriptor,
     ImageIndex,
+    manifest_media_type,
     parse_manifest,
 )
 from syncer.pagination import next_link
@@ -197,9 +198,10 @@ class RegistryClient:
         what = f"manifest {ref}"
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
-        media_type = resp.headers.get("content-type", "").split(";")[0].strip()
-        if media_type == "text/html":
+        content_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        if content_type == "text/html":
             raise ManifestError(f"{what}: the server answered HTML, not a manifest (a login page?)")
+        media_type = manifest_media_type(data, content_type)
         # Each digest is checked under the algorithm it names: a pinned sha512 digest and
         # the registry's (usually sha256) header may well differ in algorithm.
         digest = ref.digest or digest_of(data)

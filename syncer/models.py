@@ -102,6 +102,29 @@ class ImageIndex(BaseModel):
 Manifest = ImageManifest | ImageIndex
 
 
+def manifest_media_type(data: bytes, content_type: str) -> str:
+    """The type a manifest is pushed as: its own `mediaType` field when it has one, else the
+    server's Content-Type when that names a manifest type, else what its shape says.
+
+    The Content-Type is only the server's word (a proxy or a registry may answer a generic
+    `application/json`), and a destination picks its parser by the type we send:
+    distribution reads `application/json` as Docker schema 1 and refuses the manifest.
+    """
+    try:
+        raw: Any = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return content_type  # not JSON: parse_manifest will say so
+    if not isinstance(raw, dict):
+        return content_type
+    declared = raw.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    if content_type in INDEX_TYPES | IMAGE_TYPES | SCHEMA1_TYPES:
+        return content_type
+    # OCI makes `mediaType` optional; the shape still tells an index from an image.
+    return OCI_INDEX if "manifests" in raw else OCI_MANIFEST if "config" in raw else content_type
+
+
 def parse_manifest(data: bytes, media_type: str, *, what: str = "manifest") -> Manifest:
     """Parse a manifest for its references. Raises ManifestError on anything malformed."""
     if media_type in SCHEMA1_TYPES:
