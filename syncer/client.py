@@ -250,12 +250,18 @@ class RegistryClient:
 
     async def delete_manifest(self, repo: Reference, digest: str) -> None:
         t = self.transport(repo)
-        await t.request(
-            "DELETE",
-            f"/v2/{repo.repository}/manifests/{digest}",
-            scopes=frozenset({repository_scope(repo.repository, "delete")}),
-            ok=(200, 202),
-        )
+        try:
+            await t.request(
+                "DELETE",
+                f"/v2/{repo.repository}/manifests/{digest}",
+                scopes=frozenset({repository_scope(repo.repository, "delete")}),
+                ok=(200, 202),
+            )
+        except NotFound:
+            # A retry whose first attempt deleted it (the answer was lost) meets 404: what
+            # was asked for is done if the digest is gone. Checked, never assumed.
+            if await self.head_manifest(repo.with_digest(digest)) is not None:
+                raise
 
     # -- blobs -----------------------------------------------------------------
 

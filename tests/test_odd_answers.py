@@ -57,3 +57,28 @@ def test_generic_source_content_type_is_not_passed_on(
     _, child_type = fetch_manifest(dst.url, "m/app", app_image(0, 0).digest)
     assert child_type == app_image(0, 0).media_type
     assert proxy.counts["GET manifest"] == 4  # each manifest fetched once: 2 tops, 2 children
+
+
+def test_lost_answers_to_a_final_put_or_delete_are_not_failures(
+    registry_factory: RegistryFactory, fault_proxy_factory: FaultProxyFactory, tmp_path: Path
+) -> None:
+    """The registry did the work, the answer never came: the retry finds it done."""
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    push(src.seed_url, "app", app_image(0, 0), "v1")
+    push(dst.seed_url, "m/app", app_image(1, 0), "stale")
+    proxy = fault_proxy_factory(dst)
+    via = behind(dst, proxy)
+    entry = {"source": f"{src.host}/app", "destination": f"{via.host}/m/app", "prune": True}
+    cfg = write_sync_yaml(tmp_path / "sync.yaml", [entry], src, via)
+    report_path = tmp_path / "report.json"
+
+    proxy.lose_response_to = {"PUT manifest", "DELETE manifest"}
+    assert main(["sync", "-c", str(cfg), "--report", str(report_path), "-q"]) == 0
+
+    (e,) = json.loads(report_path.read_text())["entries"]
+    assert (e["tags_copied"], e["tags_pruned"], e["errors"]) == (1, 1, [])
+    assert proxy.counts["response-lost"] == 2
+    assert proxy.counts["PUT manifest"] == 2  # sent again after the lost answer
+    assert proxy.counts["DELETE manifest"] == 2  # the second one found nothing to delete
+    assert fetch_manifest_digest(dst.url, "m/app", "v1") == app_image(0, 0).digest
+    assert fetch_manifest_digest(dst.url, "m/app", "stale") is None

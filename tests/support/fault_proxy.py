@@ -188,9 +188,9 @@ class FaultProxy(Service):
         # Names appended to every listing of a kind: {"tags": [...], "catalog": [...]}.
         self.extra_listed: dict[str, list[str]] = {}
         self.manifest_content_type: str | None = None  # replaces it on manifest GET/HEAD
-        # "METHOD kind" (e.g. "DELETE manifest") whose next successful answer is lost:
-        # forwarded and done upstream, then the client connection drops.
-        self.lose_response_to: str | None = None
+        # "METHOD kind"s (e.g. "DELETE manifest") whose next successful answer is lost:
+        # forwarded and done upstream, then the client connection drops. Each once.
+        self.lose_response_to: set[str] = set()
         self.requests: list[tuple[str, str, int]] = []
         self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
         self._limit: int | None = None
@@ -239,9 +239,9 @@ class FaultProxy(Service):
 
     def _take_lose(self, request: str) -> bool:
         with self.lock:
-            if self.lose_response_to != request:
+            if request not in self.lose_response_to:
                 return False
-            self.lose_response_to = None
+            self.lose_response_to.discard(request)
             return True
 
     def _take_cut_upload(self) -> int | None:
