@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from syncer.digests import algorithm_problem
 from syncer.errors import ConfigError, InvalidReference
 from syncer.expand import RepoFilter, has_placeholders, is_glob, render_tag, split_glob
 from syncer.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
@@ -145,8 +146,8 @@ class EntryConfig(ScheduleFields):
                 split_glob(v)
             except InvalidReference as e:
                 raise _rule(f"invalid repository glob {v!r}: {e.reason}") from None
-        else:
-            _parse(v)
+        elif (digest := _parse(v).digest) and (problem := algorithm_problem(digest)):
+            raise _rule(f"{problem}; pin the source by its sha256 digest instead")
         return v
 
     @field_validator("destination")

@@ -44,6 +44,15 @@ class ConfigError(SyncerError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class TlsFileError(ConfigError):
+    """A CA bundle, client certificate or key named in the config cannot be loaded."""
+
+    def __init__(self, key: str, path: object, why: str, expected: str) -> None:
+        self.key = key
+        self.reason = f"cannot load {path}: {why}; point it at {expected}"
+        super().__init__(f"{key}: {self.reason}")
+
+
 class InvalidReference(SyncerError, ValueError):
     """A string that is not a valid image reference."""
 

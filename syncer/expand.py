@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -94,3 +95,26 @@ def render_tag(template: str | None, tag: str) -> str:
     if template is None:
         return tag
     return validate_tag(template.replace("{tag}", tag))
+
+
+def destination_tags(
+    template: str | None, tags: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Each listed tag's destination name, and the tags that cannot be copied, with why.
+
+    A name the tag grammar refuses (ECR allows 300 characters, distribution 128) is that
+    tag's own problem: it fails alone, and the rest of its entry proceeds.
+    """
+    names: dict[str, str] = {}
+    invalid: dict[str, str] = {}
+    for tag in tags:
+        try:
+            validate_tag(tag)
+        except InvalidReference as e:
+            invalid[tag] = f"invalid tag: {e.reason}"
+            continue
+        try:
+            names[tag] = render_tag(template, tag)
+        except InvalidReference as e:
+            invalid[tag] = f"invalid destination tag (tag_template): {e.reason}"
+    return names, invalid

@@ -7,13 +7,12 @@ only a parsed *view* used to find children and blobs. Unknown fields are kept
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from syncer.errors import DigestMismatch, ManifestError
+from syncer.errors import ManifestError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -47,19 +46,6 @@ MANIFEST_ACCEPT = ", ".join(
 
 # Manifests are small; a "manifest" larger than this is hostile or broken.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def verify_digest(what: str, data: bytes, digest: str) -> None:
-    algo, _, _ = digest.partition(":")
-    if algo not in hashlib.algorithms_available:
-        raise ManifestError(f"{what}: unsupported digest algorithm {algo!r}")
-    actual = f"{algo}:" + hashlib.new(algo, data).hexdigest()
-    if actual != digest:
-        raise DigestMismatch(what, digest, actual)
 
 
 class Platform(BaseModel):
@@ -114,6 +100,29 @@ class ImageIndex(BaseModel):
 
 
 Manifest = ImageManifest | ImageIndex
+
+
+def manifest_media_type(data: bytes, content_type: str) -> str:
+    """The type a manifest is pushed as: its own `mediaType` field when it has one, else the
+    server's Content-Type when that names a manifest type, else what its shape says.
+
+    The Content-Type is only the server's word (a proxy or a registry may answer a generic
+    `application/json`), and a destination picks its parser by the type we send:
+    distribution reads `application/json` as Docker schema 1 and refuses the manifest.
+    """
+    try:
+        raw: Any = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return content_type  # not JSON: parse_manifest will say so
+    if not isinstance(raw, dict):
+        return content_type
+    declared = raw.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    if content_type in INDEX_TYPES | IMAGE_TYPES | SCHEMA1_TYPES:
+        return content_type
+    # OCI makes `mediaType` optional; the shape still tells an index from an image.
+    return OCI_INDEX if "manifests" in raw else OCI_MANIFEST if "config" in raw else content_type
 
 
 def parse_manifest(data: bytes, media_type: str, *, what: str = "manifest") -> Manifest:

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 
 from syncer.client import RegistryClient
 from syncer.config import ResolvedEntry
-from syncer.errors import AuthenticationError, NotFound, PermissionDenied, RegistryError
+from syncer.errors import (
+    AuthenticationError,
+    InvalidReference,
+    NotFound,
+    PermissionDenied,
+    RegistryError,
+)
 from syncer.expand import glob_matches, render_destination
 from syncer.reference import Reference
 
 
-async def expand_entry(client: RegistryClient, entry: ResolvedEntry) -> list[ResolvedEntry]:
+@dataclass(frozen=True)
+class Expansion:
+    entries: list[ResolvedEntry]
+    # Sources that cannot be mirrored, with why: the catalog could not be listed, or a name
+    # it lists is not a valid repository (here or at the destination). Each is one failed
+    # entry of the report; the other repositories proceed.
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+async def expand_entry(client: RegistryClient, entry: ResolvedEntry) -> Expansion:
     """One concrete entry per repository: globs list the catalog, templates render."""
     if entry.glob is None and entry.dest_template is None:
-        return [entry]
+        return Expansion([entry])
     src = entry.source
     if entry.glob is not None:
         prefix, pattern = entry.glob
@@ -31,14 +47,19 @@ async def expand_entry(client: RegistryClient, entry: ResolvedEntry) -> list[Res
     else:
         prefix, repos = "", [src.repository]
     template = entry.dest_template or str(entry.destination)
-    out = []
+    out = Expansion([])
     for repo in sorted(repos):
         rendered = render_destination(template, repo, prefix, glob=entry.glob is not None)
-        dst = Reference.parse(rendered)
-        out.append(
+        try:
+            source = Reference.parse(f"{src.registry}/{repo}")
+            dst = Reference.parse(rendered)
+        except InvalidReference as e:
+            out.failed[f"{src.registry}/{repo}"] = f"not mirrored: {e}"
+            continue
+        out.entries.append(
             dataclasses.replace(
                 entry,
-                source=Reference(src.registry, repo, src.tag, src.digest),
+                source=dataclasses.replace(source, tag=src.tag, digest=src.digest),
                 destination=dst.with_tag(src.tag) if src.tag else dst,
                 glob=None,
                 dest_template=None,

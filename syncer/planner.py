@@ -34,6 +34,7 @@ class Action(StrEnum):
     UP_TO_DATE = "up_to_date"
     FILTERED = "filtered"
     MISSING = "missing"  # selected, but the source no longer has it
+    INVALID = "invalid"  # selected, but its name (or its destination name) is not a valid tag
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def make_plan(
     filtered: Mapping[str, str] | None = None,
     dest_tag: Mapping[str, str] | None = None,
     immutable: Iterable[str] = (),
+    invalid: Mapping[str, str] | None = None,
 ) -> Plan:
     """Compare digests per selected tag.
 
@@ -135,6 +137,7 @@ def make_plan(
     between listing and HEAD). `destination` maps destination tag names to their
     digest (None or absent: not there). `dest_tag` renames tags at the destination.
     `immutable` tags (from `split_immutable`) are up to date without digests.
+    `invalid` maps tags that cannot be copied (from `expand.destination_tags`) to why.
     """
     frozen = set(immutable)
     if frozen & set(source):
@@ -154,6 +157,8 @@ def make_plan(
         else:
             why = "absent at the destination" if dst is None else f"destination has {dst}"
             items.append(TagPlan(tag, target, Action.COPY, src, dst, why))
+    for tag, why in sorted((invalid or {}).items()):
+        items.append(TagPlan(tag, tag, Action.INVALID, reason=why))
     for tag, why in sorted((filtered or {}).items()):
         items.append(TagPlan(tag, tag, Action.FILTERED, reason=why))
     return Plan(tuple(items))

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from syncer.digests import digest_of, verify_digest
 from syncer.errors import ManifestError
-from syncer.models import Descriptor, ImageIndex, parse_manifest, sha256_digest, verify_digest
+from syncer.models import Descriptor, ImageIndex, parse_manifest
 
 SOURCE_DIGEST_ANNOTATION = "io.syncer.source.digest"
 PLATFORMS_ANNOTATION = "io.syncer.platforms"
@@ -180,7 +181,7 @@ def filter_index(
     return FilteredIndex(
         data=out,
         media_type=media_type,
-        digest=sha256_digest(out),
+        digest=digest_of(out),
         source_digest=source_digest,
         kept=tuple(parsed.manifests[i] for i in keep),
     )

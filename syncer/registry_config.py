@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from syncer.yamlsource import rule
 
 
 class TlsMode(StrEnum):
@@ -69,3 +72,38 @@ class RegistryConfig(_Strict):
         if not (v.startswith("http://") or v.startswith("https://")):
             raise ValueError("must be a URL starting with http:// or https://")
         return v.rstrip("/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_implied(cls, data: Any) -> Any:
+        # A CA bundle or client certificate only means something over TLS, so naming one
+        # asks for HTTPS, also on loopback where plain HTTP is otherwise the default.
+        wants_tls = isinstance(data, dict) and (data.get("ca_file") or data.get("client_cert"))
+        if wants_tls and "tls" not in data:
+            return {**data, "tls": TlsMode.ENABLED}
+        return data
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> RegistryConfig:
+        files = [k for k in ("ca_file", "client_cert", "client_key") if getattr(self, k)]
+        if not files:
+            return self
+        if self.client_key is not None and self.client_cert is None:
+            raise rule(
+                "is set without client_cert; add client_cert: /path/cert.pem", at="client_key"
+            )
+        plain = "tls: disabled" if self.tls == TlsMode.DISABLED else None
+        if self.endpoint is not None and self.endpoint.startswith("http://"):
+            plain = f"endpoint {self.endpoint}"
+        if plain is not None:
+            raise rule(
+                f"is only used over TLS, but {plain} means plain HTTP; remove {files[0]}, "
+                "or reach the registry over https",
+                at=files[0],
+            )
+        from syncer.tls import tls_file_problem  # tls builds on this module
+
+        if (problem := tls_file_problem(self)) is not None:
+            key, message = problem
+            raise rule(message, at=key)
+        return self

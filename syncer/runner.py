@@ -29,9 +29,9 @@ from syncer.errors import (
     RateLimited,
     SyncerError,
 )
-from syncer.expand import render_tag
+from syncer.expand import destination_tags
 from syncer.models import ImageManifest, parse_manifest
-from syncer.namespaces import expand_entry
+from syncer.namespaces import Expansion, expand_entry
 from syncer.planner import (
     REFERRER_TAG,
     Action,
@@ -106,12 +106,15 @@ class Runner:
             entries: list[ResolvedEntry] = []
             for entry in self.selected_entries():
                 try:
-                    entries.extend(await expand_entry(self.client, entry))
+                    expansion = await expand_entry(self.client, entry)
                 except Exception as exc:
-                    failed = EntryReport(str(entry.source), str(entry.destination))
-                    failed.fail(None, describe(exc))
+                    expansion = Expansion([], {str(entry.source): describe(exc)})
+                entries.extend(expansion.entries)
+                for source, why in expansion.failed.items():
+                    failed = EntryReport(source, str(entry.destination))
+                    failed.fail(None, why)
                     report.entries.append(failed)
-                    log.error("entry failed", entry=str(entry.source), error=describe(exc))
+                    log.error("entry failed", entry=source, error=why)
             pairs = [(e, EntryReport(str(e.source), str(e.destination))) for e in entries]
             report.entries.extend(r for _, r in pairs)
             self.progress.entries(len(pairs))
@@ -157,9 +160,10 @@ class Runner:
                     report.tags.append(_outcome(item, "up_to_date"))
                 elif item.action is Action.FILTERED:
                     report.tags.append(_outcome(item, "filtered"))
-                elif item.action is Action.MISSING:
+                elif item.action in (Action.MISSING, Action.INVALID):
                     c.tags_failed += 1
-                    report.fail(item.tag, f"{entry.source.repo()}:{item.tag} not found at source")
+                    why = f"{entry.source.repo()}:{item.tag} not found at source"
+                    report.fail(item.tag, item.reason if item.action is Action.INVALID else why)
                     report.tags.append(_outcome(item, "failed"))
             self.progress.tags_checked(c.tags_checked)
             for _ in range(c.tags_checked - len(plan.to_copy)):
@@ -191,17 +195,20 @@ class Runner:
         filtered: dict[str, str] = {}
         dest_tag: dict[str, str] = {}
         immutable: list[str] = []
+        invalid: dict[str, str] = {}
         listed: list[str] | None = None
         keep: set[str] = set()
         if src.tag is None and src.digest is None:
             listed = await self.client.list_tags(src)
             selected, filtered = select_tags(listed, entry.tags)
+            names, invalid = destination_tags(entry.tag_template, selected)
             # Pruning must know every selected tag, not only this shard's share.
-            keep = {render_tag(entry.tag_template, t) for t in selected}
-            selected = [t for t in selected if self._owns(entry, t)]
+            keep = set(names.values())
+            selected = [t for t in names if self._owns(entry, t)]
+            invalid = {t: why for t, why in invalid.items() if self._owns(entry, t)}
             need_dest = selected or entry.prune
             dest_tags: set[str] | None = await self._dest_tags(dst) if need_dest else set()
-            dest_tag = {t: render_tag(entry.tag_template, t) for t in selected}
+            dest_tag = {t: names[t] for t in selected}
             present = {t for t in selected if dest_tag[t] in (dest_tags or set())}
             # Immutable tags the destination already lists cost no request at all.
             selected, immutable = split_immutable(selected, present, entry.tags.immutable_patterns)
@@ -248,6 +255,7 @@ class Runner:
             filtered=filtered,
             dest_tag=dest_tag,
             immutable=immutable,
+            invalid=invalid,
         )
         return (
             plan,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from syncer.errors import ConfigError
+from syncer.errors import TlsFileError
 from syncer.registry_config import RegistryConfig, TlsMode
 
 _CACHE: dict[tuple[object, ...], ssl.SSLContext] = {}
@@ -30,6 +30,24 @@ def make_ssl_context(config: RegistryConfig) -> ssl.SSLContext:
     return _CACHE[key]
 
 
+def tls_file_problem(config: RegistryConfig) -> tuple[str, str] | None:
+    """(key, what is wrong) when the CA bundle or client certificate cannot be loaded.
+
+    Called when the config is read, so a bad file stops the run before any request; the
+    context built on the way is cached for the transport.
+    """
+    try:
+        make_ssl_context(config)
+    except TlsFileError as exc:
+        return exc.key, exc.reason
+    return None
+
+
+def _no_passphrase() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
+    return b""
+
+
 def _build(config: RegistryConfig) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if config.tls == TlsMode.INSECURE:
@@ -39,19 +57,28 @@ def _build(config: RegistryConfig) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=str(config.ca_file))
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load CA bundle: {exc.__class__.__name__}: {exc}",
-                file=str(config.ca_file),
-            ) from None
+            fix = "a readable PEM bundle of CA certificates"
+            raise TlsFileError("ca_file", config.ca_file, _why(exc), fix) from None
     if config.client_cert is not None:
+        for key, path in (("client_cert", config.client_cert), ("client_key", config.client_key)):
+            try:
+                if path is not None:  # OpenSSL would not say which file it could not open
+                    path.open("rb").close()
+            except OSError as exc:
+                raise TlsFileError(key, path, _why(exc), "a readable PEM file") from None
         try:
             ctx.load_cert_chain(
                 str(config.client_cert),
                 str(config.client_key) if config.client_key else None,
+                password=_no_passphrase,
             )
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load client certificate/key: {exc.__class__.__name__}",
-                file=str(config.client_cert),
-            ) from None
+            fix = "a PEM certificate whose unencrypted private key is in it or in client_key"
+            raise TlsFileError("client_cert", config.client_cert, _why(exc), fix) from None
     return ctx
+
+
+def _why(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not usable ({exc.reason or exc})"
+    return exc.strerror or type(exc).__name__

@@ -197,6 +197,13 @@ INVALID = {
         "sync[0].destination",
         "must name the tag to push it as",
     ),
+    "source pinned by an unsupported digest algorithm": (
+        "version: 1\nsync:\n  - source: ghcr.io/a/b@blake3:" + "a" * 64 + "\n"
+        "    destination: r.example.com/x:1\n",
+        3,
+        "sync[0].source",
+        "digest algorithm 'blake3' is not supported; syncer verifies sha256, sha384, sha512",
+    ),
     "destination tag for a repository source": (
         "version: 1\nsync:\n  - source: ghcr.io/a/b\n    destination: r.example.com/x:1\n",
         4,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from syncer.digests import digest_of as sha
 from syncer.errors import DigestMismatch, ManifestError
 from syncer.models import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
-from syncer.models import sha256_digest as sha
 from syncer.platforms import (
     PLATFORMS_ANNOTATION,
     SOURCE_DIGEST_ANNOTATION,

@@ -13,12 +13,13 @@ import contextlib
 import dataclasses
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import socket
 import time
 from collections.abc import Iterator
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -42,7 +43,9 @@ _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOM
 FAULTS = frozenset(
     {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
     | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after"}
+    | {"extra_listed", "manifest_content_type", "lose_response_to"}
 )
+_LISTED = {"tags": "tags", "catalog": "repositories"}  # kind -> the JSON key of its names
 
 
 class _ProxyHandler(Handler):
@@ -97,6 +100,20 @@ class _ProxyHandler(Handler):
             proxy.count("upstream-error")
             self.close_connection = True  # the request body may be half-read
             return self.reply_error(502, "UNAVAILABLE", f"fault proxy: upstream failed: {exc!r}")
+        if resp.status < 300 and proxy._take_lose(f"{method} {kind}"):
+            # The registry did the work; the client never hears so, as when a connection
+            # breaks after the request arrived.
+            resp.read()
+            self.close_upstream()
+            self.abort()
+            self.close_connection = True
+            proxy.count("response-lost")
+            return 0
+        if method == "GET" and resp.status == 200 and (extra := proxy.extra_listed.get(kind)):
+            return self.relay_listing(resp, _LISTED[kind], extra)
+        replace = {}
+        if kind == "manifest" and method in ("GET", "HEAD") and proxy.manifest_content_type:
+            replace["content-type"] = proxy.manifest_content_type
         cut_at = flip_at = None
         if blob and resp.status in (200, 206):
             length = int(resp.getheader("Content-Length") or 0)
@@ -109,11 +126,23 @@ class _ProxyHandler(Handler):
                 flip_at = total // 2 - offset
             if length >= 2 and proxy._drop_due():
                 cut_at = length // 2
-        cut, flipped = self.relay(resp, rate, cut_at=cut_at, flip_at=flip_at)
+        cut, flipped = self.relay(resp, rate, cut_at=cut_at, flip_at=flip_at, replace=replace)
         for key, happened in (("dropped", cut), ("flipped", flipped)):
             if happened:
                 proxy.count(key)
         return resp.status
+
+    def relay_listing(self, resp: HTTPResponse, key: str, extra: list[str]) -> int:
+        """A tag list or catalog page with `extra` names appended (as another registry,
+        ECR say, might list names distribution itself refuses)."""
+        data = json.loads(resp.read())
+        data[key] = [*(data.get(key) or []), *extra]
+        self.close_upstream()
+        old, new = self.server.upstream_url, self.server.url
+        link = [("Link", v.replace(old, new)) for k, v in resp.getheaders() if k.lower() == "link"]
+        self.server.count("listing-extended")
+        content_type = ("Content-Type", "application/json; charset=utf-8")
+        return self.reply(200, json.dumps(data).encode(), [content_type, *link])
 
     def cut_upload(self, body: Iterator[bytes], cut: int) -> int:
         """Forward the first `cut` bytes of this PATCH, end the upstream request there and
@@ -156,6 +185,12 @@ class FaultProxy(Service):
         self.redirect_blobs_to: CdnServer | None = None
         self.flip_byte_in: set[str] = set()
         self.cut_upload_after: int | None = None  # bytes of the next PATCH body, then cut
+        # Names appended to every listing of a kind: {"tags": [...], "catalog": [...]}.
+        self.extra_listed: dict[str, list[str]] = {}
+        self.manifest_content_type: str | None = None  # replaces it on manifest GET/HEAD
+        # "METHOD kind"s (e.g. "DELETE manifest") whose next successful answer is lost:
+        # forwarded and done upstream, then the client connection drops. Each once.
+        self.lose_response_to: set[str] = set()
         self.requests: list[tuple[str, str, int]] = []
         self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
         self._limit: int | None = None
@@ -201,6 +236,13 @@ class FaultProxy(Service):
             status, n = self.error_burst
             self.error_burst = (status, n - 1) if n > 1 else None
             return status if n > 0 else None
+
+    def _take_lose(self, request: str) -> bool:
+        with self.lock:
+            if request not in self.lose_response_to:
+                return False
+            self.lose_response_to.discard(request)
+            return True
 
     def _take_cut_upload(self) -> int | None:
         with self.lock:

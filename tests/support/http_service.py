@@ -18,7 +18,7 @@ import socketserver
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http.client import HTTPException
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -203,16 +203,20 @@ class Handler(BaseHTTPRequestHandler):
         *,
         cut_at: int | None = None,
         flip_at: int | None = None,
+        replace: Mapping[str, str] | None = None,
     ) -> tuple[bool, bool]:
         """Stream `resp` to the client; returns (cut, flipped). `cut_at`: body bytes to send
-        before closing the connection; `flip_at`: offset in this body of a byte to invert."""
+        before closing the connection; `flip_at`: offset in this body of a byte to invert;
+        `replace`: header values (lower-case names) sent instead of the upstream's."""
         old_new = self.server.upstream_url, self.server.url
+        replace = replace or {}
         headers = [
             # The registry names itself in Location (uploads) and Link (pagination).
             (k, v.replace(*old_new) if k.lower() in ("location", "link") else v)
             for k, v in resp.getheaders()
-            if k.lower() not in HOP_BY_HOP
+            if k.lower() not in HOP_BY_HOP | set(replace)
         ]
+        headers += list(replace.items())
         no_body = self.command == "HEAD" or resp.status in (204, 304)
         chunked = not no_body and resp.getheader("Content-Length") is None
         if chunked:  # upstream sent no length (chunked or close-delimited): re-chunk it

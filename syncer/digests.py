@@ -1,0 +1,53 @@
+"""Content digests: which algorithms syncer verifies, and the one way to compute them.
+
+A digest names its algorithm (`sha512:<hex>`); content is always checked under that
+algorithm, never under sha256 by habit. Algorithms outside `ALGORITHMS` are refused
+rather than trusted unchecked (OCI registers sha256 and sha512; distribution also
+knows sha384). `hashlib` offers more (md5, sha1), but a weak hash proves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from syncer.errors import DigestMismatch, ManifestError
+
+CANONICAL = "sha256"  # what registries compute for content pushed without a digest
+ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def algorithm_problem(digest: str) -> str | None:
+    """Why content under `digest` cannot be verified, or None when it can."""
+    algorithm = digest.partition(":")[0]
+    if algorithm in ALGORITHMS:
+        return None
+    return (
+        f"digest algorithm {algorithm!r} is not supported; "
+        f"syncer verifies {', '.join(sorted(ALGORITHMS))}"
+    )
+
+
+def hasher_for(digest: str, what: str) -> Hasher:
+    """A fresh hasher for the algorithm `digest` names (ManifestError when unsupported)."""
+    if (problem := algorithm_problem(digest)) is not None:
+        raise ManifestError(f"{what}: {problem}")
+    return hashlib.new(digest.partition(":")[0])
+
+
+def digest_of(data: bytes, algorithm: str = CANONICAL) -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def verify_digest(what: str, data: bytes, digest: str) -> None:
+    """Check `data` against `digest`, under the algorithm `digest` names."""
+    h = hasher_for(digest, what)
+    h.update(data)
+    actual = f"{digest.partition(':')[0]}:{h.hexdigest()}"
+    if actual != digest:
+        raise DigestMismatch(what, digest, actual)
