@@ -44,6 +44,9 @@ CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
 
 # A registry that keeps sending `Link: rel=next` forever must not keep us forever.
 MAX_PAGES = 10_000
+# One page of tags or repositories. Some registries ignore `n` and answer everything at
+# once (and GCR adds a map of manifests), so more room than a manifest gets.
+MAX_LISTING_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class RegistryClient:
                     f"{ref.registry}: pagination loops (page {next_path!r} repeated)"
                 )
             seen.add(next_path)
-            resp = await t.request("GET", next_path, scopes=scopes)
+            resp = await t.request("GET", next_path, scopes=scopes, max_bytes=MAX_LISTING_BYTES)
             try:
                 data = resp.json()
             except ValueError:
@@ -193,11 +196,10 @@ class RegistryClient:
             f"/v2/{ref.repository}/manifests/{ident}",
             scopes=_pull(ref),
             headers={"Accept": MANIFEST_ACCEPT},
+            max_bytes=MAX_MANIFEST_BYTES,  # refused while it streams in, not after
         )
         data = resp.content
         what = f"manifest {ref}"
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         if media_type == "text/html":
             raise ManifestError(f"{what}: the server answered HTML, not a manifest (a login page?)")
