@@ -171,7 +171,7 @@ class Transport:
                         offset=delivered,
                         attempt=breaks,
                     )
-            await asyncio.sleep(self._backoff(breaks))
+            await asyncio.sleep(self.backoff(breaks))
 
     async def _gate(self) -> asyncio.Future[None] | None:
         """Let the very first request go alone, so concurrent first requests don't all
@@ -255,7 +255,7 @@ class Transport:
                     return
             # Retryable failure: connection error, timeout, a retry status, or a redirect
             # target refusing (its URL expired or it wants credentials it must not get).
-            wait = self._backoff(attempt)
+            wait = self.backoff(attempt)
             if resp is not None:
                 body = await read_error_body(resp)
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
@@ -363,7 +363,8 @@ class Transport:
             )
         return True
 
-    def _backoff(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
+        """The pause before try `attempt + 1` (also for a blob upload starting over)."""
         cfg = self.config.retry
         base: float = min(cfg.max_backoff_s, cfg.backoff_s * (2 ** (attempt - 1)))
         return base * random.uniform(0.5, 1.0)
