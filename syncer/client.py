@@ -16,6 +16,7 @@ import httpx
 
 from syncer.auth import repository_scope
 from syncer.credentials import Credential, resolve
+from syncer.downloads import download
 from syncer.errors import (
     DigestMismatch,
     ManifestError,
@@ -33,10 +34,11 @@ from syncer.models import (
     parse_manifest,
     sha256_digest,
 )
+from syncer.origin import endpoint_url
 from syncer.pagination import next_link
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
-from syncer.transport import Transport, endpoint_url
+from syncer.transport import Transport
 from syncer.upload import Source, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]
@@ -280,7 +282,8 @@ class RegistryClient:
         t = self.transport(repo)
         pending: bytes | None = None
         total = 0
-        async for chunk in t.download(
+        async for chunk in download(
+            t,
             f"/v2/{repo.repository}/blobs/{desc.digest}",
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},

@@ -15,7 +15,23 @@ from dataclasses import dataclass
 
 import httpx
 
+from syncer.registry_config import RegistryConfig
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
+    """The base URL to contact: explicit endpoint, else scheme from tls mode / loopback."""
+    from syncer.reference import is_loopback
+
+    if config.endpoint:
+        return config.endpoint
+    if "tls" in config.model_fields_set:
+        scheme = "http" if config.tls == "disabled" else "https"
+    else:
+        # Like Docker: a registry on this machine may be plain HTTP without configuration.
+        scheme = "http" if is_loopback(api_host) else "https"
+    return f"{scheme}://{api_host}"
 
 
 def _key(url: httpx.URL) -> tuple[str, str, int | None]:

@@ -36,7 +36,6 @@ log = structlog.get_logger("syncer.transport")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
-CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not restarts
 
 USER_AGENT = f"syncer/{__version__}"
 
@@ -47,20 +46,6 @@ class ReplayableBody(AsyncIterable[bytes]):
 
 
 Body = bytes | AsyncIterable[bytes] | None
-
-
-def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
-    """The base URL to contact: explicit endpoint, else scheme from tls mode / loopback."""
-    from syncer.reference import is_loopback
-
-    if config.endpoint:
-        return config.endpoint
-    if "tls" in config.model_fields_set:
-        scheme = "http" if config.tls == "disabled" else "https"
-    else:
-        # Like Docker: a registry on this machine may be plain HTTP without configuration.
-        scheme = "http" if is_loopback(api_host) else "https"
-    return f"{scheme}://{api_host}"
 
 
 class Transport:
@@ -126,52 +111,6 @@ class Transport:
 
     def url(self, path: str) -> str:
         return self.origin.resolve(path).url
-
-    async def download(
-        self,
-        path: str,
-        *,
-        scopes: frozenset[str],
-        headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Stream a body, resuming with `Range` after a broken connection.
-
-        Where the server ignores Range the body restarts and the part already
-        delivered is skipped, so the caller sees each byte exactly once.
-        """
-        delivered = 0
-        breaks = 0
-        while True:
-            hdrs = dict(headers or {})
-            if delivered:
-                hdrs["Range"] = f"bytes={delivered}-"
-            async with self.stream("GET", path, scopes=scopes, headers=hdrs, ok=(200, 206)) as resp:
-                skip = delivered if resp.status_code == 200 else 0
-                try:
-                    async for chunk in resp.aiter_raw(CHUNK_SIZE):
-                        if skip:
-                            cut = min(skip, len(chunk))
-                            chunk, skip = chunk[cut:], skip - cut
-                            if not chunk:
-                                continue
-                        delivered += len(chunk)
-                        yield chunk
-                    return
-                except httpx.TransportError as exc:
-                    breaks += 1
-                    if breaks >= self.config.retry.attempts:
-                        raise TransportError(
-                            f"GET {redact_url(self.url(path))}: connection broke {breaks} times "
-                            f"({type(exc).__name__}) talking to {self.registry}"
-                        ) from None
-                    log.warning(
-                        "download broke, resuming",
-                        registry=self.registry,
-                        url=redact_url(self.url(path)),
-                        offset=delivered,
-                        attempt=breaks,
-                    )
-            await asyncio.sleep(self.backoff(breaks))
 
     async def _gate(self) -> asyncio.Future[None] | None:
         """Let the very first request go alone, so concurrent first requests don't all
