@@ -4,7 +4,10 @@ deadlines, and breaks while a body is read. Raw loopback sockets or httpx.MockTr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,8 +20,10 @@ from syncer.models import MAX_MANIFEST_BYTES, Descriptor
 from syncer.origin import RegistryOrigin
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig, RetryConfig
+from syncer.slots import HostSlots
 from syncer.transport import Transport
 from syncer.upload import UploadSession
+from tests.support.tls import make_tls_files
 from tests.test_aiohttp_transport import read_head, serve
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=3, backoff_s=0.0, max_backoff_s=0.0))
@@ -207,3 +212,87 @@ async def test_a_body_cut_once_is_read_again_on_a_second_attempt() -> None:
         server.close()
     assert attempts == 2
     assert resp.content == body
+
+
+async def test_a_slot_wait_ends_at_the_deadline_with_a_clear_error() -> None:
+    slots = HostSlots("reg.test", 1)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hog() -> None:
+        async with slots.hold(time.monotonic() + 10, "GET a"):
+            holding.set()
+            await release.wait()
+
+    task = asyncio.create_task(hog())
+    await holding.wait()
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"max_concurrency.*|deadline") as err:
+        async with slots.hold(time.monotonic() + 0.3, "GET b"):
+            pass
+    assert 0.25 < time.monotonic() - started < 2
+    assert "GET b" in str(err.value) and "deadline_s" in str(err.value)
+    release.set()
+    await task
+
+
+async def test_a_request_made_inside_a_held_slot_rides_on_it() -> None:
+    """The body of a PUT reading from the same host, with one slot: no second wait."""
+    slots = HostSlots("reg.test", 1)
+    async with slots.hold(time.monotonic() + 10, "PUT"):
+        nested = asyncio.create_task(_hold_briefly(slots))  # as aiohttp's body writer is
+        await asyncio.wait_for(nested, 2)
+    assert not slots.held()
+
+
+async def _hold_briefly(slots: HostSlots) -> None:
+    async with slots.hold(time.monotonic() + 1, "GET"):
+        assert slots.held()
+
+
+@pytest.mark.parametrize("settings", ["ca_file", "insecure"])
+async def test_a_redirect_target_verifies_with_the_registry_ca_never_insecure(
+    tmp_path: Path, settings: str
+) -> None:
+    """A private-CA object store behind the registry (MinIO behind Harbor) verifies with the
+    registry's ca_file; `tls: insecure` is said of the registry only, not of other hosts."""
+    files = make_tls_files(tmp_path / "tls")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(files.cert_file, files.key_file)
+    served = 0
+
+    async def store(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nblob")
+            await writer.drain()
+            served += 1
+        writer.close()
+
+    cdn = await asyncio.start_server(store, "127.0.0.1", 0, ssl=server_ctx)
+    cdn_port = cdn.sockets[0].getsockname()[1]
+    location = f"https://localhost:{cdn_port}/b?sig=x"
+
+    async def registry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(f"HTTP/1.1 307 Temporary\r\nLocation: {location}\r\n".encode())
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    reg, url = await serve(registry)
+    retry = RetryConfig(attempts=1)
+    tls = {"ca_file": files.ca_file} if settings == "ca_file" else {"tls": "insecure"}
+    config = RegistryConfig(endpoint=url, retry=retry, **tls)  # type: ignore[arg-type]
+    t = Transport("reg.test", url, config, None)
+    try:
+        if settings == "ca_file":
+            assert (await t.request("GET", "/v2/r/blobs/x")).content == b"blob"
+        else:
+            with pytest.raises(TransportError):
+                await t.request("GET", "/v2/r/blobs/x")
+    finally:
+        await t.aclose()
+        reg.close()
+        cdn.close()
+    assert served == (1 if settings == "ca_file" else 0)
