@@ -13,6 +13,8 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 
 async def read_capped(resp: httpx.Response, max_bytes: int) -> bytes:
     """The whole body, or ResponseTooLarge as soon as more than `max_bytes` arrived."""
+    if resp.request.method == "HEAD":
+        return b""  # Content-Length is the size of what a GET would send (a blob, say)
     declared = resp.headers.get("content-length", "")
     what = f"{resp.request.method} {redact_url(str(resp.request.url))}"
     if declared.isdigit() and int(declared) > max_bytes:

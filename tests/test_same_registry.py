@@ -144,3 +144,18 @@ async def test_a_500_on_the_blob_put_restarts_the_blob(
     with httpx.Client(trust_env=False) as c:
         stored = c.get(f"{reg.url}/v2/app/blobs/{layer.digest}")
     assert stored.status_code == 200 and sha256_digest(stored.content) == layer.digest
+
+
+async def test_a_head_of_a_blob_larger_than_any_read_cap_is_not_refused(
+    registry_factory: RegistryFactory,
+) -> None:
+    reg = registry_factory("anon")
+    layer, _ = random_layer(5 * 1024 * 1024, seed=3)
+    with httpx.Client(trust_env=False) as c:
+        start = c.post(f"{reg.seed_url}/v2/app/blobs/uploads/")
+        loc = httpx.URL(reg.seed_url).join(start.headers["Location"])
+        c.put(loc.copy_add_param("digest", layer.digest), content=layer.data).raise_for_status()
+    async with make_client(reg) as client:
+        ref = Reference.parse(f"{reg.host}/app")
+        assert await client.blob_exists(ref, layer.digest)
+        assert not await client.blob_exists(ref, "sha256:" + "0" * 64)
