@@ -237,8 +237,9 @@ class Transport:
         can fix. A 401 that teaches a challenge is answered here, with one more send."""
         # An answer read whole must arrive whole within timeout_s (a server trickling a byte
         # a second never trips the per-read timeout) and before the request's deadline.
+        # Not so a streamed body (a PATCH of 16 MiB): the write timeout watches that one.
         limit = None
-        if call.max_bytes is not None and _replayable(call.content):
+        if call.max_bytes is not None and not isinstance(call.content, AsyncIterable):
             limit = min(deadline, time.monotonic() + self.config.retry.timeout_s)
         timer = asyncio.timeout_at(None if limit is None else _loop_time(limit))
         resp: httpx.Response | None = None
