@@ -211,13 +211,8 @@ class Transport:
             else:
                 final_error = TransportError(f"{what}: {failure} talking to {self.registry}")
             restartable = call.retry and _replayable(call.content)
-            if attempt >= cfg.attempts or not restartable:
+            if attempt >= cfg.attempts or not restartable or time.monotonic() + wait > deadline:
                 raise final_error
-            if time.monotonic() + wait > deadline:
-                raise TransportError(
-                    f"{what}: {failure}; no time left to retry within "
-                    f"retry.deadline_s={cfg.deadline_s:g} talking to {self.registry}"
-                ) from final_error
             log.warning(
                 "retrying",
                 registry=self.registry,
@@ -255,9 +250,10 @@ class Transport:
                 _release(probe)
                 if not own and resp.status_code in (401, 403):
                     # A CDN's refusal is no challenge of the registry's (its realm must never
-                    # get our password): this download failed; a fresh redirect may work.
+                    # get our password): this try failed; a fresh redirect may work.
                     await resp.aclose()
-                    return None, f"HTTP {resp.status_code} from redirect target {resp.url.host}"
+                    host = resp.request.url.host
+                    return None, f"HTTP {resp.status_code} from {host}, which is not the registry"
                 status = resp.status_code
                 if status not in call.ok and status not in RETRY_STATUSES and status < 500:
                     body = await read_error_body(resp)
