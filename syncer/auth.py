@@ -18,8 +18,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from syncer.bodies import read_capped
 from syncer.credentials import Credential
-from syncer.errors import AuthenticationError, InsecureCredentials, TransportError, redact_url
+from syncer.errors import (
+    AuthenticationError,
+    InsecureCredentials,
+    ResponseTooLarge,
+    TransportError,
+    redact_url,
+)
 from syncer.reference import is_loopback
 
 # Token servers answer a few hundred bytes; anything huge is broken or hostile.
@@ -206,7 +213,9 @@ class Authenticator:
                 req = self._http.build_request("GET", realm, params=params, headers=headers)
             resp = await self._http.send(req, stream=True)
             try:
-                body = await _read_capped(resp)
+                body = await read_capped(resp, MAX_TOKEN_RESPONSE)
+            except ResponseTooLarge:
+                raise AuthenticationError("token response too large", url=realm) from None
             finally:
                 await resp.aclose()
         except httpx.HTTPError as exc:
@@ -219,17 +228,6 @@ class Authenticator:
                 f"token server refused ({hint})", status=resp.status_code, method="GET", url=realm
             )
         return _parse_token(body, scopes, realm)
-
-
-async def _read_capped(resp: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in resp.aiter_bytes():
-        total += len(chunk)
-        if total > MAX_TOKEN_RESPONSE:
-            raise AuthenticationError("token response too large", url=str(resp.request.url))
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parse_token(body: bytes, scopes: frozenset[str], realm: str) -> _Token:

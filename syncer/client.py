@@ -16,6 +16,7 @@ import httpx
 from syncer.auth import repository_scope
 from syncer.credentials import Credential, resolve
 from syncer.digests import algorithm_problem, digest_of, hasher_for, verify_digest
+from syncer.downloads import download
 from syncer.errors import (
     DigestMismatch,
     ManifestError,
@@ -33,10 +34,11 @@ from syncer.models import (
     manifest_media_type,
     parse_manifest,
 )
+from syncer.origin import endpoint_url
 from syncer.pagination import next_link
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
-from syncer.transport import Transport, endpoint_url
+from syncer.transport import Transport
 from syncer.upload import Source, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]
@@ -44,6 +46,9 @@ CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
 
 # A registry that keeps sending `Link: rel=next` forever must not keep us forever.
 MAX_PAGES = 10_000
+# One page of tags or repositories. Some registries ignore `n` and answer everything at
+# once (and GCR adds a map of manifests), so more room than a manifest gets.
+MAX_LISTING_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class RegistryClient:
                     f"{ref.registry}: pagination loops (page {next_path!r} repeated)"
                 )
             seen.add(next_path)
-            resp = await t.request("GET", next_path, scopes=scopes)
+            resp = await t.request("GET", next_path, scopes=scopes, max_bytes=MAX_LISTING_BYTES)
             try:
                 data = resp.json()
             except ValueError:
@@ -193,11 +198,10 @@ class RegistryClient:
             f"/v2/{ref.repository}/manifests/{ident}",
             scopes=_pull(ref),
             headers={"Accept": MANIFEST_ACCEPT},
+            max_bytes=MAX_MANIFEST_BYTES,  # refused while it streams in, not after
         )
         data = resp.content
         what = f"manifest {ref}"
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
         content_type = resp.headers.get("content-type", "").split(";")[0].strip()
         if content_type == "text/html":
             raise ManifestError(f"{what}: the server answered HTML, not a manifest (a login page?)")
@@ -285,7 +289,8 @@ class RegistryClient:
         t = self.transport(repo)
         pending: bytes | None = None
         total = 0
-        async for chunk in t.download(
+        async for chunk in download(
+            t,
             f"/v2/{repo.repository}/blobs/{desc.digest}",
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},

@@ -155,6 +155,14 @@ class SizeMismatch(ContentError):
         super().__init__(f"{what}: size mismatch, expected {expected} bytes, got {actual}")
 
 
+class ResponseTooLarge(ContentError):
+    """A body read into memory went past its cap: refused while streaming, not after."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"{what}: the answer is larger than its {limit}-byte cap; refusing it")
+
+
 class ManifestError(ContentError):
     """Malformed manifest, or one whose media type we cannot copy."""
 

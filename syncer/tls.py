@@ -22,6 +22,16 @@ def custom_ssl_context(config: RegistryConfig) -> ssl.SSLContext | None:
     return None
 
 
+def redirect_ssl_context(config: RegistryConfig) -> ssl.SSLContext | None:
+    """For redirect targets on other hosts (a MinIO or S3 behind Harbor): verified always,
+    against system trust plus the registry's ca_file, since a private registry's object
+    store usually shares its CA. Never `insecure` (that was said of the registry's host
+    only), and no client certificate (it identifies us to the registry, not to others)."""
+    if config.ca_file is None:
+        return None
+    return make_ssl_context(RegistryConfig(ca_file=config.ca_file))
+
+
 def make_ssl_context(config: RegistryConfig) -> ssl.SSLContext:
     """System trust plus the registry's own CA, so redirects to public CDNs still verify."""
     key = (config.tls, config.ca_file, config.client_cert, config.client_key)

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
@@ -21,18 +22,20 @@ import structlog
 from syncer import __version__
 from syncer.aiohttp_transport import AiohttpTransport
 from syncer.auth import Authenticator
+from syncer.bodies import DEFAULT_MAX_BODY, read_capped
 from syncer.credentials import Credential
 from syncer.errors import TransportError, redact_url
+from syncer.origin import RegistryOrigin, Target
 from syncer.ratelimit import PullBudget, parse_retry_after
 from syncer.registry_config import RegistryConfig
 from syncer.responses import error_from_response, read_error_body
-from syncer.tls import custom_ssl_context
+from syncer.slots import HostSlots, connections_for
+from syncer.tls import custom_ssl_context, redirect_ssl_context
 
 log = structlog.get_logger("syncer.transport")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
-CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not restarts
 
 USER_AGENT = f"syncer/{__version__}"
 
@@ -43,20 +46,6 @@ class ReplayableBody(AsyncIterable[bytes]):
 
 
 Body = bytes | AsyncIterable[bytes] | None
-
-
-def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
-    """The base URL to contact: explicit endpoint, else scheme from tls mode / loopback."""
-    from syncer.reference import is_loopback
-
-    if config.endpoint:
-        return config.endpoint
-    if "tls" in config.model_fields_set:
-        scheme = "http" if config.tls == "disabled" else "https"
-    else:
-        # Like Docker: a registry on this machine may be plain HTTP without configuration.
-        scheme = "http" if is_loopback(api_host) else "https"
-    return f"{scheme}://{api_host}"
 
 
 class Transport:
@@ -74,17 +63,19 @@ class Transport:
         """`http_transport` replaces the network, for fault-injection tests."""
         self.registry = registry
         self.base_url = base_url.rstrip("/")
+        self.origin = RegistryOrigin(self.base_url)
         self.config = config
         secure = self.base_url.startswith("https://")
-        self._base_netloc = httpx.URL(self.base_url).netloc
         self._timeout = httpx.Timeout(
             config.retry.timeout_s, connect=min(30.0, config.retry.timeout_s)
         ).as_dict()
         self._http: httpx.AsyncBaseTransport = http_transport or AiohttpTransport(
-            custom_ssl_context(config) if secure else None, config.max_concurrency
+            custom_ssl_context(config) if secure else None,
+            connections_for(config.max_concurrency),
         )
-        # Redirect targets on other hosts (CDNs) get a separate, default-verified pool,
-        # made on first use: most registries never redirect.
+        # Redirect targets on other hosts (CDNs) get a separate pool, verified against system
+        # trust plus the registry's ca_file (tls.redirect_ssl_context), made on first use:
+        # most registries never redirect.
         self._foreign: httpx.AsyncBaseTransport | None = http_transport
         # Token requests only; they share the registry's pool.
         self._client = httpx.AsyncClient(
@@ -95,7 +86,7 @@ class Transport:
             headers={"User-Agent": USER_AGENT},
             cookies=_no_cookies(),
         )
-        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.slots = HostSlots(registry, config.max_concurrency)
         self.auth = Authenticator(
             registry,
             credential,
@@ -113,57 +104,13 @@ class Transport:
 
     def _foreign_transport(self) -> httpx.AsyncBaseTransport:
         if self._foreign is None:
-            self._foreign = AiohttpTransport(None, self.config.max_concurrency)
+            self._foreign = AiohttpTransport(
+                redirect_ssl_context(self.config), connections_for(self.config.max_concurrency)
+            )
         return self._foreign
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else self.base_url + path
-
-    async def download(
-        self,
-        path: str,
-        *,
-        scopes: frozenset[str],
-        headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Stream a body, resuming with `Range` after a broken connection.
-
-        Where the server ignores Range the body restarts and the part already
-        delivered is skipped, so the caller sees each byte exactly once.
-        """
-        delivered = 0
-        breaks = 0
-        while True:
-            hdrs = dict(headers or {})
-            if delivered:
-                hdrs["Range"] = f"bytes={delivered}-"
-            async with self.stream("GET", path, scopes=scopes, headers=hdrs, ok=(200, 206)) as resp:
-                skip = delivered if resp.status_code == 200 else 0
-                try:
-                    async for chunk in resp.aiter_raw(CHUNK_SIZE):
-                        if skip:
-                            cut = min(skip, len(chunk))
-                            chunk, skip = chunk[cut:], skip - cut
-                            if not chunk:
-                                continue
-                        delivered += len(chunk)
-                        yield chunk
-                    return
-                except httpx.TransportError as exc:
-                    breaks += 1
-                    if breaks >= self.config.retry.attempts:
-                        raise TransportError(
-                            f"GET {redact_url(self.url(path))}: connection broke {breaks} times "
-                            f"({type(exc).__name__}) talking to {self.registry}"
-                        ) from None
-                    log.warning(
-                        "download broke, resuming",
-                        registry=self.registry,
-                        url=redact_url(self.url(path)),
-                        offset=delivered,
-                        attempt=breaks,
-                    )
-            await asyncio.sleep(self._backoff(breaks))
+        return self.origin.resolve(path).url
 
     async def _gate(self) -> asyncio.Future[None] | None:
         """Let the very first request go alone, so concurrent first requests don't all
@@ -187,8 +134,10 @@ class Transport:
         content: Body = None,
         ok: tuple[int, ...] = (200,),
         retry: bool = True,
+        max_bytes: int = DEFAULT_MAX_BODY,
     ) -> httpx.Response:
-        """A request whose (small) body is read whole. Raises on statuses not in `ok`.
+        """A request whose (small) body is read whole, as part of the attempt (a break while
+        reading is retried), and refused past `max_bytes`. Raises on statuses not in `ok`.
 
         `retry=False` is for requests whose replay is not safe (a PATCH the server
         may have partly stored); their callers resume from the server's state instead.
@@ -196,10 +145,8 @@ class Transport:
         url = self.url(path)
         if params:
             url = str(httpx.URL(url).copy_merge_params(dict(params)))
-        async with self._attempts(
-            method, url, scopes, dict(headers or {}), content, ok, retry=retry
-        ) as resp:
-            await resp.aread()
+        call = _Call(method, url, scopes, dict(headers or {}), content, ok, retry, max_bytes)
+        async with self._attempts(call) as resp:
             return resp
 
     @asynccontextmanager
@@ -213,96 +160,41 @@ class Transport:
         ok: tuple[int, ...] = (200,),
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body the caller streams; the host slot is held meanwhile."""
-        async with self._attempts(
-            method, self.url(path), scopes, dict(headers or {}), None, ok
-        ) as r:
+        call = _Call(method, self.url(path), scopes, dict(headers or {}), None, ok, True, None)
+        async with self._attempts(call) as r:
             yield r
 
     @asynccontextmanager
-    async def _attempts(
-        self,
-        method: str,
-        url: str,
-        scopes: frozenset[str],
-        headers: dict[str, str],
-        content: Body,
-        ok: tuple[int, ...],
-        *,
-        retry: bool = True,
-    ) -> AsyncIterator[httpx.Response]:
+    async def _attempts(self, call: _Call) -> AsyncIterator[httpx.Response]:
         probe = await self._gate()
         try:
-            async with self._attempt_loop(
-                method, url, scopes, headers, content, ok, retry=retry, probe=probe
-            ) as resp:
+            async with self._attempt_loop(call, probe) as resp:
                 yield resp
         finally:
             _release(probe)
 
     @asynccontextmanager
     async def _attempt_loop(
-        self,
-        method: str,
-        url: str,
-        scopes: frozenset[str],
-        headers: dict[str, str],
-        content: Body,
-        ok: tuple[int, ...],
-        *,
-        retry: bool,
-        probe: asyncio.Future[None] | None,
+        self, call: _Call, probe: asyncio.Future[None] | None
     ) -> AsyncIterator[httpx.Response]:
         cfg = self.config.retry
         deadline = time.monotonic() + cfg.deadline_s
-        reauthed = discovered = False
+        seen = _Seen()
         attempt = 0
+        what = f"{call.method} {redact_url(call.url)}"
         while True:
             attempt += 1
-            async with self._semaphore:
-                try:
-                    resp = await self._send_following(method, url, scopes, headers, content)
-                except httpx.TransportError as exc:
-                    resp = None
-                    failure: str = f"{type(exc).__name__}"
-                if resp is not None:
-                    self.ratelimit.update(resp.headers)
-                    # A 401 to a request without credentials only tells us the challenge;
-                    # one with credentials earns exactly one re-authentication.
-                    sent_auth = "authorization" in resp.request.headers
-                    first_401 = not (reauthed if sent_auth else discovered)
-                    if resp.status_code == 401 and first_401:
-                        if sent_auth:
-                            reauthed = True
-                        else:
-                            discovered = True
+            async with self.slots.hold(deadline, what):
+                resp, failure = await self._attempt(call, seen, probe, deadline)
+                if resp is not None and failure is None:
+                    try:
+                        yield resp
+                    finally:
                         await resp.aclose()
-                        if not await self.auth.challenged(resp, scopes):
-                            raise error_from_response(resp, b"", self.registry)
-                        _release(probe)  # the challenge is known: others may go
-                        if not _replayable(content):
-                            # Part of the body is gone; the caller restarts the upload
-                            # with the token just fetched.
-                            raise TransportError(
-                                f"{method} {redact_url(url)}: {self.registry} asked to "
-                                "authenticate again during a streamed upload"
-                            )
-                        attempt -= 1
-                        continue
-                    _release(probe)
-                    if resp.status_code in ok or (
-                        resp.status_code not in RETRY_STATUSES and resp.status_code < 500
-                    ):
-                        if resp.status_code not in ok:
-                            body = await read_error_body(resp)
-                            raise error_from_response(resp, body, self.registry)
-                        try:
-                            yield resp
-                        finally:
-                            await resp.aclose()
-                        return
-                    failure = f"HTTP {resp.status_code}"
-            # Retryable failure: connection error or a retry status.
-            wait = self._backoff(attempt)
+                    return
+            # Retryable failure: connection error, timeout, a retry status, or a redirect
+            # target refusing (its URL expired or it wants credentials it must not get).
+            wait = self.backoff(attempt)
             if resp is not None:
                 body = await read_error_body(resp)
                 retry_after = parse_retry_after(resp.headers.get("retry-after"))
@@ -317,69 +209,171 @@ class Transport:
                     wait = retry_after
                 final_error: Exception = error_from_response(resp, body, self.registry)
             else:
-                final_error = TransportError(
-                    f"{method} {redact_url(url)}: {failure} talking to {self.registry}"
-                )
-            restartable = retry and _replayable(content)
+                final_error = TransportError(f"{what}: {failure} talking to {self.registry}")
+            restartable = call.retry and _replayable(call.content)
             if attempt >= cfg.attempts or not restartable or time.monotonic() + wait > deadline:
                 raise final_error
             log.warning(
                 "retrying",
                 registry=self.registry,
-                method=method,
-                url=redact_url(url),
+                method=call.method,
+                url=redact_url(call.url),
                 failure=failure,
                 attempt=attempt,
                 wait_s=round(wait, 2),
             )
             await asyncio.sleep(wait)
 
-    def _backoff(self, attempt: int) -> float:
+    async def _attempt(
+        self, call: _Call, seen: _Seen, probe: asyncio.Future[None] | None, deadline: float
+    ) -> tuple[httpx.Response | None, str | None]:
+        """One try, the body included when it is read into memory: (response, None) on
+        success, else (response or None, what failed) for a retry. Raises what no retry
+        can fix. A 401 that teaches a challenge is answered here, with one more send."""
+        # An answer read whole must arrive whole within timeout_s (a server trickling a byte
+        # a second never trips the per-read timeout) and before the request's deadline.
+        # Not so a streamed body (a PATCH of 16 MiB): the write timeout watches that one.
+        limit = None
+        if call.max_bytes is not None and not isinstance(call.content, AsyncIterable):
+            limit = min(deadline, time.monotonic() + self.config.retry.timeout_s)
+        timer = asyncio.timeout_at(None if limit is None else _loop_time(limit))
+        resp: httpx.Response | None = None
+        try:
+            async with timer:
+                while True:
+                    resp, own = await self._send_following(call)
+                    self.ratelimit.update(resp.headers)
+                    if resp.status_code == 401 and own and await self._learn(resp, call, seen):
+                        _release(probe)  # the challenge is known: others may go
+                        continue
+                    break
+                _release(probe)
+                if not own and resp.status_code in (401, 403):
+                    # A CDN's refusal is no challenge of the registry's (its realm must never
+                    # get our password): this try failed; a fresh redirect may work.
+                    await resp.aclose()
+                    host = resp.request.url.host
+                    return None, f"HTTP {resp.status_code} from {host}, which is not the registry"
+                status = resp.status_code
+                if status not in call.ok and status not in RETRY_STATUSES and status < 500:
+                    body = await read_error_body(resp)
+                    raise error_from_response(resp, body, self.registry)
+                if status not in call.ok:
+                    return resp, f"HTTP {status}"
+                if call.max_bytes is not None:
+                    try:
+                        resp._content = await read_capped(resp, call.max_bytes)
+                    finally:
+                        await resp.aclose()
+                return resp, None
+        except httpx.TransportError as exc:
+            if resp is not None:
+                await resp.aclose()
+            return None, type(exc).__name__
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            if resp is not None:
+                await resp.aclose()
+            return None, f"no complete answer within {self.config.retry.timeout_s:g}s (timeout_s)"
+
+    async def _learn(self, resp: httpx.Response, call: _Call, seen: _Seen) -> bool:
+        """A 401 from the registry: True to send again with (new) credentials. A 401 to a
+        request without credentials only tells us the challenge; one with credentials
+        earns exactly one re-authentication; a later one is the answer."""
+        sent_auth = "authorization" in resp.request.headers
+        if seen.reauthed if sent_auth else seen.discovered:
+            return False
+        if sent_auth:
+            seen.reauthed = True
+        else:
+            seen.discovered = True
+        await resp.aclose()
+        if not await self.auth.challenged(resp, call.scopes):
+            raise error_from_response(resp, b"", self.registry)
+        if not _replayable(call.content):
+            # Part of the body is gone; the caller restarts the upload with the token.
+            raise TransportError(
+                f"{call.method} {redact_url(call.url)}: {self.registry} asked to "
+                "authenticate again during a streamed upload"
+            )
+        return True
+
+    def backoff(self, attempt: int) -> float:
+        """The pause before try `attempt + 1` (also for a blob upload starting over)."""
         cfg = self.config.retry
         base: float = min(cfg.max_backoff_s, cfg.backoff_s * (2 ** (attempt - 1)))
         return base * random.uniform(0.5, 1.0)
 
-    async def _send_following(
-        self,
-        method: str,
-        url: str,
-        scopes: frozenset[str],
-        headers: dict[str, str],
-        content: Body,
-    ) -> httpx.Response:
-        hdrs = dict(headers)
+    async def _send_following(self, call: _Call) -> tuple[httpx.Response, bool]:
+        """Send, following redirects of GET/HEAD; also says whether the final answer came
+        from the registry itself (only then may its 401 teach us a challenge)."""
+        hdrs = dict(call.headers)
         hdrs.setdefault("User-Agent", USER_AGENT)
-        same = url.startswith(self.base_url + "/")
-        origin = self._base_netloc if same else httpx.URL(url).netloc
+        target = self.origin.resolve(call.url)
         # Only the registry itself gets our credentials, never a host a Link or Location named.
-        if origin == self._base_netloc:
-            auth = await self.auth.header(scopes)
+        if target.own:
+            auth = await self.auth.header(call.scopes)
             if auth:
                 hdrs["Authorization"] = auth
-        http = self._http
+        url, own, http = target.url, target.own, self._http if target.own else self._other(target)
         for _ in range(MAX_REDIRECTS + 1):
             # Straight to the transport, not through httpx.AsyncClient: this method already
             # does the client's jobs (auth, redirects), and skipping its cookie and hook
             # machinery halves the CPU a HEAD costs, which bounds the up-to-date check.
             req = httpx.Request(
-                method, url, headers=hdrs, content=content, extensions={"timeout": self._timeout}
+                call.method,
+                url,
+                headers=hdrs,
+                content=call.content,
+                extensions={"timeout": self._timeout},
             )
             resp = await http.handle_async_request(req)
             resp.request = req
-            if resp.status_code not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
-                return resp
+            redirect = resp.status_code in (301, 302, 303, 307, 308)
+            if not redirect or call.method not in ("GET", "HEAD"):
+                return resp, own
             location = resp.headers.get("location")
             await resp.aclose()
             if not location:
-                return resp
-            target = httpx.URL(url).join(location)
-            if target.netloc != origin or (target.scheme == "http" and url.startswith("https")):
+                return resp, own
+            target = self.origin.resolve(str(httpx.URL(url).join(location)))
+            if own and not target.own:
                 # Another host (a CDN with a signed URL): our credentials are not its business.
-                # Nor does a token go in clear text because a redirect dropped TLS.
                 hdrs.pop("Authorization", None)
-                http = self._foreign_transport() if target.scheme == "https" else self._http
-            url = str(target)
-        raise TransportError(f"{method}: too many redirects from {self.registry}")
+                own, http = False, self._other(target)
+            url = target.url
+        raise TransportError(f"{call.method}: too many redirects from {self.registry}")
+
+    def _other(self, target: Target) -> httpx.AsyncBaseTransport:
+        return self._foreign_transport() if target.url.startswith("https://") else self._http
+
+
+@dataclass
+class _Call:
+    """One logical request, as its caller described it."""
+
+    method: str
+    url: str
+    scopes: frozenset[str]
+    headers: dict[str, str]
+    content: Body
+    ok: tuple[int, ...]
+    retry: bool
+    max_bytes: int | None  # read into memory, at most this much; None: the caller streams
+
+
+@dataclass
+class _Seen:
+    """401s already answered in this logical request."""
+
+    discovered: bool = False
+    reauthed: bool = False
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
 
 
 def _no_cookies() -> CookieJar:

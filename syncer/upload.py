@@ -18,9 +18,9 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from syncer.errors import NotFound, RegistryError, TransportError
+from syncer.errors import NotFound, RateLimited, RegistryError, TransportError
 from syncer.models import Descriptor
-from syncer.transport import ReplayableBody, Transport
+from syncer.transport import RETRY_STATUSES, ReplayableBody, Transport
 
 log = structlog.get_logger("syncer.upload")
 
@@ -175,13 +175,17 @@ async def upload_blob(
                 log.info("monolithic upload refused, using chunks", registry=t.registry)
                 chunked = True
                 continue
-            # A streamed PUT cannot be replayed, and a chunked session the registry has
-            # dropped cannot be resumed: both start over, from a fresh source. A chunked
-            # upload that still exists was already resumed in place by put_chunked.
+            # A streamed PUT cannot be replayed (after a break or a 5xx alike), and a chunked
+            # session the registry has dropped cannot be resumed: both start over, from a
+            # fresh source. A chunked upload that still exists was already resumed in place
+            # by put_chunked. A 429 is not restarted: the rate-limit budget decides.
             restarts += 1
-            fresh_start_helps = isinstance(exc, SessionLost) or (
-                isinstance(exc, TransportError) and not chunked
+            failed_put = isinstance(exc, TransportError) or (
+                isinstance(exc, RegistryError)
+                and exc.status in RETRY_STATUSES
+                and not isinstance(exc, RateLimited)
             )
+            fresh_start_helps = isinstance(exc, SessionLost) or (failed_put and not chunked)
             if not fresh_start_helps or restarts >= t.config.retry.attempts:
                 raise
             log.warning(
@@ -190,6 +194,7 @@ async def upload_blob(
                 digest=desc.digest,
                 reason=str(exc),
             )
+            await asyncio.sleep(t.backoff(restarts))
 
 
 class _Source:

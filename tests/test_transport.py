@@ -63,7 +63,7 @@ def test_parse_challenges() -> None:
     "target",
     [
         "https://cdn.test/blob?sig=abc",  # another host: a CDN with a signed URL
-        "http://reg.test/storage/a",  # the same host without TLS: never in clear text
+        "https://reg.test:8443/storage/a",  # another port of the same host: another origin
     ],
 )
 async def test_redirect_leaving_the_registry_drops_authorization(target: str) -> None:

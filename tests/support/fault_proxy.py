@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from http.client import HTTPException, HTTPResponse
 from typing import Any, Protocol
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
 from tests.support.http_service import HOP_BY_HOP, Handler, Headers, Service
 from tests.support.registry import RunningRegistry
@@ -38,11 +38,12 @@ _KINDS = (  # first match wins: upload paths also look like blob paths
 )
 _BLOB = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
 _CDN_PATH = re.compile(r"^/blobs/(?P<repo>.+)/(?P<digest>sha256:[0-9a-f]{64})$")
+MOUNT = ("mount", "from")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}
 FAULTS = frozenset(
     {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
-    | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after"}
+    | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after", "strip_mount"}
     | {"extra_listed", "manifest_content_type", "lose_response_to"}
 )
 _LISTED = {"tags": "tags", "catalog": "repositories"}  # kind -> the JSON key of its names
@@ -90,12 +91,19 @@ class _ProxyHandler(Handler):
             proxy.count("redirected")
             location = cdn.signed_url(blob["repo"], blob["digest"])
             return self.reply(307, b"", [("Location", location)])
+        target = self.path
+        if kind == "upload" and method == "POST" and proxy.strip_mount:
+            # Like a registry without cross-repository mounts (ECR): a plain upload opens.
+            query = [(k, v) for k, v in parse_qsl(urlsplit(target).query) if k not in MOUNT]
+            if len(query) < len(parse_qsl(urlsplit(target).query)):
+                proxy.count("mount-stripped")
+            target = path + (f"?{urlencode(query)}" if query else "")
         drop = set() if proxy.honour_range else {"range", "if-range"}
         if drop and "Range" in self.headers:
             proxy.count("range-stripped")
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | drop]
         try:
-            resp = self.upstream(self.path, headers, body)
+            resp = self.upstream(target, headers, body)
         except (OSError, HTTPException) as exc:
             proxy.count("upstream-error")
             self.close_connection = True  # the request body may be half-read
@@ -191,6 +199,7 @@ class FaultProxy(Service):
         # "METHOD kind"s (e.g. "DELETE manifest") whose next successful answer is lost:
         # forwarded and done upstream, then the client connection drops. Each once.
         self.lose_response_to: set[str] = set()
+        self.strip_mount = False  # drop mount/from from upload POSTs
         self.requests: list[tuple[str, str, int]] = []
         self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
         self._limit: int | None = None
@@ -291,6 +300,14 @@ class _CdnHandler(Handler):
             msg = b"CDN: request carries an Authorization header; registry credentials must "
             self.reply(403, msg + b"never be sent to a redirect target on another host\n", text)
             return
+        with cdn.lock:
+            challenge = cdn.challenge_next > 0
+            cdn.challenge_next -= 1 if challenge else 0
+        if challenge:
+            cdn.count("challenged")
+            www = [("WWW-Authenticate", cdn.challenge)]
+            self.reply(401, b"CDN: authenticate (injected)\n", [*text, *www])
+            return
         url = urlsplit(self.path)
         m = _CDN_PATH.match(url.path)
         if not m or not cdn.valid(m["repo"], m["digest"], parse_qs(url.query)):
@@ -311,12 +328,15 @@ class CdnServer(Service):
     """Serves blobs by digest from an open upstream registry, on 127.0.0.2 by default.
 
     Only URLs from `signed_url` are served; any request with an Authorization header gets
-    403 (counted in `auth_rejections`), as from a real signed-URL CDN."""
+    403 (counted in `auth_rejections`), as from a real signed-URL CDN. `challenge_next`
+    requests are answered 401 with `challenge` as WWW-Authenticate (counted `challenged`)."""
 
     def __init__(self, upstream_url: str, *, bind: str = "127.0.0.2", ttl: int = 300) -> None:
         super().__init__(upstream_url, bind, _CdnHandler)
         self.ttl, self._key = ttl, secrets.token_bytes(32)
         self.served = self.auth_rejections = 0
+        self.challenge_next = 0
+        self.challenge = 'Basic realm="cdn"'
 
     def _sign(self, repo: str, digest: str, expires: str) -> str:
         msg = f"{repo}/{digest}:{expires}".encode()
