@@ -23,7 +23,7 @@ from syncer.aiohttp_transport import AiohttpTransport
 from syncer.auth import Authenticator
 from syncer.credentials import Credential
 from syncer.errors import TransportError, redact_url
-from syncer.ratelimit import PullBudget, parse_retry_after
+from syncer.ratelimit import PullBudget, counts
 from syncer.registry_config import RegistryConfig
 from syncer.responses import error_from_response, read_error_body
 from syncer.tls import custom_ssl_context
@@ -104,7 +104,7 @@ class Transport:
             http=self._client,
         )
         self._probe: asyncio.Future[None] | None = None
-        self.ratelimit = PullBudget(config.ratelimit.min_remaining)
+        self.ratelimit = PullBudget(registry, config.ratelimit)
 
     async def aclose(self) -> None:
         await self._client.aclose()  # closes self._http too
@@ -256,14 +256,20 @@ class Transport:
         deadline = time.monotonic() + cfg.deadline_s
         reauthed = discovered = False
         attempt = 0
+        counted = counts(method, url)
         while True:
             attempt += 1
             async with self._semaphore:
+                if counted:  # raises Deferred when the budget has no room (left)
+                    self.ratelimit.sending(first=attempt == 1 and not (reauthed or discovered))
                 try:
                     resp = await self._send_following(method, url, scopes, headers, content)
                 except httpx.TransportError as exc:
                     resp = None
                     failure: str = f"{type(exc).__name__}"
+                finally:
+                    if counted:
+                        self.ratelimit.answered()
                 if resp is not None:
                     self.ratelimit.update(resp.headers)
                     # A 401 to a request without credentials only tells us the challenge;
@@ -305,17 +311,14 @@ class Transport:
             wait = self._backoff(attempt)
             if resp is not None:
                 body = await read_error_body(resp)
-                retry_after = parse_retry_after(resp.headers.get("retry-after"))
-                if resp.status_code == 429 and retry_after is not None:
-                    if retry_after > self.config.ratelimit.max_wait_s:
-                        error = error_from_response(resp, body, self.registry)
-                        self.ratelimit.exhaust(
-                            f"{self.registry} answered 429 with Retry-After {retry_after:.0f}s "
-                            f"(over ratelimit.max_wait_s={self.config.ratelimit.max_wait_s:.0f})"
-                        )
+                error = error_from_response(resp, body, self.registry)
+                if resp.status_code == 429:
+                    # The rate-limit policy decides: wait this long, or stop (None).
+                    verdict = self.ratelimit.after_429(resp.headers, error.codes, wait)
+                    if verdict is None:
                         raise error
-                    wait = retry_after
-                final_error: Exception = error_from_response(resp, body, self.registry)
+                    wait = verdict
+                final_error: Exception = error
             else:
                 final_error = TransportError(
                     f"{method} {redact_url(url)}: {failure} talking to {self.registry}"
