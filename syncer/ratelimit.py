@@ -53,9 +53,12 @@ def counts(method: str, url: str) -> bool:
 class PullBudget:
     """One registry's pull budget for one run: what it reported, and what we promised away.
 
-    `_left` is our estimate of the pulls left once every GET already sent is counted; a
-    copy is admitted only while `_left - _reserved - cost >= min_remaining`. Everything runs
-    on one event loop and no method awaits, so each check-and-take is atomic.
+    Pulls left once every GET already sent is counted: at least the lowest figure reported
+    minus the counted GETs whose own answer has not reported one (still in flight, failed,
+    or answered without a figure). A counted GET's own answer counts it, and a lower figure
+    comes later, so the lowest figure includes every GET whose answer reported. A copy is
+    admitted only while `left - reserved - cost >= min_remaining`. Everything runs on one
+    event loop and no method awaits, so each check-and-take is atomic across copies.
     """
 
     registry: str
@@ -69,21 +72,20 @@ class PullBudget:
     exhausted: str | None = None  # why no counted request goes to this registry any more
     deferred: str | None = None  # why the last copy that did not fit was deferred
     reserved_unused: int = 0  # reserved for copies, then released without being spent
-    _left: int | None = None
     _reserved: int = 0  # reserved and not yet sent (tickets included)
     _tickets: int = 0  # taken from a reservation by a GET that is about to be sent
-    _inflight: int = 0  # counted GETs sent and not yet answered
+    _unsettled: int = 0  # counted GETs sent whose own answer reported no figure (yet)
 
-    def update(self, headers: httpx.Headers) -> None:
+    def update(self, headers: httpx.Headers, *, counted: bool = False) -> None:
+        """Record an answer's figures; `counted`: the answer to a counted GET."""
         rem = _first_int(headers.get("ratelimit-remaining"))
         if rem is None:
             return
+        if counted:
+            self._unsettled -= 1
         self.remaining = rem if self.remaining is None else min(self.remaining, rem)
         self.limit = _first_int(headers.get("ratelimit-limit"))
         self.source = headers.get("docker-ratelimit-source")
-        # The figure may or may not count the GETs still in flight: assume it does not.
-        known = rem - self._inflight
-        self._left = known if self._left is None else min(self._left, known)
         if rem <= 0:
             self.exhaust(f"{self.registry} reported ratelimit-remaining 0 (of {self.limit})")
 
@@ -99,12 +101,12 @@ class PullBudget:
     def _admit(self, pulls: int) -> None:
         if self.exhausted is not None:
             raise Deferred(self.exhausted)
-        if self._left is None:
+        if self.remaining is None:
             return  # the registry reports no budget (yet): nothing to keep
-        free = self._left - self._reserved - self.config.min_remaining
-        if pulls > free:
+        left = self.remaining - self._unsettled - self._reserved
+        if pulls > left - self.config.min_remaining:
             self.deferred = (
-                f"{self.registry}: pull budget has {self._left - self._reserved} left of "
+                f"{self.registry}: pull budget has {left} left of "
                 f"{self.limit} after reservations, this copy needs {pulls} more, and "
                 f"ratelimit.min_remaining is {self.config.min_remaining}; deferred to a later run"
             )
@@ -121,13 +123,7 @@ class PullBudget:
             raise Deferred(self.exhausted)
         if not ticket:
             self._admit(1)
-        if self._left is not None:
-            self._left -= 1
-        self._inflight += 1
-
-    def answered(self) -> None:
-        """A counted request got its answer (or failed); call before `update`."""
-        self._inflight -= 1
+        self._unsettled += 1
 
     def after_429(
         self, headers: httpx.Headers, codes: Collection[str], backoff: float

@@ -267,11 +267,8 @@ class Transport:
                 except httpx.TransportError as exc:
                     resp = None
                     failure: str = f"{type(exc).__name__}"
-                finally:
-                    if counted:
-                        self.ratelimit.answered()
                 if resp is not None:
-                    self.ratelimit.update(resp.headers)
+                    self.ratelimit.update(resp.headers, counted=counted)
                     # A 401 to a request without credentials only tells us the challenge;
                     # one with credentials earns exactly one re-authentication.
                     sent_auth = "authorization" in resp.request.headers
