@@ -113,9 +113,6 @@ class RegistryClient:
             self._transports[ref.registry] = t
         return t
 
-    def transports(self) -> dict[str, Transport]:
-        return dict(self._transports)
-
     # -- pull budgets ----------------------------------------------------------
 
     def reserve(self, ref: Reference, pulls: int) -> Reservation:
