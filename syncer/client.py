@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -36,6 +37,7 @@ from syncer.models import (
 )
 from syncer.origin import endpoint_url
 from syncer.pagination import next_link
+from syncer.ratelimit import Reservation
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
 from syncer.transport import Transport
@@ -116,8 +118,18 @@ class RegistryClient:
             self._transports[ref.registry] = t
         return t
 
-    def transports(self) -> dict[str, Transport]:
-        return dict(self._transports)
+    # -- pull budgets ----------------------------------------------------------
+
+    def reserve(self, ref: Reference, pulls: int) -> Reservation:
+        """Reserve `pulls` counted GETs at `ref`'s registry for one copy (Deferred if they
+        do not fit above `ratelimit.min_remaining`); pass it to `get_manifest`."""
+        return self.transport(ref).ratelimit.reserve(pulls)
+
+    def ratelimits(self) -> dict[str, dict[str, Any]]:
+        """Per registry that reports a pull budget (or deferred work): limit, remaining,
+        reserved_unused and why work was deferred; the run report's `ratelimit` section."""
+        out = {r: t.ratelimit.report() for r, t in self._transports.items()}
+        return {r: state for r, state in out.items() if state is not None}
 
     # -- listing ---------------------------------------------------------------
 
@@ -189,10 +201,14 @@ class RegistryClient:
             return ManifestInfo(got.digest, got.media_type, len(got.data))
         return ManifestInfo(digest, media_type, int(size) if size and size.isdigit() else None)
 
-    async def get_manifest(self, ref: Reference) -> FetchedManifest:
+    async def get_manifest(
+        self, ref: Reference, *, pulls: Reservation | None = None
+    ) -> FetchedManifest:
+        """A manifest GET, which pull quotas count: it takes one from `pulls`, the copy's
+        reservation (or reserves one itself); Deferred when the budget has no room."""
         ident = _identifier(ref)
         t = self.transport(ref)
-        t.ratelimit.spend(ref.registry)  # a manifest GET is what pull quotas count
+        (pulls or t.ratelimit.reserve(0)).take()
         resp = await t.request(
             "GET",
             f"/v2/{ref.repository}/manifests/{ident}",

@@ -13,7 +13,9 @@ repository on that registry mounts it from there.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import structlog
 
@@ -21,10 +23,12 @@ from syncer.client import FetchedManifest, RegistryClient
 from syncer.errors import RegistryError, TransportError
 from syncer.models import Descriptor, ImageIndex, ImageManifest, parse_manifest
 from syncer.progress import Progress
+from syncer.ratelimit import Reservation
 from syncer.reference import Reference
 from syncer.report import Counters
 
 log = structlog.get_logger("syncer.copier")
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +55,17 @@ class CopyResult:
     skipped_foreign: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Job:
+    """One copy: where from, where to, what it counts, and the source GETs it reserved."""
+
+    src: Reference
+    dst: Reference
+    counters: Counters
+    result: CopyResult
+    pulls: Reservation
+
+
 class Copier:
     def __init__(
         self,
@@ -71,57 +86,51 @@ class Copier:
         counters: Counters,
         *,
         dest_ident: str,
+        pulls: Reservation | None = None,
     ) -> CopyResult:
-        """Copy `top` (already fetched from `src`) and publish it at `dst` as `dest_ident`."""
-        result = CopyResult()
-        await self._content(src.repo(), dst.repo(), top, counters, result)
+        """Copy `top` (already fetched from `src`) and publish it at `dst` as `dest_ident`.
+
+        `pulls` is the copy's reservation of source GETs; an index's missing children are
+        added to it before any child GET (Deferred, nothing pushed, when they do not fit)."""
+        job = _Job(
+            src.repo(), dst.repo(), counters, CopyResult(), pulls or self.client.reserve(src, 0)
+        )
+        try:
+            await self._content(job, top)
+        finally:
+            if pulls is None:
+                job.pulls.release()
         await self.client.put_manifest(dst.repo(), dest_ident, top.data, top.media_type)
         counters.manifests_copied += 1
-        return result
+        return job.result
 
-    async def _content(
-        self,
-        src: Reference,
-        dst: Reference,
-        fetched: FetchedManifest,
-        counters: Counters,
-        result: CopyResult,
-    ) -> None:
+    async def _content(self, job: _Job, fetched: FetchedManifest) -> None:
         """Make everything `fetched` references exist at `dst` (not the manifest itself)."""
         manifest = parse_manifest(
             fetched.data, fetched.media_type, what=f"manifest {fetched.digest}"
         )
         if isinstance(manifest, ImageIndex):
-            await _gather(self._child(src, dst, d, counters, result) for d in manifest.manifests)
+            # HEADs are free: learn which children are missing, then reserve their GETs.
+            found = await _gather(
+                self.client.head_manifest(job.dst.with_digest(d.digest)) for d in manifest.manifests
+            )
+            missing = [d for d, f in zip(manifest.manifests, found, strict=True) if f is None]
+            job.pulls.cover(len(missing))
+            await _gather(self._child(job, d) for d in missing)
         elif isinstance(manifest, ImageManifest):
-            await _gather(self._blob(src, dst, d, counters, result) for d in manifest.blobs())
+            await _gather(self._blob(job, d) for d in manifest.blobs())
 
-    async def _child(
-        self,
-        src: Reference,
-        dst: Reference,
-        desc: Descriptor,
-        counters: Counters,
-        result: CopyResult,
-    ) -> None:
-        if await self.client.head_manifest(dst.with_digest(desc.digest)) is not None:
-            return
-        child = await self.client.get_manifest(src.with_digest(desc.digest))
-        await self._content(src, dst, child, counters, result)
-        await self.client.put_manifest(dst, desc.digest, child.data, child.media_type)
-        counters.manifests_copied += 1
+    async def _child(self, job: _Job, desc: Descriptor) -> None:
+        child = await self.client.get_manifest(job.src.with_digest(desc.digest), pulls=job.pulls)
+        await self._content(job, child)
+        await self.client.put_manifest(job.dst, desc.digest, child.data, child.media_type)
+        job.counters.manifests_copied += 1
 
-    async def _blob(
-        self,
-        src: Reference,
-        dst: Reference,
-        desc: Descriptor,
-        counters: Counters,
-        result: CopyResult,
-    ) -> None:
+    async def _blob(self, job: _Job, desc: Descriptor) -> None:
+        src, dst, counters = job.src, job.dst, job.counters
         if desc.is_foreign:
             # Non-distributable layers stay where their `urls` point; registries accept that.
-            result.skipped_foreign.append(desc.digest)
+            job.result.skipped_foreign.append(desc.digest)
             return
         state = self.ledger.state(dst.registry, desc.digest)
         if dst.repository in state.repos:
@@ -220,9 +229,10 @@ def _settle(future: asyncio.Future[str], exc: BaseException) -> None:
         future.cancel()
 
 
-async def _gather(coros: object) -> None:
+async def _gather(coros: Iterable[Awaitable[T]]) -> list[T]:
     """Run all; if any fails, let the others finish (no half-cancelled uploads), then raise."""
-    results = await asyncio.gather(*coros, return_exceptions=True)  # type: ignore[misc]
+    results = await asyncio.gather(*coros, return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException):
             raise r
+    return cast(list[T], results)

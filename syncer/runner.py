@@ -30,7 +30,7 @@ from syncer.errors import (
     SyncerError,
 )
 from syncer.expand import destination_tags
-from syncer.models import ImageManifest, parse_manifest
+from syncer.models import INDEX_TYPES, ImageManifest, parse_manifest
 from syncer.namespaces import Expansion, expand_entry
 from syncer.planner import (
     REFERRER_TAG,
@@ -46,6 +46,7 @@ from syncer.planner import (
 from syncer.platform_copy import holds_filtered_copy, select_platforms
 from syncer.progress import Progress
 from syncer.prune import prune
+from syncer.ratelimit import Reservation
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
 from syncer.shard import Shard, entry_key, owns_tag, prunes
@@ -86,6 +87,9 @@ class Runner:
         self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._deferred_logged: set[str] = set()
+        # Source digests the check-phase HEAD showed to be indexes: a copy of one
+        # reserves two GETs up front (the index, at least one child), not one.
+        self._indexes: set[str] = set()
 
     def selected_entries(self) -> list[ResolvedEntry]:
         only = self.options.only
@@ -121,13 +125,7 @@ class Runner:
             await asyncio.gather(*(self._entry(e, r) for e, r in pairs))
         finally:
             report.duration_s = time.monotonic() - started
-            for registry, t in self.client.transports().items():
-                if t.ratelimit.remaining is not None or t.ratelimit.exhausted:
-                    report.ratelimit[registry] = {
-                        "limit": t.ratelimit.limit,
-                        "remaining": t.ratelimit.remaining,
-                        "deferred": t.ratelimit.exhausted,
-                    }
+            report.ratelimit = self.client.ratelimits()
             if self._owns_client:
                 await self.client.aclose()
         return report
@@ -224,7 +222,11 @@ class Runner:
             if tag == pinned:
                 return src.digest
             info = await self._slot(lambda: self.client.head_manifest(src.with_tag(tag)))
-            return info.digest if info else None
+            if info is None:
+                return None
+            if info.media_type in INDEX_TYPES:
+                self._indexes.add(info.digest)
+            return info.digest
 
         async def dst_digest(tag: str) -> str | None:
             target = dest_tag.get(tag, tag)
@@ -313,8 +315,16 @@ class Runner:
             try:
 
                 async def work() -> str | None:
+                    # The copy's whole counted cost, reserved before its first GET.
+                    pulls = self.client.reserve(src, 2 if digest in self._indexes else 1)
+                    try:
+                        return await copy(pulls)
+                    finally:
+                        pulls.release()
+
+                async def copy(pulls: Reservation) -> str | None:
                     nonlocal pushed
-                    fetched = await self.client.get_manifest(src.with_digest(digest))
+                    fetched = await self.client.get_manifest(src.with_digest(digest), pulls=pulls)
                     skip = _unwanted_referrer(entry, item.tag, fetched)
                     if skip is not None:
                         return skip
@@ -327,7 +337,7 @@ class Runner:
                         fetched = chosen
                     pushed = fetched.digest
                     result = await self.copier.copy(
-                        src, dst, fetched, report.counters, dest_ident=item.dest_tag
+                        src, dst, fetched, report.counters, dest_ident=item.dest_tag, pulls=pulls
                     )
                     report.skipped_foreign_layers.extend(result.skipped_foreign)
                     if entry.referrers:

@@ -26,7 +26,7 @@ from syncer.bodies import DEFAULT_MAX_BODY, read_capped
 from syncer.credentials import Credential
 from syncer.errors import TransportError, redact_url
 from syncer.origin import RegistryOrigin, Target
-from syncer.ratelimit import PullBudget, parse_retry_after
+from syncer.ratelimit import PullBudget, counts
 from syncer.registry_config import RegistryConfig
 from syncer.responses import error_from_response, read_error_body
 from syncer.slots import HostSlots, connections_for
@@ -95,7 +95,7 @@ class Transport:
             http=self._client,
         )
         self._probe: asyncio.Future[None] | None = None
-        self.ratelimit = PullBudget(config.ratelimit.min_remaining)
+        self.ratelimit = PullBudget(registry, config.ratelimit)
 
     async def aclose(self) -> None:
         await self._client.aclose()  # closes self._http too
@@ -185,7 +185,7 @@ class Transport:
         while True:
             attempt += 1
             async with self.slots.hold(deadline, what):
-                resp, failure = await self._attempt(call, seen, probe, deadline)
+                resp, failure = await self._attempt(call, seen, probe, deadline, attempt == 1)
                 if resp is not None and failure is None:
                     try:
                         yield resp
@@ -197,17 +197,14 @@ class Transport:
             wait = self.backoff(attempt)
             if resp is not None:
                 body = await read_error_body(resp)
-                retry_after = parse_retry_after(resp.headers.get("retry-after"))
-                if resp.status_code == 429 and retry_after is not None:
-                    if retry_after > self.config.ratelimit.max_wait_s:
-                        error = error_from_response(resp, body, self.registry)
-                        self.ratelimit.exhaust(
-                            f"{self.registry} answered 429 with Retry-After {retry_after:.0f}s "
-                            f"(over ratelimit.max_wait_s={self.config.ratelimit.max_wait_s:.0f})"
-                        )
+                error = error_from_response(resp, body, self.registry)
+                if resp.status_code == 429:
+                    # The rate-limit policy decides: wait this long, or stop (None).
+                    verdict = self.ratelimit.after_429(resp.headers, error.codes, wait)
+                    if verdict is None:
                         raise error
-                    wait = retry_after
-                final_error: Exception = error_from_response(resp, body, self.registry)
+                    wait = verdict
+                final_error: Exception = error
             else:
                 final_error = TransportError(f"{what}: {failure} talking to {self.registry}")
             restartable = call.retry and _replayable(call.content)
@@ -225,7 +222,12 @@ class Transport:
             await asyncio.sleep(wait)
 
     async def _attempt(
-        self, call: _Call, seen: _Seen, probe: asyncio.Future[None] | None, deadline: float
+        self,
+        call: _Call,
+        seen: _Seen,
+        probe: asyncio.Future[None] | None,
+        deadline: float,
+        first: bool,
     ) -> tuple[httpx.Response | None, str | None]:
         """One try, the body included when it is read into memory: (response, None) on
         success, else (response or None, what failed) for a retry. Raises what no retry
@@ -240,9 +242,13 @@ class Transport:
         resp: httpx.Response | None = None
         try:
             async with timer:
+                counted = counts(call.method, call.url)
                 while True:
+                    if counted:  # raises Deferred when the budget has no room (left)
+                        resend = seen.reauthed or seen.discovered
+                        self.ratelimit.sending(first=first and not resend)
                     resp, own = await self._send_following(call)
-                    self.ratelimit.update(resp.headers)
+                    self.ratelimit.update(resp.headers, counted=counted)
                     if resp.status_code == 401 and own and await self._learn(resp, call, seen):
                         _release(probe)  # the challenge is known: others may go
                         continue

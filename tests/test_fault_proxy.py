@@ -230,10 +230,13 @@ def test_ratelimit_budget_like_docker_hub(setup: Setup, client: httpx.Client) ->
     assert remaining("HEAD", 200) == "1;w=21600"  # HEADs are free
     assert remaining("GET", 200) == "0;w=21600"
     assert remaining("GET", 429) == "0;w=21600"
+    refused = get_manifest(client, s, "GET")
+    assert refused.headers["retry-after"] == "2"  # short, although the window is 6 hours
+    assert "TOOMANYREQUESTS" in refused.text
     assert remaining("HEAD", 200) == "0;w=21600"  # still answered when exhausted
     assert "ratelimit-remaining" not in client.get(s.blob_url()).headers
     assert s.proxy.ratelimit == 0
-    assert (s.proxy.counts["429"], s.proxy.counts["ratelimited"]) == (1, 1)
+    assert (s.proxy.counts["429"], s.proxy.counts["ratelimited"]) == (2, 2)
 
 
 def test_redirect_to_cdn_without_credentials(setup: Setup, client: httpx.Client) -> None:

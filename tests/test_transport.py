@@ -19,8 +19,9 @@ from syncer.errors import (
     RateLimited,
     TransportError,
 )
+from syncer.ratelimit import parse_retry_after
 from syncer.registry_config import RegistryConfig, RetryConfig
-from syncer.transport import ReplayableBody, Transport, parse_retry_after
+from syncer.transport import ReplayableBody, Transport
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=4, backoff_s=0.0, max_backoff_s=0.0))
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))

@@ -43,6 +43,7 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}
 FAULTS = frozenset(
     {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
+    | {"ratelimit_retry_after"}
     | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after", "strip_mount"}
     | {"extra_listed", "manifest_content_type", "lose_response_to"}
 )
@@ -80,7 +81,9 @@ class _ProxyHandler(Handler):
             if retry_after is not None or not allowed:
                 proxy.count("429")
                 proxy.count("too_many" if retry_after is not None else "ratelimited")
-                extra = [("Retry-After", retry_after)] if retry_after is not None else []
+                # Docker Hub sends a short Retry-After even when the budget's window is hours.
+                wait = retry_after if retry_after is not None else proxy.ratelimit_retry_after
+                extra = [("Retry-After", wait)] if wait is not None else []
                 msg = "You have reached your pull rate limit (injected)"
                 return self.reply_error(429, "TOOMANYREQUESTS", msg, [*extra, *rate])
         if kind == "upload" and method == "PATCH" and body is not None:  # noqa: SIM102
@@ -203,6 +206,7 @@ class FaultProxy(Service):
         self.requests: list[tuple[str, str, int]] = []
         self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
         self._limit: int | None = None
+        self.ratelimit_retry_after: str | None = "2"  # on the 429 once the budget is gone
         self._remaining: int | None = None
         self._cdns: list[CdnServer] = []
 
