@@ -280,7 +280,9 @@ async def test_a_redirect_target_verifies_with_the_registry_ca_never_insecure(
         await writer.drain()
         writer.close()
 
-    reg, url = await serve(registry)
+    # The registry itself is https too: a ca_file is refused for a plain-HTTP registry.
+    reg = await asyncio.start_server(registry, "127.0.0.1", 0, ssl=server_ctx)
+    url = f"https://localhost:{reg.sockets[0].getsockname()[1]}"
     retry = RetryConfig(attempts=1)
     tls = {"ca_file": files.ca_file} if settings == "ca_file" else {"tls": "insecure"}
     config = RegistryConfig(endpoint=url, retry=retry, **tls)  # type: ignore[arg-type]
