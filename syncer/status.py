@@ -125,7 +125,7 @@ class StatusBoard:
 COLUMNS = (
     ("source", "Source"),
     ("destination", "Destination"),
-    ("status", "Last run"),
+    ("status", "Status"),
     ("last_run", "Finished"),
     ("next_run", "Next run"),
     ("tags_copied", "Copied"),
@@ -135,11 +135,11 @@ COLUMNS = (
 )
 
 _STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f}
+body{font:13px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f}
 h1{font-size:1.3em}table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:.35em .6em;text-align:left;vertical-align:top}
-th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.err{color:#a1260d;word-break:break-word;max-width:30em}
+th{background:#f4f4f6;white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.time{white-space:nowrap}td.err{color:#a1260d;word-break:break-word;min-width:14em}
 .st{font-weight:600;border-radius:3px;padding:0 .4em}
 .ok{background:#d7f5dc}.partial{background:#fff0c2}.failed{background:#ffd7d2}
 .pending{background:#e8e8ee}footer{margin-top:1em;color:#666}
@@ -152,9 +152,15 @@ def _cell(field: str, value: object) -> str:
         return f'<td><span class="st {text}">{text}</span></td>'
     if field.startswith("tags_"):
         return f'<td class="num">{text}</td>'
+    if field in ("last_run", "next_run"):
+        return f'<td class="time"><time datetime="{text}">{_readable(text)}</time></td>'
     if field == "last_error":
         return f'<td class="err">{text}</td>'
     return f"<td>{text}</td>"
+
+
+def _readable(iso: str) -> str:
+    return iso.replace("T", " ").replace("+00:00", " UTC")  # the JSON keeps ISO 8601
 
 
 def render_html(rows: list[EntryStatus], now: datetime) -> str:
@@ -171,7 +177,7 @@ def render_html(rows: list[EntryStatus], now: datetime) -> str:
         f"<title>syncer status</title><style>{_STYLE}</style></head><body>"
         "<h1>syncer schedule</h1>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        f"<footer>Generated {escape(_iso(now) or '')}. Times are UTC. "
+        f"<footer>Generated {escape(_readable(_iso(now) or ''))}. "
         'Machine-readable: <a href="status.json">status.json</a>, '
         '<a href="metrics">metrics</a>.</footer></body></html>'
     )
