@@ -69,6 +69,14 @@ class EntryReport:
     tags: list[TagOutcome] = field(default_factory=list)
     skipped_foreign_layers: list[str] = field(default_factory=list)
 
+    @property
+    def status(self) -> str:
+        """ok (nothing failed or deferred), partial (some tags done) or failed."""
+        c = self.counters
+        if not (self.errors or c.tags_failed or c.tags_deferred):
+            return "ok"
+        return "partial" if c.tags_copied + c.tags_up_to_date else "failed"
+
     def fail(self, tag: str | None, error: str) -> None:
         self.errors.append({"tag": tag or "", "error": error})
 

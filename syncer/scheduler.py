@@ -20,13 +20,15 @@ from pathlib import Path
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from syncer.config import LoadedConfig, ResolvedEntry, load_config
 from syncer.errors import ConfigError
 from syncer.metrics import Metrics
 from syncer.runner import Runner, RunOptions
 from syncer.schedules import When
-from syncer.serve import StatusServer
+from syncer.serve import Page, StatusServer
+from syncer.status import GroupRun, StatusBoard
 
 log = structlog.get_logger("syncer.scheduler")
 
@@ -72,12 +74,14 @@ class Scheduler:
         self.runs_finished = 0
         self.skipped = 0
         self.metrics_port: int | None = None
+        self.status = StatusBoard(self._next_run)
 
     def install(self, loaded: LoadedConfig) -> None:
         """Replace every job with the schedules of `loaded` (validated first)."""
         groups = group_entries(loaded)
         self._aps.remove_all_jobs()
         self._groups.clear()
+        jobs = []
         for n, (when, entries) in enumerate(sorted(groups.items(), key=lambda g: g[0].describe())):
             job_id = f"group-{n}"
             self._groups[job_id] = dataclasses.replace(loaded, entries=entries)
@@ -92,6 +96,16 @@ class Scheduler:
                 misfire_grace_time=None,
             )
             log.info("scheduled", schedule=when.describe(), entries=len(entries))
+            jobs.append(
+                (job_id, when.describe(), [(str(e.source), str(e.destination)) for e in entries])
+            )
+        self.status.plan(jobs)
+
+    def _next_run(self, job_id: str) -> datetime | None:
+        job = self._aps.get_job(job_id) if job_id else None
+        # Before the scheduler starts, a job has no next_run_time attribute at all.
+        when: datetime | None = getattr(job, "next_run_time", None)
+        return when
 
     async def _run_group(self, job_id: str) -> None:
         loaded = self._groups.get(job_id)
@@ -99,9 +113,20 @@ class Scheduler:
         if loaded is None or task is None:
             return
         self._running.add(task)
+        job = self._aps.get_job(job_id)
+        schedule = job.name if job else ""
         try:
             report = await Runner(loaded, self.options).run()
-            self.metrics.observe(report)
+            self.metrics.observe(report, loaded)
+            self.status.record(
+                GroupRun(
+                    group=job_id,
+                    schedule=schedule,
+                    patterns=tuple(str(e.source) for e in loaded.entries if e.glob),
+                    entries=tuple(report.entries),
+                    finished=datetime.now(UTC),
+                )
+            )
             t = report.totals
             log.info(
                 "scheduled run finished",
@@ -113,7 +138,9 @@ class Scheduler:
                 duration_s=round(report.duration_s, 2),
             )
         except Exception as exc:  # a run must never take the scheduler down
-            log.error("scheduled run crashed", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("scheduled run crashed", error=error)
+            self.status.crashed(job_id, error, datetime.now(UTC))
         finally:
             self.runs_finished += 1
             self._running.discard(task)
@@ -144,10 +171,10 @@ class Scheduler:
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
-        server = StatusServer(self.metrics.text, self.healthy)
+        server = StatusServer(self.pages(), self.healthy)
         if metrics_port is not None:
             self.metrics_port = await server.start(metrics_host, metrics_port)
-            log.info("serving /metrics and /healthz", port=self.metrics_port)
+            log.info("serving /metrics, /healthz and the status page", port=self.metrics_port)
         self._aps.start()
         if self.run_now:
             # Fire every job once now; each then continues on its own schedule.
@@ -163,6 +190,14 @@ class Scheduler:
                 loop.remove_signal_handler(sig)
             await server.stop()
         return 0
+
+    def pages(self) -> dict[str, Page]:
+        html, js = "text/html; charset=utf-8", "application/json"
+        return {
+            "/": lambda: (html, self.status.to_html()),
+            "/status.json": lambda: (js, self.status.to_json()),
+            "/metrics": lambda: (CONTENT_TYPE_LATEST, self.metrics.text()),
+        }
 
     async def _drain(self) -> None:
         running = set(self._running)

@@ -1,4 +1,4 @@
-"""Static checks of the Dockerfile and the Kubernetes manifests.
+"""Checks of the Dockerfile and the Kubernetes manifests.
 
 No container engine or cluster exists where the tests run, so these read the files
 and check what would otherwise only fail at deploy time: the image's contract
@@ -22,11 +22,13 @@ from syncer.config import load_config
 from syncer.credentials import CONFIG_FILE, docker_config_dir
 from syncer.scheduler import group_entries
 from syncer.shard import COUNT_ENV, INDEX_ENV, Shard, shard_from_env
+from tests.support import tools
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "kubernetes"
-BASE, SCHEDULER, SHARDED = (
+BASE, MONITORING, SCHEDULER, SHARDED = (
     K8S / "base",
+    K8S / "overlays" / "monitoring",
     K8S / "overlays" / "scheduler",
     K8S / "overlays" / "sharded",
 )
@@ -140,6 +142,11 @@ def test_hadolint() -> None:
 
 
 # --- Kubernetes -----------------------------------------------------------------
+# Manifests are checked as `kubectl kustomize` renders them, the way `kubectl apply -k`
+# sends them, not by merging patches by hand here. Without a kustomize v4+ these skip.
+
+OVERLAYS = sorted(p.parent for p in K8S.rglob("kustomization.yaml"))
+IMAGE = "registry.example.com/tools/syncer:0.1.0"
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -152,24 +159,21 @@ def one(path: Path) -> dict[str, Any]:
     return doc
 
 
+def render(directory: Path) -> dict[str, dict[str, Any]]:
+    proc = subprocess.run(
+        [tools.kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d is not None]
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+
+
 def test_every_yaml_parses() -> None:
     files = sorted(K8S.rglob("*.yaml"))
-    assert len(files) >= 10
+    assert len(files) >= 12
     for path in files:
         for doc in load(path):
             assert {"apiVersion", "kind"} <= doc.keys(), path
-
-
-@pytest.mark.parametrize("kustomization", sorted(K8S.rglob("kustomization.yaml")), ids=str)
-def test_kustomization_references_exist(kustomization: Path) -> None:
-    doc = one(kustomization)
-    here = kustomization.parent
-    for res in doc.get("resources", []):
-        target = here / res
-        assert target.is_file() or (target / "kustomization.yaml").is_file(), res
-    for patch in doc.get("patches", []):
-        assert "patch" in patch or (here / patch["path"]).is_file(), patch
-    assert "secret.example.yaml" not in doc.get("resources", [])
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
@@ -181,13 +185,16 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_pod(pod: dict[str, Any]) -> dict[str, Any]:
-    """The hardening and mounts every syncer pod needs; returns the container."""
+    """The hardening, limits and mounts every syncer pod needs; returns the container."""
     sc = pod["securityContext"]
     assert sc["runAsNonRoot"] is True
     assert sc["runAsUser"] == 65532
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
     (container,) = pod["containers"]
+    assert container["image"] == IMAGE  # kustomize's `images:` reached every pod
     csc = container["securityContext"]
+    assert csc["runAsNonRoot"] is True
     assert csc["readOnlyRootFilesystem"] is True
     assert csc["allowPrivilegeEscalation"] is False
     assert csc["capabilities"]["drop"] == ["ALL"]
@@ -206,58 +213,18 @@ def check_pod(pod: dict[str, Any]) -> dict[str, Any]:
     return dict(container)
 
 
-def test_cronjob() -> None:
-    cron = one(BASE / "cronjob.yaml")
+def check_cronjob(cron: dict[str, Any]) -> dict[str, Any]:
     spec = cron["spec"]
     assert spec["concurrencyPolicy"] == "Forbid"
     assert spec["startingDeadlineSeconds"] > 0
     assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
-    job = spec["jobTemplate"]["spec"]
+    job: dict[str, Any] = spec["jobTemplate"]["spec"]
     assert job["backoffLimit"] >= 0
     # Under 6 h (the schedule), so a hung run cannot block the next ones forever.
     assert 0 < job["activeDeadlineSeconds"] < 6 * 3600
     assert pod_spec(cron)["restartPolicy"] == "Never"
     assert check_pod(pod_spec(cron))["args"] == ["sync"]
-
-
-def test_configmap_sync_yaml_is_valid(tmp_path: Path) -> None:
-    cm = one(BASE / "configmap.yaml")
-    name = PurePosixPath(final_env()["SYNCER_CONFIG"]).name
-    path = tmp_path / name
-    path.write_text(cm["data"][name], encoding="utf-8")
-    loaded = load_config(path, env={})  # no ${VAR}: credentials come from the Secret
-    assert loaded.entries
-    group_entries(loaded)  # the scheduler overlay needs a schedule for every entry
-
-
-def test_secret_example_shape() -> None:
-    secret = one(BASE / "secret.example.yaml")
-    assert secret["type"] == "kubernetes.io/dockerconfigjson"
-    assert secret["metadata"]["name"] == "syncer-registry-credentials"
-    assert "auths" in json.loads(secret["stringData"][".dockerconfigjson"])
-
-
-def test_scheduler_deployment_and_service() -> None:
-    deploy = one(SCHEDULER / "deployment.yaml")
-    assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"]["type"] == "Recreate"
-    container = check_pod(pod_spec(deploy))
-    args = container["args"]
-    assert args[0] == "schedule"
-    port = int(args[args.index("--metrics-port") + 1])
-    named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe in ("livenessProbe", "readinessProbe"):
-        get = container[probe]["httpGet"]
-        assert get["path"] == "/healthz"
-        assert named[get["port"]] == port
-    grace = float(args[args.index("--grace") + 1])
-    assert pod_spec(deploy)["terminationGracePeriodSeconds"] > grace
-    service = one(SCHEDULER / "service.yaml")
-    labels = deploy["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    (svc_port,) = service["spec"]["ports"]
-    assert named[svc_port["targetPort"]] == port
+    return job
 
 
 def check_indexed(job_spec: dict[str, Any]) -> None:
@@ -271,64 +238,111 @@ def check_indexed(job_spec: dict[str, Any]) -> None:
     assert shard_from_env(last) == Shard(3, 4)
 
 
-def test_indexed_job() -> None:
-    job = one(SHARDED / "indexed-job.yaml")
-    assert job["kind"] == "Job"
-    check_indexed(job["spec"])
-    check_pod(pod_spec(job))
-    base_image = one(BASE / "kustomization.yaml")["images"][0]
-    image = pod_spec(job)["containers"][0]["image"]
-    assert image == f"{base_image['newName']}:{base_image['newTag']}"
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: str(p.relative_to(K8S)))
+def test_every_overlay_renders_hardened_pods(overlay: Path) -> None:
+    docs = render(overlay)
+    assert docs
+    for doc in docs.values():
+        if doc["kind"] == "CronJob":
+            check_cronjob(doc)
+        elif doc["kind"] in ("Deployment", "Job"):
+            check_pod(pod_spec(doc))
+        assert doc["kind"] != "Secret"  # credentials never come from git
+    assert OVERLAYS == [BASE, MONITORING, SCHEDULER, SHARDED]  # a new one: check it below
 
 
-def test_sharded_cronjob_patch() -> None:
-    check_indexed(one(SHARDED / "cronjob-indexed.yaml")["spec"]["jobTemplate"]["spec"])
-
-
-def test_overlay_images_match_base() -> None:
-    base = one(BASE / "kustomization.yaml")["images"]
-    assert one(SCHEDULER / "kustomization.yaml")["images"] == base
-
-
-# --- rendered with kustomize, where kubectl is installed ------------------------
-
-
-def render(directory: Path) -> dict[str, dict[str, Any]]:
-    proc = subprocess.run(
-        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    return {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(proc.stdout)}
-
-
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing")
-
-
-@needs_kubectl
 def test_rendered_base() -> None:
     docs = render(BASE)
     assert set(docs) == {"ConfigMap/syncer-config", "CronJob/syncer"}
-    image = check_pod(pod_spec(docs["CronJob/syncer"]))["image"]
-    assert image == "registry.example.com/tools/syncer:0.1.0"
+    check_cronjob(docs["CronJob/syncer"])
 
 
-@needs_kubectl
-def test_rendered_scheduler_replaces_the_cronjob() -> None:
+def test_rendered_configmap_sync_yaml_is_valid(tmp_path: Path) -> None:
+    cm = render(BASE)["ConfigMap/syncer-config"]
+    name = PurePosixPath(final_env()["SYNCER_CONFIG"]).name
+    path = tmp_path / name
+    path.write_text(cm["data"][name], encoding="utf-8")
+    loaded = load_config(path, env={})  # no ${VAR}: credentials come from the Secret
+    assert loaded.entries
+    group_entries(loaded)  # the scheduler overlay needs a schedule for every entry
+    # The stale alert reads the period from sync.yaml: it must be the CronJob's schedule.
+    cron = render(BASE)["CronJob/syncer"]["spec"]["schedule"]
+    assert {e.when.cron for e in loaded.entries if e.when} == {cron}
+
+
+def test_secret_example_shape() -> None:
+    secret = one(BASE / "secret.example.yaml")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret["metadata"]["name"] == "syncer-registry-credentials"
+    assert "auths" in json.loads(secret["stringData"][".dockerconfigjson"])
+
+
+def test_rendered_scheduler_replaces_the_cronjob_and_has_probes() -> None:
     docs = render(SCHEDULER)
     assert set(docs) == {
         "ConfigMap/syncer-config",
         "Deployment/syncer-scheduler",
         "Service/syncer-scheduler",
     }
-    assert check_pod(pod_spec(docs["Deployment/syncer-scheduler"]))["image"].startswith(
-        "registry.example.com/"
+    deploy = docs["Deployment/syncer-scheduler"]
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    container = check_pod(pod_spec(deploy))
+    args = container["args"]
+    assert args[0] == "schedule"
+    port = int(args[args.index("--metrics-port") + 1])
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz"
+        assert named[get["port"]] == port
+        assert container[probe]["periodSeconds"] > 0 and container[probe]["timeoutSeconds"] > 0
+    grace = float(args[args.index("--grace") + 1])
+    assert pod_spec(deploy)["terminationGracePeriodSeconds"] > grace
+    service = docs["Service/syncer-scheduler"]
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (svc_port,) = service["spec"]["ports"]
+    assert named[svc_port["targetPort"]] == port
+
+
+def test_rendered_sharded_cronjob_is_indexed() -> None:
+    docs = render(SHARDED)
+    assert set(docs) == {"ConfigMap/syncer-config", "CronJob/syncer"}
+    job = check_cronjob(docs["CronJob/syncer"])  # the base survives the patch
+    check_indexed(job)
+
+
+def test_one_off_indexed_job() -> None:
+    # Applied with `kubectl create -f` on its own, not through kustomize: read as written.
+    job = one(SHARDED / "indexed-job.yaml")
+    assert job["kind"] == "Job"
+    check_indexed(job["spec"])
+    check_pod(pod_spec(job))
+
+
+def test_rendered_monitoring() -> None:
+    docs = render(MONITORING)
+    assert set(docs) == {"PrometheusRule/syncer", "ServiceMonitor/syncer-scheduler"}
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "syncer-rules.yaml").read_text())
+    assert docs["PrometheusRule/syncer"]["spec"] == rules
+    monitor = docs["ServiceMonitor/syncer-scheduler"]["spec"]
+    service = render(SCHEDULER)["Service/syncer-scheduler"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+
+
+def test_rendered_prometheusrule_passes_the_rule_unit_tests(tmp_path: Path) -> None:
+    """What the operator would load is what promtool's unit tests exercise."""
+    promtool = tools.promtool()
+    spec = render(MONITORING)["PrometheusRule/syncer"]["spec"]
+    (tmp_path / "syncer-rules.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    tests = ROOT / "deploy" / "prometheus" / "syncer-rules.test.yaml"
+    (tmp_path / tests.name).write_text(tests.read_text(encoding="utf-8"), encoding="utf-8")
+    proc = subprocess.run(
+        [promtool, "test", "rules", tests.name], cwd=tmp_path, capture_output=True, text=True
     )
-
-
-@needs_kubectl
-def test_rendered_sharded_cronjob() -> None:
-    cron = render(SHARDED)["CronJob/syncer"]
-    check_indexed(cron["spec"]["jobTemplate"]["spec"])
-    container = check_pod(pod_spec(cron))
-    assert container["args"] == ["sync"]
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # the base survives the patch
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_common(p)
     p.add_argument("--run-now", action="store_true", help="also run every entry at start-up")
-    p.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics, /healthz and the status page (/, /status.json) on this port",
+    )
     p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to let copies finish")
     p.add_argument("--concurrency", type=int, help="global limit of concurrent tag copies")

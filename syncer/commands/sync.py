@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_PARTIAL
     if settings.report is not None:
         report.write(settings.report)
-    publish_metrics(report, args)
+    publish_metrics(report, args, loaded)
     if dry_run:
         print_plan(report, args.output)
     summarize(report)
@@ -131,13 +131,13 @@ async def _until_terminated(runner: Runner) -> RunReport:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def publish_metrics(report: RunReport, args: argparse.Namespace) -> None:
+def publish_metrics(report: RunReport, args: argparse.Namespace, loaded: LoadedConfig) -> None:
     if not (args.metrics_file or args.pushgateway):
         return
     from syncer.metrics import Metrics  # prometheus_client: only runs that publish pay for it
 
     metrics = Metrics()
-    metrics.observe(report)
+    metrics.observe(report, loaded)  # the config gives schedules and the budget reserve
     if args.metrics_file:
         metrics.write_textfile(Path(args.metrics_file))
     if args.pushgateway:
