@@ -22,6 +22,7 @@ from syncer.errors import (
     NotFound,
     RegistryError,
     SizeMismatch,
+    TooLarge,
     UnsupportedError,
 )
 from syncer.models import (
@@ -184,20 +185,21 @@ class RegistryClient:
             return ManifestInfo(got.digest, got.media_type, len(got.data))
         return ManifestInfo(digest, media_type, int(size) if size and size.isdigit() else None)
 
-    async def get_manifest(self, ref: Reference) -> FetchedManifest:
+    async def get_manifest(
+        self, ref: Reference, *, limit: int = MAX_MANIFEST_BYTES
+    ) -> FetchedManifest:
+        """GET a manifest, streamed: one over `limit` bytes raises TooLarge unread."""
         ident = _identifier(ref)
         t = self.transport(ref)
         t.ratelimit.spend(ref.registry)  # a manifest GET is what pull quotas count
-        resp = await t.request(
+        what = f"manifest {ref}"
+        async with t.stream(
             "GET",
             f"/v2/{ref.repository}/manifests/{ident}",
             scopes=_pull(ref),
             headers={"Accept": MANIFEST_ACCEPT},
-        )
-        data = resp.content
-        what = f"manifest {ref}"
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
+        ) as resp:
+            data = await _read_capped(resp, limit, what)
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         if media_type == "text/html":
             raise ManifestError(f"{what}: the server answered HTML, not a manifest (a login page?)")
@@ -321,6 +323,20 @@ class RegistryClient:
     async def upload_blob(self, repo: Reference, desc: Descriptor, source: Source) -> None:
         """Upload a blob; `source()` opens its bytes (again, if the first try must restart)."""
         await upload_blob(self.transport(repo), repo.repository, desc, source, _push(repo))
+
+
+async def _read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"{what}: {declared} bytes, over the limit of {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"{what}: larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _identifier(ref: Reference) -> str:
