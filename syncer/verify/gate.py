@@ -3,8 +3,8 @@ and the signature that travels with each copied tag.
 
 A tag is verified when it is about to be copied, before any of its content is read;
 an up-to-date tag was verified when it was copied and costs nothing more, unless the
-policy says `recheck: true`. Referrer tags (`sha256-<hex>[.sig|.att|...]`) are the
-signatures and attestations themselves and are not verified.
+policy says `recheck: true`. Referrer tags (`sha256-<hex>[.sig|.att|...]`) follow
+the verdict on their subject digest.
 """
 
 from __future__ import annotations
@@ -36,11 +36,22 @@ class SignatureGate:
         self.verifier = Verifier(client)
 
     async def check(self, entry: ResolvedEntry, item: TagPlan) -> Signed | None:
-        """The accepted signature of the item's source digest; None when the entry has no
-        policy or the tag is a referrer tag. Raises Rejected."""
-        if entry.verify is None or REFERRER_TAG.fullmatch(item.tag) or not item.source_digest:
+        """The accepted signature of the item's source digest, or None when the entry has
+        no policy. Raises Rejected.
+
+        A referrer tag (`sha256-<hex>.sig`, `.att`, ...) passes when its subject does: what
+        is attached to an unsigned or forged image is not mirrored either."""
+        if entry.verify is None or not item.source_digest:
             return None
-        return await self.verifier.verify(entry.source, item.source_digest, entry.verify)
+        referrer = REFERRER_TAG.fullmatch(item.tag)
+        if referrer is None:
+            return await self.verifier.verify(entry.source, item.source_digest, entry.verify)
+        subject = f"sha256:{referrer.group(1)}"
+        try:
+            await self.verifier.verify(entry.source, subject, entry.verify)
+        except Rejected as exc:
+            raise Rejected(exc.reason, f"its subject {subject}: {exc.detail}") from None
+        return None
 
     async def carry(self, entry: ResolvedEntry, signed: Signed | None, counters: Counters) -> None:
         """Copy the signature manifest to the destination's `sha256-<hex>.sig`. Done before

@@ -57,8 +57,7 @@ class TrustedKey:
 
     def could_have_made(self, signature: bytes) -> bool:
         """Whether `signature` is even shaped like one of this key's (DER for ECDSA, the
-        modulus length for RSA, 64 bytes for Ed25519). Unshaped ones are corrupt, not
-        merely someone else's."""
+        modulus length for RSA, 64 bytes for Ed25519): if not, it cannot verify."""
         if isinstance(self.key, ec.EllipticCurvePublicKey):
             try:
                 decode_dss_signature(signature)

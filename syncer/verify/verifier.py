@@ -96,15 +96,16 @@ class Verifier:
             )
         signature = decode_signature(layer.annotations)
         keys = policy.trusted
+        names = ", ".join(k.path for k in keys)
         if not any(k.could_have_made(signature) for k in keys):
-            raise Rejected(Reason.BAD_SIGNATURE, "not a signature any trusted key's scheme makes")
+            # No need to fetch the payload of a signature no trusted key could have made.
+            raise Rejected(Reason.NO_KEY, f"the signature is not in a form any of {names} makes")
         try:
             # read_blob stops at layer.size bytes and checks the digest before the end.
             payload = b"".join([c async for c in self.client.read_blob(repo, layer)])
         except ContentError as exc:
             raise Rejected(Reason.BAD_SIGNATURE, f"payload is not what was signed: {exc}") from None
         if not any(k.verifies(signature, payload) for k in keys):
-            names = ", ".join(k.path for k in keys)
             raise Rejected(Reason.NO_KEY, f"payload {layer.digest} verifies with none of {names}")
         claims = parse_payload(payload)
         if claims.digest != digest:
@@ -114,5 +115,5 @@ class Verifier:
         if not policy.identity_matches(claims.reference):
             raise Rejected(
                 Reason.IDENTITY,
-                f"payload names {claims.reference!r}, which does not match {policy.identity!r}",
+                f"payload names {claims.reference}, which does not match {policy.identity}",
             )
