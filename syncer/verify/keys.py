@@ -3,25 +3,24 @@
 The schemes are cosign's for key pairs (sigstore's `LoadVerifier` with SHA-256):
 ECDSA over SHA-256 with an ASN.1 DER signature (cosign's default keys are P-256),
 RSA with PKCS#1 v1.5 or PSS over SHA-256, and pure Ed25519 over the payload bytes.
-All cryptography is the `cryptography` package's.
+All cryptography is the `cryptography` package's, imported on first use: a run
+without `verify:` does not pay for loading it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 # A PEM public key is well under 2 KiB (RSA 4096: ~800 bytes); anything far bigger is
 # not one, and must not be read whole.
 MAX_KEY_FILE_BYTES = 64 * 1024
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
 
 
 class KeyFileError(ValueError):
@@ -34,6 +33,10 @@ class TrustedKey:
     key: PublicKey
 
     def verifies(self, signature: bytes, payload: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
         try:
             if isinstance(self.key, ec.EllipticCurvePublicKey):
                 self.key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
@@ -46,8 +49,13 @@ class TrustedKey:
         return True
 
     def _rsa(self, signature: bytes, payload: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
         assert isinstance(self.key, rsa.RSAPublicKey)
-        for pad in (padding.PKCS1v15(), _PSS):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+        for pad in (padding.PKCS1v15(), pss):
             try:
                 self.key.verify(signature, payload, pad, hashes.SHA256())
             except InvalidSignature:
@@ -58,6 +66,9 @@ class TrustedKey:
     def could_have_made(self, signature: bytes) -> bool:
         """Whether `signature` is even shaped like one of this key's (DER for ECDSA, the
         modulus length for RSA, 64 bytes for Ed25519): if not, it cannot verify."""
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
         if isinstance(self.key, ec.EllipticCurvePublicKey):
             try:
                 decode_dss_signature(signature)
@@ -71,6 +82,10 @@ class TrustedKey:
 
 def load_key(path: Path, shown: str) -> TrustedKey:
     """Read one PEM public key; KeyFileError says what is wrong and how to fix it."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     try:
         with path.open("rb") as fh:
             data = fh.read(MAX_KEY_FILE_BYTES + 1)
