@@ -18,7 +18,7 @@ from syncer.verify.verifier import Verifier
 from tests.support import cosign
 from tests.support.cosign import SigningKey, sig_tag
 from tests.support.fleet import app_image
-from tests.support.images import fetch_manifest_digest, make_index, push
+from tests.support.images import Image, fetch_manifest_digest, make_index, push
 from tests.support.registry import LoggedRequest, RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import make_client, write_sync_yaml
 
@@ -61,6 +61,22 @@ def outcomes(e: EntryReport) -> dict[str, tuple[str, str]]:
 
 def touched(requests: list[LoggedRequest], needle: str) -> list[LoggedRequest]:
     return [r for r in requests if needle in r.path]
+
+
+def with_v1(factory: RegistryFactory) -> tuple[RunningRegistry, RunningRegistry, Image]:
+    """A source holding one image at `app:v1`, and an empty destination."""
+    src, dst = factory("anon"), factory("anon")
+    image = app_image(0, 0)
+    push(src.seed_url, "app", image, "v1")
+    return src, dst, image
+
+
+async def verdict_on_v1(
+    tmp_path: Path, src: RunningRegistry, dst: RunningRegistry
+) -> tuple[str, str]:
+    """(action, reason) for v1 when only ECDSA's public key is trusted."""
+    report = await run(tmp_path, [entry(src, dst, [key_file(tmp_path, ECDSA)])], src, dst)
+    return outcomes(report.entries[0])["v1"]
 
 
 @pytest.mark.parametrize("kind", cosign.KINDS)
@@ -173,16 +189,13 @@ async def test_payload_changed_after_signing(
 ) -> None:
     """The payload was edited and the old signature kept. Without the signer's key this
     cannot be told from a signature by another key: no trusted key verifies it."""
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     genuine = cosign.signed(ECDSA, cosign.payload(f"{src.host}/app", image.digest))
     edited = cosign.payload(f"{src.host}/app", image.digest, {"approved": "yes"})
     cosign.push_signatures(
         src.seed_url, "app", image.digest, [cosign.Signature(edited, genuine.signature)]
     )
-    report = await run(tmp_path, [entry(src, dst, [key_file(tmp_path, ECDSA)])], src, dst)
-    action, reason = outcomes(report.entries[0])["v1"]
+    action, reason = await verdict_on_v1(tmp_path, src, dst)
     assert action == "rejected"
     assert reason.startswith("no key matched: payload " + cosign.Blob.of(edited, "").digest)
     assert fetch_manifest_digest(dst.url, "mirror/app", "v1") is None
@@ -191,16 +204,13 @@ async def test_payload_changed_after_signing(
 async def test_corrupt_signature_is_a_bad_signature(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     body = cosign.payload(f"{src.host}/app", image.digest)
     good = cosign.signed(ECDSA, body)
     mangled = "!" + good.signature[1:]  # no longer base64
     cosign.push_signatures(src.seed_url, "app", image.digest, [cosign.Signature(body, mangled)])
     mark = src.mark()
-    report = await run(tmp_path, [entry(src, dst, [key_file(tmp_path, ECDSA)])], src, dst)
-    assert outcomes(report.entries[0])["v1"] == (
+    assert await verdict_on_v1(tmp_path, src, dst) == (
         "rejected",
         "bad signature: dev.cosignproject.cosign/signature is not base64",
     )
@@ -211,9 +221,7 @@ async def test_corrupt_signature_is_a_bad_signature(
 async def test_wrong_key_and_any_one_key_may_match(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     vendor = SigningKey.generate("ed25519")
     cosign.sign(src.seed_url, src.host, "app", image.digest, vendor)
     ours = key_file(tmp_path, ECDSA)
@@ -241,9 +249,7 @@ async def test_wrong_key_and_any_one_key_may_match(
 async def test_identity_mismatch_regex_is_anchored(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     cosign.sign(src.seed_url, src.host, "app", image.digest, ECDSA)
     pub = key_file(tmp_path, ECDSA)
     prefix = f"{src.host}/ap".replace(".", r"\.")  # matches the start of host/app only
@@ -258,13 +264,10 @@ async def test_identity_mismatch_regex_is_anchored(
 
 
 async def test_malformed_payload(registry_factory: RegistryFactory, tmp_path: Path) -> None:
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     body = cosign.go_json({"critical": {"image": {"docker-manifest-digest": image.digest}}})
     cosign.push_signatures(src.seed_url, "app", image.digest, [cosign.signed(ECDSA, body)])
-    report = await run(tmp_path, [entry(src, dst, [key_file(tmp_path, ECDSA)])], src, dst)
-    assert outcomes(report.entries[0])["v1"] == (
+    assert await verdict_on_v1(tmp_path, src, dst) == (
         "rejected",
         "malformed payload: critical.type is None, not 'cosign container image signature'",
     )
@@ -304,14 +307,11 @@ async def test_oversized_payload_and_too_many_signatures_are_never_read(
 async def test_oversized_signature_manifest(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     good = cosign.signed(ECDSA, cosign.payload(f"{src.host}/app", image.digest))
     padded = cosign.Signature(good.payload, good.signature + " " * (1024 * 1024))
     cosign.push_signatures(src.seed_url, "app", image.digest, [padded])
-    report = await run(tmp_path, [entry(src, dst, [key_file(tmp_path, ECDSA)])], src, dst)
-    action, reason = outcomes(report.entries[0])["v1"]
+    action, reason = await verdict_on_v1(tmp_path, src, dst)
     assert action == "rejected"
     assert reason.startswith("signature over limits: manifest ")
     assert "over the limit of 1048576" in reason
@@ -350,9 +350,7 @@ def test_on_failure_fail_fails_the_entry(registry_factory: RegistryFactory, tmp_
 async def test_recheck_verifies_up_to_date_tags_every_run(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
-    src, dst = registry_factory("anon"), registry_factory("anon")
-    image = app_image(0, 0)
-    push(src.seed_url, "app", image, "v1")
+    src, dst, image = with_v1(registry_factory)
     cosign.sign(src.seed_url, src.host, "app", image.digest, ECDSA)
     pub = key_file(tmp_path, ECDSA)
     await run(tmp_path, [entry(src, dst, [pub], tags=["v1"])], src, dst)
