@@ -106,6 +106,12 @@ async def test_signed_tag_is_copied_with_its_signature_and_verifies_downstream(
     assert [(r.method, r.status) for r in touched(new, sig_tag(image.digest))] == [("GET", 200)]
     assert touched(new, f"/manifests/{sig}") == []
     assert [r.method for r in touched(new, payload_digest)] == ["GET", "GET"]
+    # The signature lands first, so a mirrored tag never lacks it (even after a killed run).
+    puts = [r.path for r in dst.requests() if r.method == "PUT" and "/manifests/" in r.path]
+    assert puts == [
+        f"/v2/mirror/app/manifests/{sig_tag(image.digest)}",
+        "/v2/mirror/app/manifests/v1",
+    ]
 
     # Downstream: the mirror verifies on its own, with the same key.
     policy = VerifyConfig.model_validate(
