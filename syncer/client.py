@@ -202,10 +202,15 @@ class RegistryClient:
         return ManifestInfo(digest, media_type, int(size) if size and size.isdigit() else None)
 
     async def get_manifest(
-        self, ref: Reference, *, pulls: Reservation | None = None
+        self,
+        ref: Reference,
+        *,
+        pulls: Reservation | None = None,
+        limit: int = MAX_MANIFEST_BYTES,
     ) -> FetchedManifest:
         """A manifest GET, which pull quotas count: it takes one from `pulls`, the copy's
-        reservation (or reserves one itself); Deferred when the budget has no room."""
+        reservation (or reserves one itself); Deferred when the budget has no room. One over
+        `limit` bytes raises ResponseTooLarge while it streams in, unread."""
         ident = _identifier(ref)
         t = self.transport(ref)
         (pulls or t.ratelimit.reserve(0)).take()
@@ -214,7 +219,7 @@ class RegistryClient:
             f"/v2/{ref.repository}/manifests/{ident}",
             scopes=_pull(ref),
             headers={"Accept": MANIFEST_ACCEPT},
-            max_bytes=MAX_MANIFEST_BYTES,  # refused while it streams in, not after
+            max_bytes=limit,  # refused while it streams in, not after
         )
         data = resp.content
         what = f"manifest {ref}"

@@ -31,6 +31,7 @@ from syncer.filters import TagFilter as TagFilter  # re-exported: `tags:` lives 
 from syncer.reference import Reference
 from syncer.registry_config import RegistryConfig
 from syncer.schedules import ScheduleFields, When
+from syncer.verify.policy import CONFIG_DIR, VerifyConfig
 from syncer.yamlsource import (
     describe,
     interpolate,
@@ -83,6 +84,7 @@ class Defaults(ScheduleFields):
     platforms: Platforms = "all"
     referrers: bool = False
     referrers_filter: ReferrersFilter | None = None
+    verify: VerifyConfig | None = None
 
     _platforms = field_validator("platforms", mode="before")(_check_platforms)
 
@@ -111,6 +113,7 @@ class EntryConfig(ScheduleFields):
     prune: bool = False
     prune_protect: list[str] = Field(default_factory=lambda: ["sha256-.*"])
     prune_max: int = Field(default=50, ge=1)
+    verify: VerifyConfig | None = None  # replaces `defaults.verify` wholesale
 
     @field_validator("tag_template")
     @classmethod
@@ -330,6 +333,7 @@ class SyncConfig(_Model):
                     prune=entry.prune,
                     prune_protect=tuple(entry.prune_protect),
                     prune_max=entry.prune_max,
+                    verify=entry.verify or self.defaults.verify,
                 )
             )
         return out
@@ -354,6 +358,7 @@ class ResolvedEntry:
     prune: bool = False
     prune_protect: tuple[str, ...] = ("sha256-.*",)
     prune_max: int = 50
+    verify: VerifyConfig | None = None  # signed-only mirroring (syncer.verify)
 
 
 @dataclass(frozen=True)
@@ -387,7 +392,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
         )
     data, problems = interpolate(doc.data, os.environ if env is None else env)
     try:
-        config = SyncConfig.model_validate(data)
+        # Relative paths in the file (verify keys) start at the file's directory.
+        config = SyncConfig.model_validate(data, context={CONFIG_DIR: path.parent})
     except ValidationError as e:
         failed = {p.loc for p in problems}
         for problem in validation_problems(e, SyncConfig, _EXAMPLES):

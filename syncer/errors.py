@@ -169,3 +169,12 @@ class ManifestError(ContentError):
 
 class Deferred(SyncerError):
     """Work not started because a registry's rate-limit budget ran low."""
+
+
+class Rejected(SyncerError):
+    """A tag refused by the `verify:` policy. `reason` is one of `syncer.verify.Reason`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")

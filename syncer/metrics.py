@@ -30,6 +30,7 @@ _COUNTED = (
     ("tags_copied", "Tags copied"),
     ("tags_failed", "Tags that failed"),
     ("tags_deferred", "Tags deferred to a later run (rate-limit budget)"),
+    ("tags_rejected", "Tags not copied because no cosign signature verified"),
     ("blobs_copied", "Blobs transferred"),
     ("blobs_mounted", "Blobs mounted from another repository"),
     ("bytes_copied", "Blob bytes transferred"),

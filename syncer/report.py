@@ -16,6 +16,7 @@ COUNTERS = (
     "tags_filtered",
     "tags_failed",
     "tags_deferred",
+    "tags_rejected",
     "tags_pruned",
     "manifests_copied",
     "blobs_copied",
@@ -33,6 +34,7 @@ class Counters:
     tags_filtered: int = 0
     tags_failed: int = 0
     tags_deferred: int = 0
+    tags_rejected: int = 0  # refused by `verify:`; not a failure unless on_failure: fail
     tags_pruned: int = 0
     manifests_copied: int = 0
     blobs_copied: int = 0
@@ -52,8 +54,8 @@ PENDING_ACTIONS = frozenset({"planned", "would_prune"})
 @dataclass
 class TagOutcome:
     tag: str
-    # copied | up_to_date | filtered | failed | deferred | missing | pruned | prune_skipped,
-    # and in a dry run planned | would_prune
+    # copied | up_to_date | filtered | failed | deferred | rejected | missing | pruned |
+    # prune_skipped, and in a dry run planned | would_prune
     action: str
     source_digest: str | None = None
     destination_digest: str | None = None

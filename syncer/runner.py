@@ -27,6 +27,7 @@ from syncer.errors import (
     Deferred,
     NotFound,
     RateLimited,
+    Rejected,
     SyncerError,
 )
 from syncer.expand import destination_tags
@@ -50,6 +51,7 @@ from syncer.ratelimit import Reservation
 from syncer.reference import Reference
 from syncer.report import EntryReport, RunReport, TagOutcome
 from syncer.shard import Shard, entry_key, owns_tag, prunes
+from syncer.verify.gate import SignatureGate
 
 log = structlog.get_logger("syncer.runner")
 T = TypeVar("T")
@@ -85,6 +87,7 @@ class Runner:
         self.client = client or RegistryClient(loaded.config.registry_config)
         self._owns_client = client is None
         self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
+        self.gate = SignatureGate(self.client, self.copier)
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._deferred_logged: set[str] = set()
         # Source digests the check-phase HEAD showed to be indexes: a copy of one
@@ -169,7 +172,10 @@ class Runner:
             if self.options.dry_run:
                 report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
             else:
-                await asyncio.gather(*(self._copy_tag(entry, i, report) for i in plan.to_copy))
+                await asyncio.gather(
+                    self.gate.recheck(entry, plan.up_to_date, report, self._slot),
+                    *(self._copy_tag(entry, i, report) for i in plan.to_copy),
+                )
             if entry.prune and dest_tags is not None and prunes(self.options.shard):
                 await prune(
                     self.client,
@@ -324,6 +330,7 @@ class Runner:
 
                 async def copy(pulls: Reservation) -> str | None:
                     nonlocal pushed
+                    signed = await self.gate.check(entry, item)  # raises Rejected
                     fetched = await self.client.get_manifest(src.with_digest(digest), pulls=pulls)
                     skip = _unwanted_referrer(entry, item.tag, fetched)
                     if skip is not None:
@@ -336,6 +343,7 @@ class Runner:
                             return why
                         fetched = chosen
                     pushed = fetched.digest
+                    await self.gate.carry(entry, signed, report.counters)
                     result = await self.copier.copy(
                         src, dst, fetched, report.counters, dest_ident=item.dest_tag, pulls=pulls
                     )
@@ -345,6 +353,9 @@ class Runner:
                     return None
 
                 skipped = await self._slot(work)
+            except Rejected as exc:
+                self.gate.reject(entry, item, exc, report)
+                return
             except (Deferred, RateLimited) as exc:
                 report.counters.tags_deferred += 1
                 report.tags.append(_outcome(item, "deferred", describe(exc)))
