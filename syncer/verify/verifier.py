@@ -58,8 +58,10 @@ class Verifier:
             fetched = await self.client.get_manifest(repo.with_tag(tag), limit=MAX_BYTES)
         except NotFound:
             raise Rejected(Reason.NO_SIGNATURE, f"{repo.name}:{tag} does not exist") from None
-        except ResponseTooLarge as exc:
-            raise Rejected(Reason.TOO_LARGE, f"{exc} (limit {MAX_BYTES} bytes)") from None
+        except ResponseTooLarge:
+            raise Rejected(
+                Reason.TOO_LARGE, f"manifest {repo.name}:{tag} is over the limit of {MAX_BYTES}"
+            ) from None
         try:
             manifest = parse_manifest(fetched.data, fetched.media_type, what=tag)
         except ContentError as exc:
