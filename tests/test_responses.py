@@ -91,7 +91,7 @@ def test_missing_fields_of_an_error_become_empty_strings() -> None:
     [({"retry-after": "30"}, 30.0), ({"retry-after": "soon"}, None), ({}, None)],
 )
 def test_rate_limited_carries_retry_after(headers: dict[str, str], expected: float | None) -> None:
-    err = answer(429, **headers)
+    err = answer(429, b"", **headers)
     assert isinstance(err, RateLimited)
     assert err.retry_after == expected
 
