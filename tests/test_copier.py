@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -101,6 +102,32 @@ async def copy(copier: Copier, src: str, dst: str, top: FetchedManifest, tag: st
         dest_ident=tag,
     )
     return counters
+
+
+async def copy_while_held(
+    reg: MemoryRegistry,
+    path: str,
+    jobs: list[tuple[str, FetchedManifest, str]],
+    ready: Callable[[], bool],
+    *,
+    fail: bool = False,
+) -> list[Counters | BaseException]:
+    """Run `jobs` (destination repo, manifest, tag) at once, holding the source GET of
+    `path` until `ready()`; with `fail`, that held GET then answers 404 (the next works)."""
+    release = reg.hold("GET", SRC, path)
+    if fail:
+        reg.fail("GET", SRC, path, 404)
+    async with reg.client() as client:
+        copier = Copier(client, BlobLedger())
+        task = asyncio.ensure_future(
+            asyncio.gather(
+                *(copy(copier, "app", dst, top, tag) for dst, top, tag in jobs),
+                return_exceptions=True,
+            )
+        )
+        await until(lambda: bool(reg.held) and ready())
+        release.set()
+        return await task
 
 
 # -- order -----------------------------------------------------------------------------
@@ -264,20 +291,20 @@ def _two_tags_sharing_a_layer(reg: MemoryRegistry) -> tuple[Img, Img, str]:
 async def test_concurrent_tags_of_one_repo_wait_for_the_claim() -> None:
     reg = MemoryRegistry()
     one, two, shared = _two_tags_sharing_a_layer(reg)
-    release = reg.hold("GET", SRC, f"/v2/app/blobs/{shared}")
-    async with reg.client() as client:
-        copier = Copier(client, BlobLedger())
-        both = asyncio.gather(
-            copy(copier, "app", "m/app", one.fetched, "1"),
-            copy(copier, "app", "m/app", two.fetched, "2"),
-        )
-        task = asyncio.ensure_future(both)
-        # The shared layer is mid-transfer while tag 2 has placed everything else.
-        cfg2 = f"digest={two.digests[0]}"
-        await until(lambda: bool(reg.held) and any(cfg2 in r for r in reg.requests(DST)))
-        assert "PUT /v2/m/app/manifests/2" not in reg.requests(DST)  # it waits for the shared layer
-        release.set()
-        c1, c2 = await task
+    cfg2 = f"digest={two.digests[0]}"
+
+    def tag_2_waits() -> bool:
+        # The shared layer is mid-transfer, tag 2 has placed everything else, yet no tag 2.
+        log = reg.requests(DST)
+        return any(cfg2 in r for r in log) and "PUT /v2/m/app/manifests/2" not in log
+
+    c1, c2 = await copy_while_held(
+        reg,
+        f"/v2/app/blobs/{shared}",
+        [("m/app", one.fetched, "1"), ("m/app", two.fetched, "2")],
+        tag_2_waits,
+    )
+    assert isinstance(c1, Counters) and isinstance(c2, Counters)
 
     log = norm(reg.requests(DST))
     assert log.count(f"HEAD /v2/m/app/blobs/{shared}") == 1
@@ -294,21 +321,14 @@ async def test_a_failed_claim_lets_the_waiting_tag_transfer_itself() -> None:
     reg = MemoryRegistry()
     one, two, shared = _two_tags_sharing_a_layer(reg)
     path = f"/v2/app/blobs/{shared}"
-    release = reg.hold("GET", SRC, path)
-    reg.fail("GET", SRC, path, 404)  # the held first GET fails; the next one works
-    async with reg.client() as client:
-        copier = Copier(client, BlobLedger())
-        task = asyncio.ensure_future(
-            asyncio.gather(
-                copy(copier, "app", "m/app", one.fetched, "1"),
-                copy(copier, "app", "m/app", two.fetched, "2"),
-                return_exceptions=True,
-            )
-        )
-        cfg2 = f"digest={two.digests[0]}"
-        await until(lambda: bool(reg.held) and any(cfg2 in r for r in reg.requests(DST)))
-        release.set()
-        first, second = await task
+    cfg2 = f"digest={two.digests[0]}"
+    first, second = await copy_while_held(
+        reg,
+        path,
+        [("m/app", one.fetched, "1"), ("m/app", two.fetched, "2")],
+        lambda: any(cfg2 in r for r in reg.requests(DST)),
+        fail=True,
+    )
 
     assert isinstance(first, NotFound)
     assert isinstance(second, Counters)
@@ -334,20 +354,13 @@ async def test_a_failed_transfer_lets_the_other_repo_transfer_instead_of_mountin
     img = Img(reg, "app", b"config-1", b"layer-a")
     layer = img.digests[1]
     path = f"/v2/app/blobs/{layer}"
-    release = reg.hold("GET", SRC, path)
-    reg.fail("GET", SRC, path, 404)
-    async with reg.client() as client:
-        copier = Copier(client, BlobLedger())
-        task = asyncio.ensure_future(
-            asyncio.gather(
-                copy(copier, "app", "a/app", img.fetched, "1.0"),
-                copy(copier, "app", "b/app", img.fetched, "1.0"),
-                return_exceptions=True,
-            )
-        )
-        await until(lambda: bool(reg.held) and any("/b/app/" in r for r in reg.requests(DST)))
-        release.set()
-        a, b = await task
+    a, b = await copy_while_held(
+        reg,
+        path,
+        [("a/app", img.fetched, "1.0"), ("b/app", img.fetched, "1.0")],
+        lambda: any("/b/app/" in r for r in reg.requests(DST)),
+        fail=True,
+    )
 
     assert isinstance(a, NotFound)
     assert isinstance(b, Counters)
