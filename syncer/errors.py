@@ -8,7 +8,10 @@ credential; URLs are passed through `redact_url` before they are stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic_core import PydanticCustomError
 
 # Exit codes documented in README.md.
 EXIT_OK = 0
@@ -178,3 +181,16 @@ class Rejected(SyncerError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+
+def rule(message: str, at: str | int | None = None) -> PydanticCustomError:
+    """A validation error whose location is refined by `at` (a field or index).
+
+    Model- and list-level validators can only fail at their own location; `at`
+    lets the message point at the exact key line. The template is a lone
+    placeholder so braces in `message` (regexes, `${VAR}`) are never reformatted.
+    """
+    ctx: dict[str, Any] = {"text": message}
+    if at is not None:
+        ctx["at"] = at
+    return PydanticCustomError("syncer", "{text}", ctx)

@@ -1,0 +1,6 @@
+"""The CLI's subcommands: argument handling and printing over the engine below.
+
+Each module registers its subcommands with `cli.build_parser` and may import any layer.
+"""
+
+__all__ = ["inspect", "login", "schedule", "search", "sync"]

@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from syncer.client import RegistryClient
-from syncer.config import load_config
+from syncer.config.syncfile import load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
-from syncer.models import INDEX_TYPES, ImageIndex, parse_manifest
-from syncer.reference import Reference
-from syncer.registry_config import RegistryConfig
+from syncer.registry.client import RegistryClient
+from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
+from syncer.registry.options import RegistryConfig
+from syncer.registry.reference import Reference
 
 RegistryLookup = Callable[[str], RegistryConfig]
 

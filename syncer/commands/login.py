@@ -16,10 +16,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from syncer.client import RegistryClient
 from syncer.commands.inspect import registry_lookup
-from syncer.config import normalise_registry
-from syncer.credentials import Credential, erase, store
+from syncer.config.syncfile import normalise_registry
 from syncer.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -31,8 +29,10 @@ from syncer.errors import (
     SyncerError,
     redact_url,
 )
-from syncer.reference import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, Reference, is_loopback
-from syncer.registry_config import RegistryConfig, TlsMode
+from syncer.registry.client import RegistryClient
+from syncer.registry.credentials import Credential, erase, store
+from syncer.registry.options import RegistryConfig, TlsMode
+from syncer.registry.reference import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, Reference, is_loopback
 
 _NO_PASSWORD_OPTION = (
     "There is deliberately no -p/--password: a password given as an argument is visible "

@@ -1,4 +1,4 @@
-"""`syncer schedule`: the long-running scheduler (see syncer/scheduler.py)."""
+"""`syncer schedule`: the long-running scheduler (see syncer/service/scheduler.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import asyncio
 import sys
 
 from syncer.commands.sync import add_common, settings_from
-from syncer.config import load_config
+from syncer.config.settings import default_config_path
+from syncer.config.syncfile import load_config
 from syncer.errors import EXIT_USAGE, ConfigError
-from syncer.logs import configure
-from syncer.runner import RunOptions
-from syncer.settings import default_config_path
+from syncer.service.logs import configure
+from syncer.sync.runner import RunOptions
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: every `syncer` command line builds this parser,
     # and only the scheduler needs apscheduler and the metrics server.
-    from syncer.scheduler import Scheduler, group_entries
+    from syncer.service.scheduler import Scheduler, group_entries
 
     try:
         settings = settings_from(args)

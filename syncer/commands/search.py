@@ -1,7 +1,7 @@
 """`syncer search TERM`: `docker search`, plus ready-to-paste sync.yaml entries.
 
 Only argument handling, settings lookup and printing live here; the index
-protocol, filters and formats are in `syncer.search`.
+protocol, filters and formats are in `syncer.registry.search`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from pathlib import Path
 
 import httpx
 
-from syncer import search as lib
-from syncer.credentials import resolve
 from syncer.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -22,8 +20,10 @@ from syncer.errors import (
     ConfigError,
     SyncerError,
 )
-from syncer.registry_config import RegistryConfig
-from syncer.tls import make_ssl_context
+from syncer.registry import search as lib
+from syncer.registry.credentials import resolve
+from syncer.registry.options import RegistryConfig
+from syncer.registry.tls import make_ssl_context
 
 _DESCRIPTION = """\
 Search Docker Hub (or another index with the v1 search API, as `docker search` uses)
@@ -177,7 +177,7 @@ def _docker_io_settings(config: str | None) -> RegistryConfig | None:
     if not config and not path.is_file():
         return None
     # Imported here: the sync.yaml machinery is only needed when a file is read.
-    from syncer.config import load_config
+    from syncer.config.syncfile import load_config
 
     return load_config(path).config.registry_config("docker.io")
 

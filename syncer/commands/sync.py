@@ -14,14 +14,14 @@ from typing import Any
 
 import structlog
 
-from syncer.config import LoadedConfig, load_config
+from syncer.config.settings import Settings, default_config_path, load_settings
+from syncer.config.syncfile import LoadedConfig, load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
-from syncer.logs import configure
-from syncer.progress import for_terminal
-from syncer.report import RunReport
-from syncer.runner import Runner, RunOptions
-from syncer.settings import Settings, default_config_path, load_settings
-from syncer.shard import parse_shard, shard_from_env
+from syncer.service.logs import configure
+from syncer.sync.progress import for_terminal
+from syncer.sync.report import RunReport
+from syncer.sync.runner import Runner, RunOptions
+from syncer.sync.shard import parse_shard, shard_from_env
 
 log = structlog.get_logger("syncer")
 
@@ -134,7 +134,9 @@ async def _until_terminated(runner: Runner) -> RunReport:
 def publish_metrics(report: RunReport, args: argparse.Namespace, loaded: LoadedConfig) -> None:
     if not (args.metrics_file or args.pushgateway):
         return
-    from syncer.metrics import Metrics  # prometheus_client: only runs that publish pay for it
+    from syncer.service.metrics import (
+        Metrics,  # prometheus_client: only runs that publish pay for it
+    )
 
     metrics = Metrics()
     metrics.observe(report, loaded)  # the config gives schedules and the budget reserve

@@ -1,6 +1,11 @@
-"""Signed-only mirroring: cosign signatures verified against the operator's keys.
+"""Signed-only mirroring: cosign's signature formats and the verifier that judges a digest.
 
-cosign.py: the formats; keys.py: public keys and signature schemes; policy.py: the
-`verify:` config; verifier.py: fetch and judge a digest's signatures; gate.py: the
-runner's side (which tags, outcomes, the signature copied along).
+cosign.py holds the formats and the reasons; verifier.py fetches and judges a digest's
+signatures. The `verify:` settings and key loading live in `syncer.config` (verify.py,
+keys.py); the runner's side (which tags, outcomes) is `syncer.sync.signatures`.
 """
+
+from syncer.verify.cosign import Reason, signature_tag
+from syncer.verify.verifier import Signed, Verifier
+
+__all__ = ["Reason", "Signed", "Verifier", "signature_tag"]

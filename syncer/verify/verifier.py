@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from syncer.client import FetchedManifest, RegistryClient
+from syncer.config.verify import CosignPolicy, VerifyConfig
 from syncer.errors import ContentError, NotFound, Rejected, ResponseTooLarge
-from syncer.models import Descriptor, ImageManifest, parse_manifest
-from syncer.reference import Reference
+from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.oci import Descriptor, ImageManifest, parse_manifest
+from syncer.registry.reference import Reference
 from syncer.verify.cosign import (
     MAX_BYTES,
     MAX_SIGNATURES,
@@ -23,7 +24,6 @@ from syncer.verify.cosign import (
     parse_payload,
     signature_tag,
 )
-from syncer.verify.policy import CosignPolicy, VerifyConfig
 
 _RANK = list(Reason)
 

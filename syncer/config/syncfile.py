@@ -1,0 +1,407 @@
+"""sync.yaml: the models, their validation, and resolution into work entries.
+
+`load_config` is the only entry point the job needs. Every problem it finds is
+reported in one `ConfigError`, each as `file:line: key.path: what is wrong; the fix`,
+so a broken file is fixed in one round trip instead of one error at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from syncer.config.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
+from syncer.config.patterns import RepoFilter, has_placeholders, is_glob, render_tag, split_glob
+from syncer.config.schedules import ScheduleFields, When
+from syncer.config.verify import CONFIG_DIR, VerifyConfig
+from syncer.config.yamlsource import (
+    describe,
+    interpolate,
+    problems_error,
+    read_yaml,
+    validation_problems,
+)
+from syncer.errors import ConfigError, InvalidReference
+from syncer.errors import rule as _rule
+from syncer.registry.digests import algorithm_problem
+from syncer.registry.options import RegistryConfig
+from syncer.registry.reference import Reference
+
+Platforms = Literal["all"] | list[str]
+
+# os/arch[/variant], lower case as in OCI image indexes (linux/arm/v7).
+_PLATFORM = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?\Z")
+
+
+def _check_platforms(value: Any) -> Any:
+    if value == "all":
+        return value
+    example = "expected 'all' or a list of os/arch[/variant], e.g. [linux/amd64, linux/arm/v7]"
+    if isinstance(value, str):
+        fix = f"; for one platform write [{value}]" if _PLATFORM.match(value) else ""
+        raise _rule(f"found {describe(value)}; {example}{fix}")
+    if not isinstance(value, list):
+        raise _rule(f"found {describe(value)}; {example}")
+    if not value:
+        raise _rule(f"is empty, so nothing would be copied; {example}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not _PLATFORM.match(item):
+            raise _rule(
+                f"found {describe(item)}; expected os/arch[/variant] in lower case, "
+                "e.g. linux/amd64 or linux/arm/v7",
+                at=i,
+            )
+    return list(dict.fromkeys(value))  # duplicates are harmless; drop them
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReferrersFilter(_Model):
+    artifact_types: list[str] = Field(min_length=1)
+
+
+_ANY = ReferrersFilter.model_construct(artifact_types=[])
+
+
+class Defaults(ScheduleFields):
+    tags: TagFilter = Field(default_factory=TagFilter)
+    platforms: Platforms = "all"
+    referrers: bool = False
+    referrers_filter: ReferrersFilter | None = None
+    verify: VerifyConfig | None = None
+
+    _platforms = field_validator("platforms", mode="before")(_check_platforms)
+
+
+_REFERENCE_FIX = (
+    "expected registry/repository[:tag|@sha256:digest], e.g. docker.io/library/alpine:3.20"
+)
+
+
+def _parse(text: str) -> Reference:
+    try:
+        return Reference.parse(text)
+    except InvalidReference as e:
+        raise _rule(f"invalid reference {text!r}: {e.reason}; {_REFERENCE_FIX}") from None
+
+
+class EntryConfig(ScheduleFields):
+    source: str
+    destination: str
+    tags: TagFilter | None = None
+    platforms: Platforms | None = None
+    repositories: RepoFilter | None = None
+    referrers: bool | None = None
+    referrers_filter: ReferrersFilter | None = None
+    tag_template: str | None = None
+    prune: bool = False
+    prune_protect: list[str] = Field(default_factory=lambda: ["sha256-.*"])
+    prune_max: int = Field(default=50, ge=1)
+    verify: VerifyConfig | None = None  # replaces `defaults.verify` wholesale
+
+    @field_validator("tag_template")
+    @classmethod
+    def _tag_template(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                render_tag(v, "1.0")
+            except InvalidReference as e:
+                raise _rule(
+                    f"{v!r} does not give a valid tag: {e.reason}; e.g. '{{tag}}-mirror'"
+                ) from None
+        return v
+
+    @field_validator("prune_protect")
+    @classmethod
+    def _protect(cls, v: list[str]) -> list[str]:
+        return RepoFilter(allow=v).allow  # same regex validation
+
+    @property
+    def is_glob(self) -> bool:
+        return is_glob(self.source)
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _platforms(cls, v: Any) -> Any:
+        return None if v is None else _check_platforms(v)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if is_glob(v):
+            try:
+                split_glob(v)
+            except InvalidReference as e:
+                raise _rule(f"invalid repository glob {v!r}: {e.reason}") from None
+        elif (digest := _parse(v).digest) and (problem := algorithm_problem(digest)):
+            raise _rule(f"{problem}; pin the source by its sha256 digest instead")
+        return v
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, v: str) -> str:
+        if _parse(v.replace("{repo}", "x").replace("{name}", "x")).digest:
+            raise _rule(
+                f"found {v!r}, but a destination cannot be a digest; name a tag "
+                "(or none, to reuse the source tag), e.g. registry.example.com/mirror/alpine"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _source_vs_destination(self) -> EntryConfig:
+        if self.is_glob or has_placeholders(self.destination):
+            if _parse(self.destination.replace("{repo}", "x").replace("{name}", "x")).tag:
+                raise _rule(
+                    "names a tag, but each repository keeps its tags; remove the tag",
+                    at="destination",
+                )
+            return self
+        if self.repositories is not None:
+            raise _rule("applies only to a glob source such as reg.io/team/*", at="repositories")
+        src, dst = _parse(self.source), _parse(self.destination)
+        if src.digest and not src.tag and not dst.tag:
+            raise _rule(
+                f"the source {self.source!r} is a digest without a tag, so the destination "
+                f"must name the tag to push it as; write e.g. '{self.destination}:<tag>'",
+                at="destination",
+            )
+        if dst.tag and not src.tag and not src.digest:
+            raise _rule(
+                f"names tag {dst.tag!r}, but the source is a whole repository whose tags "
+                "keep their names; remove the tag from the destination, or name one tag "
+                "in the source",
+                at="destination",
+            )
+        same_repo = (src.registry, src.repository) == (dst.registry, dst.repository)
+        if same_repo and (dst.tag or src.tag) == src.tag:
+            raise _rule(
+                "is the same as the source, so nothing would be copied; "
+                "point the destination at another repository or registry",
+                at="destination",
+            )
+        return self
+
+
+def normalise_registry(host: str) -> str:
+    """A registry key normalised as references normalise their registry part.
+
+    Parsing a probe reference reuses the exact rules of `Reference.parse`
+    (index.docker.io -> docker.io, ...) instead of keeping a second copy.
+    """
+    if not host or "/" in host or host != host.strip():
+        raise ValueError(f"registry key {host!r} is not a host[:port]")
+    # Two path components, so Docker Hub's `library/` prefix is never added.
+    ref = Reference.parse(f"{host}/probe/probe")
+    if ref.repository != "probe/probe":
+        # "myhost/probe/probe" is docker.io/myhost/probe/probe: no reference names `myhost`.
+        raise ValueError(
+            f"{host!r} is not a registry host: a reference's first component names a "
+            "registry only if it has a '.' or ':port' or is 'localhost'"
+        )
+    return ref.registry
+
+
+_DEFAULT_REGISTRY = RegistryConfig()  # frozen, so one shared instance is safe
+
+
+class SyncConfig(_Model):
+    version: Literal[1]
+    defaults: Defaults = Field(default_factory=Defaults)
+    registries: dict[str, RegistryConfig] = Field(default_factory=dict)
+    sync: list[EntryConfig]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if v != 1 or isinstance(v, bool):
+            raise _rule(
+                f"found {describe(v)}; expected `version: 1`, the only version this syncer reads"
+            )
+        return v
+
+    @field_validator("defaults", "registries", mode="before")
+    @classmethod
+    def _empty_is_default(cls, v: Any) -> Any:
+        # A key with nothing under it (`registries:`, `docker.io:`) reads as null in
+        # YAML; it means "nothing special", not "wrong type".
+        if isinstance(v, Mapping):
+            return {k: {} if c is None else c for k, c in v.items()}
+        return {} if v is None else v
+
+    @field_validator("registries")
+    @classmethod
+    def _normalise_keys(cls, v: dict[str, RegistryConfig]) -> dict[str, RegistryConfig]:
+        out: dict[str, RegistryConfig] = {}
+        first: dict[str, str] = {}
+        for key, cfg in v.items():
+            try:
+                host = normalise_registry(key)
+            except (ValueError, InvalidReference) as e:
+                reason = e.reason if isinstance(e, InvalidReference) else str(e)
+                raise _rule(
+                    f"{reason}; use the registry host exactly as written in references, "
+                    "e.g. docker.io, ghcr.io or 127.0.0.1:5000 (put URLs in `endpoint:`)",
+                    at=key,
+                ) from None
+            if host in out:
+                raise _rule(
+                    f"{key!r} and {first[host]!r} are the same registry ({host}); "
+                    "merge them into one entry",
+                    at=key,
+                )
+            out[host], first[host] = cfg, key
+        return out
+
+    @field_validator("sync")
+    @classmethod
+    def _not_empty(cls, v: list[EntryConfig]) -> list[EntryConfig]:
+        if not v:
+            raise _rule(
+                "is empty, so there is nothing to do; add at least one entry with "
+                "`source:` and `destination:`"
+            )
+        return v
+
+    def registry_config(self, registry: str) -> RegistryConfig:
+        """Settings for `registry` (as in a Reference), or the defaults if not configured."""
+        try:
+            host = normalise_registry(registry)
+        except (ValueError, InvalidReference):
+            host = registry
+        return self.registries.get(host, _DEFAULT_REGISTRY)
+
+    def resolve(self) -> list[ResolvedEntry]:
+        """Entries with defaults merged and references parsed (validation guarantees both)."""
+        out: list[ResolvedEntry] = []
+        for i, entry in enumerate(self.sync):
+            template = entry.destination if has_placeholders(entry.destination) else None
+            glob: tuple[str, str] | None = None
+            if entry.is_glob:
+                registry, prefix, pattern = split_glob(entry.source)
+                src, glob = Reference(registry, pattern), (prefix, pattern)
+                template = template or entry.destination
+            else:
+                src = Reference.parse(entry.source)
+            if template is not None:
+                # Rendered per repository by the runner; kept readable for reports meanwhile.
+                dst = Reference.parse(template.replace("{repo}", "x").replace("{name}", "x"))
+                dst = dataclasses.replace(dst, repository=template.split("/", 1)[1])
+            else:
+                dst = Reference.parse(entry.destination)
+            if dst.tag is None and src.tag is not None:
+                dst = dataclasses.replace(dst, tag=src.tag)
+            d = self.defaults
+            platforms = d.platforms if entry.platforms is None else entry.platforms
+            out.append(
+                ResolvedEntry(
+                    index=i,
+                    source=src,
+                    destination=dst,
+                    # An entry's `tags` replaces the default wholesale: merging allow
+                    # lists would silently widen what an entry asked for.
+                    tags=entry.tags if entry.tags is not None else self.defaults.tags,
+                    platforms="all" if platforms == "all" else tuple(platforms),
+                    when=entry.when(self.defaults),
+                    glob=glob,
+                    dest_template=template,
+                    repositories=entry.repositories or RepoFilter(),
+                    tag_template=entry.tag_template,
+                    referrers=self.defaults.referrers
+                    if entry.referrers is None
+                    else entry.referrers,
+                    referrer_types=tuple(
+                        (
+                            entry.referrers_filter or self.defaults.referrers_filter or _ANY
+                        ).artifact_types
+                    ),
+                    prune=entry.prune,
+                    prune_protect=tuple(entry.prune_protect),
+                    prune_max=entry.prune_max,
+                    verify=entry.verify or self.defaults.verify,
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class ResolvedEntry:
+    """One `sync:` entry ready to run. `destination.tag` is filled in from the source tag."""
+
+    index: int
+    source: Reference
+    destination: Reference
+    tags: TagFilter
+    platforms: Literal["all"] | tuple[str, ...]
+    when: When | None = None
+    glob: tuple[str, str] | None = None  # (fixed prefix, pattern) of a `team/*` source
+    dest_template: str | None = None  # destination with {repo}/{name}, or a glob's prefix
+    repositories: RepoFilter = dataclasses.field(default_factory=RepoFilter)
+    tag_template: str | None = None
+    referrers: bool = False
+    referrer_types: tuple[str, ...] = ()  # empty: every artifact type
+    prune: bool = False
+    prune_protect: tuple[str, ...] = ("sha256-.*",)
+    prune_max: int = 50
+    verify: VerifyConfig | None = None  # signed-only mirroring (syncer.verify)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    path: Path
+    config: SyncConfig
+    entries: list[ResolvedEntry]
+
+
+# Example lines for missing keys: the message should show what to write.
+_EXAMPLES = {
+    "version": "version: 1",
+    "sync": "sync: [{source: docker.io/library/alpine, destination: registry.example.com/alpine}]",
+    "source": "source: docker.io/library/alpine",
+    "destination": "destination: registry.example.com/mirror/alpine",
+}
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, interpolate, validate and resolve sync.yaml.
+
+    Raises one ConfigError listing every problem; `env` defaults to os.environ.
+    """
+    doc = read_yaml(path)
+    if not isinstance(doc.data, dict):
+        found = "an empty file" if doc.data is None else describe(doc.data)
+        raise ConfigError(
+            f"found {found}; expected a mapping with keys version, defaults, registries, sync",
+            file=str(path),
+            where="1",
+        )
+    data, problems = interpolate(doc.data, os.environ if env is None else env)
+    try:
+        # Relative paths in the file (verify keys) start at the file's directory.
+        config = SyncConfig.model_validate(data, context={CONFIG_DIR: path.parent})
+    except ValidationError as e:
+        failed = {p.loc for p in problems}
+        for problem in validation_problems(e, SyncConfig, _EXAMPLES):
+            # A value whose interpolation failed was replaced by "": its validation
+            # error would only repeat the same problem in worse words.
+            if not any(problem.loc[: len(f)] == f for f in failed):
+                problems.append(problem)
+        raise problems_error(doc, problems) from None
+    if problems:
+        raise problems_error(doc, problems)
+    return LoadedConfig(path=path, config=config, entries=config.resolve())

@@ -1,0 +1,363 @@
+"""The registry client: the distribution API in domain terms.
+
+One `RegistryClient` serves a whole run. It keeps one `Transport` per registry
+(so tokens, connection pools and concurrency limits are shared by every entry)
+and speaks in `Reference`s and descriptors. It never retries: the transport does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from syncer.errors import (
+    DigestMismatch,
+    ManifestError,
+    NotFound,
+    RegistryError,
+    SizeMismatch,
+    UnsupportedError,
+)
+from syncer.registry.auth import repository_scope
+from syncer.registry.credentials import Credential, resolve
+from syncer.registry.digests import algorithm_problem, digest_of, hasher_for, verify_digest
+from syncer.registry.downloads import download
+from syncer.registry.oci import (
+    MANIFEST_ACCEPT,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Descriptor,
+    ImageIndex,
+    manifest_media_type,
+    parse_manifest,
+)
+from syncer.registry.options import RegistryConfig
+from syncer.registry.origin import endpoint_url
+from syncer.registry.pagination import next_link
+from syncer.registry.ratelimit import Reservation
+from syncer.registry.reference import Reference
+from syncer.registry.transport import Transport
+from syncer.registry.upload import Source, UploadSession, upload_blob
+
+RegistryConfigLookup = Callable[[str], RegistryConfig]
+CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
+
+# A registry that keeps sending `Link: rel=next` forever must not keep us forever.
+MAX_PAGES = 10_000
+# One page of tags or repositories. Some registries ignore `n` and answer everything at
+# once (and GCR adds a map of manifests), so more room than a manifest gets.
+MAX_LISTING_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    digest: str
+    media_type: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    data: bytes
+    media_type: str
+    digest: str
+
+
+def _default_credentials(registry: str, config: RegistryConfig) -> Credential | None:
+    return resolve(registry, config.credentials)
+
+
+def _pull(repo: Reference) -> frozenset[str]:
+    return frozenset({repository_scope(repo.repository, "pull")})
+
+
+def _push(repo: Reference) -> frozenset[str]:
+    return frozenset({repository_scope(repo.repository, "pull,push")})
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        configs: RegistryConfigLookup = lambda _r: RegistryConfig(),
+        *,
+        credentials: CredentialLookup = _default_credentials,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._configs = configs
+        self._http_transport = http_transport
+        self._credentials = credentials
+        self._transports: dict[str, Transport] = {}
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for t in self._transports.values():
+            await t.aclose()
+        self._transports.clear()
+
+    def transport(self, ref: Reference) -> Transport:
+        t = self._transports.get(ref.registry)
+        if t is None:
+            config = self._configs(ref.registry)
+            base = endpoint_url(ref.registry, ref.api_host, config)
+            t = Transport(
+                ref.registry,
+                base,
+                config,
+                self._credentials(ref.registry, config),
+                http_transport=self._http_transport,
+            )
+            self._transports[ref.registry] = t
+        return t
+
+    # -- pull budgets ----------------------------------------------------------
+
+    def reserve(self, ref: Reference, pulls: int) -> Reservation:
+        """Reserve `pulls` counted GETs at `ref`'s registry for one copy (Deferred if they
+        do not fit above `ratelimit.min_remaining`); pass it to `get_manifest`."""
+        return self.transport(ref).ratelimit.reserve(pulls)
+
+    def ratelimits(self) -> dict[str, dict[str, Any]]:
+        """Per registry that reports a pull budget (or deferred work): limit, remaining,
+        reserved_unused and why work was deferred; the run report's `ratelimit` section."""
+        out = {r: t.ratelimit.report() for r, t in self._transports.items()}
+        return {r: state for r, state in out.items() if state is not None}
+
+    # -- listing ---------------------------------------------------------------
+
+    async def list_tags(self, repo: Reference, *, page_size: int = 1000) -> list[str]:
+        path = f"/v2/{repo.repository}/tags/list?n={page_size}"
+        tags: list[str] = []
+        async for page in self._pages(repo, path, _pull(repo)):
+            got = page.get("tags") or []
+            if not isinstance(got, list) or not all(isinstance(t, str) for t in got):
+                raise ManifestError(f"{repo.name}: tag list is malformed")
+            tags.extend(got)
+        return tags
+
+    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
+        scopes = frozenset({"registry:catalog:*"})
+        repos: list[str] = []
+        async for page in self._pages(registry_ref, f"/v2/_catalog?n={page_size}", scopes):
+            got = page.get("repositories") or []
+            if not isinstance(got, list):
+                raise ManifestError(f"{registry_ref.registry}: catalog is malformed")
+            repos.extend(str(r) for r in got)
+        return repos
+
+    async def _pages(
+        self, ref: Reference, path: str, scopes: frozenset[str]
+    ) -> AsyncIterator[dict[str, object]]:
+        t = self.transport(ref)
+        seen: set[str] = set()
+        next_path: str | None = path
+        while next_path is not None:
+            if next_path in seen or len(seen) >= MAX_PAGES:
+                raise RegistryError(
+                    f"{ref.registry}: pagination loops (page {next_path!r} repeated)"
+                )
+            seen.add(next_path)
+            resp = await t.request("GET", next_path, scopes=scopes, max_bytes=MAX_LISTING_BYTES)
+            try:
+                data = resp.json()
+            except ValueError:
+                raise RegistryError(
+                    f"{ref.registry}: listing is not JSON", url=str(resp.request.url)
+                ) from None
+            if not isinstance(data, dict):
+                raise RegistryError(f"{ref.registry}: listing is not a JSON object")
+            yield data
+            next_path = next_link(resp.headers.get("link"))
+
+    # -- manifests -------------------------------------------------------------
+
+    async def head_manifest(self, ref: Reference) -> ManifestInfo | None:
+        """Digest and media type of a tag or digest; None when it does not exist."""
+        ident = _identifier(ref)
+        t = self.transport(ref)
+        try:
+            resp = await t.request(
+                "HEAD",
+                f"/v2/{ref.repository}/manifests/{ident}",
+                scopes=_pull(ref),
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+        except NotFound:
+            return None
+        digest = resp.headers.get("docker-content-digest")
+        media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        size = resp.headers.get("content-length")
+        if not digest:
+            # Rare registries omit the header on HEAD; only then spend a GET.
+            got = await self.get_manifest(ref)
+            return ManifestInfo(got.digest, got.media_type, len(got.data))
+        return ManifestInfo(digest, media_type, int(size) if size and size.isdigit() else None)
+
+    async def get_manifest(
+        self,
+        ref: Reference,
+        *,
+        pulls: Reservation | None = None,
+        limit: int = MAX_MANIFEST_BYTES,
+    ) -> FetchedManifest:
+        """A manifest GET, which pull quotas count: it takes one from `pulls`, the copy's
+        reservation (or reserves one itself); Deferred when the budget has no room. One over
+        `limit` bytes raises ResponseTooLarge while it streams in, unread."""
+        ident = _identifier(ref)
+        t = self.transport(ref)
+        (pulls or t.ratelimit.reserve(0)).take()
+        resp = await t.request(
+            "GET",
+            f"/v2/{ref.repository}/manifests/{ident}",
+            scopes=_pull(ref),
+            headers={"Accept": MANIFEST_ACCEPT},
+            max_bytes=limit,  # refused while it streams in, not after
+        )
+        data = resp.content
+        what = f"manifest {ref}"
+        content_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        if content_type == "text/html":
+            raise ManifestError(f"{what}: the server answered HTML, not a manifest (a login page?)")
+        media_type = manifest_media_type(data, content_type)
+        # Each digest is checked under the algorithm it names: a pinned sha512 digest and
+        # the registry's (usually sha256) header may well differ in algorithm.
+        digest = ref.digest or digest_of(data)
+        if ref.digest:
+            verify_digest(what, data, ref.digest)
+        header = resp.headers.get("docker-content-digest")
+        if header and not algorithm_problem(header):  # an unknown one proves nothing either way
+            verify_digest(what, data, header)
+        return FetchedManifest(data, media_type, digest)
+
+    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+        """Artifacts that name `digest` as subject (OCI 1.1 referrers API), or None when
+        the registry does not offer the API (callers then use the tag schema)."""
+        t = self.transport(repo)
+        try:
+            resp = await t.request(
+                "GET",
+                f"/v2/{repo.repository}/referrers/{digest}",
+                scopes=_pull(repo),
+                headers={"Accept": OCI_INDEX},
+            )
+        except (NotFound, UnsupportedError):
+            return None
+        if not resp.headers.get("content-type", "").startswith(OCI_INDEX):
+            return None
+        index = parse_manifest(resp.content, OCI_INDEX, what=f"referrers of {digest}")
+        return list(index.manifests) if isinstance(index, ImageIndex) else None
+
+    async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
+        """PUT the exact bytes under a tag or digest; returns the digest the registry stored."""
+        t = self.transport(repo)
+        resp = await t.request(
+            "PUT",
+            f"/v2/{repo.repository}/manifests/{ident}",
+            scopes=_push(repo),
+            headers={"Content-Type": media_type},
+            content=data,
+            ok=(200, 201, 202),
+        )
+        what = f"manifest pushed to {repo.name}"
+        digest = ident if ":" in ident else digest_of(data)  # tags never contain ':'
+        stored = resp.headers.get("docker-content-digest")
+        if stored and not algorithm_problem(stored):
+            verify_digest(what, data, stored)
+        return digest
+
+    async def delete_manifest(self, repo: Reference, digest: str) -> None:
+        t = self.transport(repo)
+        try:
+            await t.request(
+                "DELETE",
+                f"/v2/{repo.repository}/manifests/{digest}",
+                scopes=frozenset({repository_scope(repo.repository, "delete")}),
+                ok=(200, 202),
+            )
+        except NotFound:
+            # A retry whose first attempt deleted it (the answer was lost) meets 404: what
+            # was asked for is done if the digest is gone. Checked, never assumed.
+            if await self.head_manifest(repo.with_digest(digest)) is not None:
+                raise
+
+    # -- blobs -----------------------------------------------------------------
+
+    async def blob_exists(self, repo: Reference, digest: str) -> bool:
+        t = self.transport(repo)
+        try:
+            await t.request("HEAD", f"/v2/{repo.repository}/blobs/{digest}", scopes=_pull(repo))
+        except NotFound:
+            return False
+        return True
+
+    async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
+        """Stream a blob, verifying size and digest before the last byte is handed over.
+
+        Because the final chunk is withheld until the digest checks out, a
+        consumer that forwards chunks to an upload never completes a corrupt one.
+        """
+        what = f"blob {desc.digest} from {repo.name}"
+        algo = desc.digest.partition(":")[0]
+        hasher = hasher_for(desc.digest, what)
+        t = self.transport(repo)
+        pending: bytes | None = None
+        total = 0
+        async for chunk in download(
+            t,
+            f"/v2/{repo.repository}/blobs/{desc.digest}",
+            scopes=_pull(repo),
+            headers={"Accept-Encoding": "identity"},
+        ):
+            total += len(chunk)
+            if total > desc.size:
+                raise SizeMismatch(what, desc.size, total)
+            hasher.update(chunk)
+            if pending is not None:
+                yield pending
+            pending = chunk
+        if total != desc.size:
+            raise SizeMismatch(what, desc.size, total)
+        actual = f"{algo}:{hasher.hexdigest()}"
+        if actual != desc.digest:
+            raise DigestMismatch(what, desc.digest, actual)
+        if pending is not None:
+            yield pending
+
+    async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
+        """Cross-repo mount on the same registry. False when the registry declined."""
+        t = self.transport(repo)
+        scopes = _push(repo) | _pull(from_repo)
+        query = urlencode({"mount": digest, "from": from_repo.repository})
+        resp = await t.request(
+            "POST",
+            f"/v2/{repo.repository}/blobs/uploads/?{query}",
+            scopes=scopes,
+            ok=(201, 202),
+        )
+        if resp.status_code == 201:
+            return True
+        # 202: the registry opened an upload instead; cancel it so it does not linger.
+        if resp.headers.get("location"):
+            session = UploadSession(t, repo.repository, scopes)
+            session.location = str(resp.request.url.join(resp.headers["location"]))
+            await session.cancel()
+        return False
+
+    async def upload_blob(self, repo: Reference, desc: Descriptor, source: Source) -> None:
+        """Upload a blob; `source()` opens its bytes (again, if the first try must restart)."""
+        await upload_blob(self.transport(repo), repo.repository, desc, source, _push(repo))
+
+
+def _identifier(ref: Reference) -> str:
+    ident = ref.identifier
+    if ident is None:
+        raise ValueError(f"{ref.name}: a tag or digest is required")
+    return ident

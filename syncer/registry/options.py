@@ -1,0 +1,109 @@
+"""Per-registry settings: how to reach a registry and what we may send it.
+
+These are the values under `registries:` in sync.yaml; the transport consumes
+them directly, so they live at the bottom of the dependency graph.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from syncer.errors import rule
+
+
+class TlsMode(StrEnum):
+    ENABLED = "enabled"  # HTTPS, certificate verified
+    INSECURE = "insecure"  # HTTPS, certificate not verified
+    DISABLED = "disabled"  # plain HTTP
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CredentialsConfig(_Strict):
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    # A registry token (Docker's `identitytoken`), exchanged at the token realm.
+    identity_token: SecretStr | None = None
+
+
+class RateLimitConfig(_Strict):
+    # Stop starting new copies from this registry when the budget would fall below this.
+    min_remaining: int = Field(default=0, ge=0)
+    # Longest Retry-After we sleep through; beyond it the work is deferred.
+    max_wait_s: float = Field(default=60.0, ge=0)
+
+
+class RetryConfig(_Strict):
+    attempts: int = Field(default=5, ge=1, le=50)
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=20.0, ge=0)
+    # Overall deadline for one logical request including all its retries.
+    deadline_s: float = Field(default=300.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class RegistryConfig(_Strict):
+    tls: TlsMode = TlsMode.ENABLED
+    endpoint: str | None = None
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    credentials: CredentialsConfig | None = None
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    ratelimit: RateLimitConfig = RateLimitConfig()
+    retry: RetryConfig = RetryConfig()
+    # Chunked (PATCH) uploads above this size, so a broken upload resumes.
+    chunk_upload_threshold: int = Field(default=64 * 1024 * 1024, ge=1)
+    chunk_size: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    search_endpoint: str | None = None
+
+    @field_validator("endpoint", "search_endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not (v.startswith("http://") or v.startswith("https://")):
+            raise ValueError("must be a URL starting with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_implied(cls, data: Any) -> Any:
+        # A CA bundle or client certificate only means something over TLS, so naming one
+        # asks for HTTPS, also on loopback where plain HTTP is otherwise the default.
+        wants_tls = isinstance(data, dict) and (data.get("ca_file") or data.get("client_cert"))
+        if wants_tls and "tls" not in data:
+            return {**data, "tls": TlsMode.ENABLED}
+        return data
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> RegistryConfig:
+        files = [k for k in ("ca_file", "client_cert", "client_key") if getattr(self, k)]
+        if not files:
+            return self
+        if self.client_key is not None and self.client_cert is None:
+            raise rule(
+                "is set without client_cert; add client_cert: /path/cert.pem", at="client_key"
+            )
+        plain = "tls: disabled" if self.tls == TlsMode.DISABLED else None
+        if self.endpoint is not None and self.endpoint.startswith("http://"):
+            plain = f"endpoint {self.endpoint}"
+        if plain is not None:
+            raise rule(
+                f"is only used over TLS, but {plain} means plain HTTP; remove {files[0]}, "
+                "or reach the registry over https",
+                at=files[0],
+            )
+        from syncer.registry.tls import tls_file_problem  # tls builds on this module
+
+        if (problem := tls_file_problem(self)) is not None:
+            key, message = problem
+            raise rule(message, at=key)
+        return self

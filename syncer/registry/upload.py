@@ -1,0 +1,328 @@
+"""Blob upload sessions: monolithic PUT, or chunked PATCHes that resume after a break.
+
+Small blobs go up in one streamed PUT. Blobs above the registry's
+`chunk_upload_threshold` (and any blob whose registry refuses a monolithic PUT)
+go up in chunks: a broken PATCH is not replayed blindly, since the registry may
+have stored part of it; we ask the session how far it got (`GET` the upload
+URL, `Range: 0-N`) and send only the rest. One chunk is buffered at a time, so
+memory stays bounded by `chunk_size`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from syncer.errors import NotFound, RateLimited, RegistryError, TransportError
+from syncer.registry.oci import Descriptor
+from syncer.registry.transport import RETRY_STATUSES, ReplayableBody, Transport
+
+log = structlog.get_logger("syncer.registry.upload")
+
+Source = Callable[[], AsyncIterator[bytes]]
+# Statuses with which registries say "no monolithic upload here".
+MONOLITHIC_REFUSED = frozenset({400, 405, 413, 416, 501})
+
+
+class SessionLost(TransportError):
+    """The registry no longer has our upload session (expired, or dropped because a broken
+    PATCH left it at an offset it would not resume from): the upload must start over."""
+
+
+class _SourceEnded(TransportError):
+    """The source ran out (before, or exactly at, the declared size)."""
+
+
+class UploadSession:
+    def __init__(self, transport: Transport, repository: str, scopes: frozenset[str]) -> None:
+        self.t = transport
+        self.repository = repository
+        self.scopes = scopes
+        self.location = ""
+        self.offset = 0
+
+    async def start(self) -> None:
+        resp = await self.t.request(
+            "POST", f"/v2/{self.repository}/blobs/uploads/", scopes=self.scopes, ok=(202,)
+        )
+        self.location = _location(resp)
+        self.offset = 0
+
+    async def put_whole(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        await self.t.request(
+            "PUT",
+            _with_digest(self.location, desc.digest),
+            scopes=self.scopes,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
+            content=chunks,
+            ok=(201,),
+        )
+
+    async def put_chunked(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+        source = _Source(chunks)
+        try:
+            while self.offset < desc.size:
+                length = min(self.t.config.chunk_size, desc.size - self.offset)
+                await self._patch(_Chunk(source, length))
+            await source.finish()
+        finally:
+            await source.abandon()
+        await self.t.request(
+            "PUT",
+            _with_digest(self.location, desc.digest),
+            scopes=self.scopes,
+            headers={"Content-Length": "0"},
+            content=b"",
+            ok=(201,),
+        )
+
+    async def _patch(self, chunk: _Chunk) -> None:
+        attempts = self.t.config.retry.attempts
+        start = self.offset
+        for attempt in range(1, attempts + 1):
+            end = start + chunk.length - 1
+            try:
+                resp = await self.t.request(
+                    "PATCH",
+                    self.location,
+                    scopes=self.scopes,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{self.offset}-{end}",
+                        "Content-Length": str(end + 1 - self.offset),
+                    },
+                    content=_Resendable(chunk, skip=self.offset - start),
+                    ok=(202,),
+                    retry=False,
+                )
+                self.location = _location(resp)
+                self.offset = end + 1
+                return
+            except (TransportError, RegistryError) as exc:
+                if chunk.source_error is not None:
+                    raise chunk.source_error from None  # the source failed, not the upload
+                if isinstance(exc, RegistryError) and exc.status in (404, 416):
+                    raise SessionLost(f"upload session at {self.t.registry}: {exc}") from None
+                if isinstance(exc, RegistryError) and (exc.status or 0) < 500:
+                    raise
+                if attempt == attempts:
+                    raise
+                accepted = await self._accepted()
+                log.warning(
+                    "chunk upload broke, resuming",
+                    repository=self.repository,
+                    offset=accepted,
+                    attempt=attempt,
+                )
+                # Never more than we sent: skipping bytes nobody received would corrupt the blob.
+                if accepted < self.offset or accepted > min(end + 1, start + chunk.pulled):
+                    raise SessionLost(
+                        f"upload session at {self.t.registry} reports offset {accepted}, "
+                        f"expected {self.offset}..{end + 1}"
+                    ) from None
+                self.offset = accepted
+                if accepted == end + 1:
+                    return
+
+    async def _accepted(self) -> int:
+        """How many bytes the session holds (`Range: 0-N` means N+1)."""
+        try:
+            resp = await self.t.request("GET", self.location, scopes=self.scopes, ok=(204,))
+        except NotFound as exc:
+            # distribution drops a session whose stored size disagrees with its state.
+            raise SessionLost(f"upload session at {self.t.registry}: {exc}") from None
+        self.location = _location(resp)
+        rng = resp.headers.get("range", "")
+        _, _, last = rng.partition("-")
+        if not last.isdigit() or (last == "0" and self.offset == 0):
+            # distribution answers "0-0" for an empty session as well as for one byte; the
+            # empty one is by far likelier, and a wrong guess earns a 416 and a restart.
+            return 0
+        return int(last) + 1
+
+    async def cancel(self) -> None:
+        if not self.location:
+            return
+        # An abandoned session expires on its own; cancelling is only tidiness.
+        with contextlib.suppress(RegistryError, TransportError):
+            await self.t.request("DELETE", self.location, scopes=self.scopes, ok=(200, 204, 404))
+
+
+async def upload_blob(
+    t: Transport, repository: str, desc: Descriptor, source: Source, scopes: frozenset[str]
+) -> None:
+    """Upload one blob; `source()` opens its bytes, again for each fresh start."""
+    chunked = desc.size > t.config.chunk_upload_threshold
+    restarts = 0
+    while True:
+        session = UploadSession(t, repository, scopes)
+        await session.start()
+        try:
+            if chunked:
+                await session.put_chunked(desc, source())
+            else:
+                await session.put_whole(desc, source())
+            return
+        except Exception as exc:
+            await session.cancel()  # nothing of a failed attempt may linger
+            refused = isinstance(exc, RegistryError) and exc.status in MONOLITHIC_REFUSED
+            if refused and not chunked:
+                log.info("monolithic upload refused, using chunks", registry=t.registry)
+                chunked = True
+                continue
+            # A streamed PUT cannot be replayed (after a break or a 5xx alike), and a chunked
+            # session the registry has dropped cannot be resumed: both start over, from a
+            # fresh source. A chunked upload that still exists was already resumed in place
+            # by put_chunked. A 429 is not restarted: the rate-limit budget decides.
+            restarts += 1
+            failed_put = isinstance(exc, TransportError) or (
+                isinstance(exc, RegistryError)
+                and exc.status in RETRY_STATUSES
+                and not isinstance(exc, RateLimited)
+            )
+            fresh_start_helps = isinstance(exc, SessionLost) or (failed_put and not chunked)
+            if not fresh_start_helps or restarts >= t.config.retry.attempts:
+                raise
+            log.warning(
+                "upload broke, restarting",
+                registry=t.registry,
+                digest=desc.digest,
+                reason=str(exc),
+            )
+            await asyncio.sleep(t.backoff(restarts))
+
+
+class _Source:
+    """A blob's byte stream, handed out in pieces of at most a requested size.
+
+    Each pull from the stream runs as its own task, shielded from the PATCH that asked
+    for it: when a connection breaks while the body writer waits here, the writer is
+    cancelled but the download below must live on, because the resumed PATCH needs the
+    very bytes that pull brings.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = memoryview(b"")
+        self._pending: asyncio.Future[bytes] | None = None
+        self._abandoned = False
+
+    async def take(self, n: int) -> memoryview:
+        while not self._rest:
+            if self._abandoned:
+                raise TransportError("blob upload abandoned")  # a writer outliving it
+            if self._pending is None:
+                self._pending = asyncio.create_task(self._pull())
+            pending = self._pending
+            try:
+                data = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                # The writer was stopped. The pull, finished or not, stays for the next
+                # take: its bytes are the ones the resumed PATCH must send.
+                if pending.cancelled() and self._pending is pending:
+                    self._pending = None
+                raise
+            except BaseException as exc:
+                if self._pending is pending:
+                    self._pending = None
+                if isinstance(exc, StopAsyncIteration):
+                    raise _SourceEnded("blob source ended before its declared size") from None
+                raise
+            if self._pending is pending:
+                self._pending = None
+            self._rest = memoryview(data)
+        piece, self._rest = self._rest[:n], self._rest[n:]
+        return piece
+
+    async def _pull(self) -> bytes:
+        return await anext(self._chunks)
+
+    async def finish(self) -> None:
+        """Drain the end: the source verifies the digest when it runs out."""
+        while True:
+            try:
+                extra = await self.take(1)
+            except _SourceEnded:
+                return  # only the end of the source; its own errors go on up
+            if extra:
+                raise TransportError("blob source is longer than its declared size")
+
+    async def abandon(self) -> None:
+        """Stop a pull still running after the upload gave up, and close the stream, so
+        the download under it hands back its connection and its host slot now."""
+        self._abandoned = True
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()  # seen: whatever it was, the upload already failed
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+class _Chunk:
+    """The next `length` bytes of the source, read while they are being sent and kept
+    until the registry has them, so a broken PATCH resends only what it lost while the
+    download and the upload overlap."""
+
+    def __init__(self, source: _Source, length: int) -> None:
+        self.source = source
+        self.length = length
+        self.held: list[memoryview] = []
+        self.pulled = 0
+        self.source_error: BaseException | None = None
+
+    async def body(self, skip: int) -> AsyncIterator[bytes]:
+        for piece in self.held:
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            yield piece[skip:]  # type: ignore[misc]
+            skip = 0
+        while self.pulled < self.length:
+            try:
+                piece = await self.source.take(self.length - self.pulled)
+            except Exception as exc:  # not CancelledError: the writer stopped, not the source
+                self.source_error = exc
+                raise
+            self.held.append(piece)
+            self.pulled += len(piece)
+            yield piece  # type: ignore[misc]
+
+
+class _Resendable(ReplayableBody):
+    """A PATCH body that can be sent again (after a 401 and a new token, say): each
+    iteration replays the held bytes after `skip`, then reads on from the source."""
+
+    def __init__(self, chunk: _Chunk, skip: int) -> None:
+        self.chunk = chunk
+        self.skip = skip
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunk.body(self.skip)
+
+
+def _location(resp: httpx.Response) -> str:
+    location = resp.headers.get("location")
+    if not location:
+        raise RegistryError(
+            "upload answered without a Location header",
+            status=resp.status_code,
+            method=resp.request.method,
+            url=str(resp.request.url),
+        )
+    return str(resp.request.url.join(location))
+
+
+def _with_digest(url: str, digest: str) -> str:
+    # Location carries the session state in its query: append, never replace it.
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}digest={quote(digest, safe=':')}"

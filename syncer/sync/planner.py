@@ -1,0 +1,169 @@
+"""Decide, without any I/O, what a sync entry must do with each tag.
+
+The runner gathers facts (tag lists, digests from HEAD requests); the planner
+turns them into a `Plan`. Keeping this pure is what lets the decision logic be
+tested exhaustively.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+IMMUTABLE_REASON = "immutable tag present at destination"
+
+
+class Action(StrEnum):
+    COPY = "copy"
+    UP_TO_DATE = "up_to_date"
+    FILTERED = "filtered"
+    MISSING = "missing"  # selected, but the source no longer has it
+    INVALID = "invalid"  # selected, but its name (or its destination name) is not a valid tag
+
+
+@dataclass(frozen=True)
+class TagPlan:
+    tag: str
+    dest_tag: str
+    action: Action
+    source_digest: str | None = None
+    dest_digest: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    items: tuple[TagPlan, ...] = field(default_factory=tuple)
+
+    def by_action(self, action: Action) -> list[TagPlan]:
+        return [i for i in self.items if i.action is action]
+
+    @property
+    def to_copy(self) -> list[TagPlan]:
+        return self.by_action(Action.COPY)
+
+    @property
+    def up_to_date(self) -> list[TagPlan]:
+        return self.by_action(Action.UP_TO_DATE)
+
+    @property
+    def filtered(self) -> list[TagPlan]:
+        return self.by_action(Action.FILTERED)
+
+    @property
+    def immutable(self) -> list[TagPlan]:
+        """Up-to-date items decided from the destination listing alone (no HEAD)."""
+        return [i for i in self.up_to_date if i.reason == IMMUTABLE_REASON]
+
+
+def split_immutable(
+    selected: Iterable[str], dest_tags: set[str] | None, immutable: Iterable[re.Pattern[str]]
+) -> tuple[list[str], list[str]]:
+    """Split selected tags into (to_check, skipped_immutable).
+
+    A tag matching an `immutable` pattern (whole tag) that the destination listing
+    already contains is never checked again: zero requests for it. Without a
+    listing (`dest_tags` None) nothing is known to be present, so nothing is skipped.
+    Tags keep their names at the destination (repository entries).
+    """
+    patterns = tuple(immutable)
+    to_check: list[str] = []
+    skipped: list[str] = []
+    for tag in selected:
+        present = dest_tags is not None and tag in dest_tags
+        if present and any(p.fullmatch(tag) for p in patterns):
+            skipped.append(tag)
+        else:
+            to_check.append(tag)
+    return to_check, skipped
+
+
+def needs_dest_head(tag: str, dest_tags: set[str] | None) -> bool:
+    """A tag absent from the destination's listing is known missing: no HEAD needed."""
+    return dest_tags is None or tag in dest_tags
+
+
+def make_plan(
+    source: Mapping[str, str | None],
+    destination: Mapping[str, str | None],
+    *,
+    filtered: Mapping[str, str] | None = None,
+    dest_tag: Mapping[str, str] | None = None,
+    immutable: Iterable[str] = (),
+    invalid: Mapping[str, str] | None = None,
+) -> Plan:
+    """Compare digests per selected tag.
+
+    `source` maps each selected source tag to its digest (None: it vanished
+    between listing and HEAD). `destination` maps destination tag names to their
+    digest (None or absent: not there). `dest_tag` renames tags at the destination.
+    `immutable` tags (from `split_immutable`) are up to date without digests.
+    `invalid` maps tags that cannot be copied (from `expand.destination_tags`) to why.
+    """
+    frozen = set(immutable)
+    if frozen & set(source):
+        raise ValueError(f"tags both checked and immutable: {sorted(frozen & set(source))}")
+    items: list[TagPlan] = []
+    for tag in sorted(frozen | set(source)):
+        target = (dest_tag or {}).get(tag, tag)
+        if tag in frozen:
+            items.append(TagPlan(tag, target, Action.UP_TO_DATE, reason=IMMUTABLE_REASON))
+            continue
+        src = source[tag]
+        dst = destination.get(target)
+        if src is None:
+            items.append(TagPlan(tag, target, Action.MISSING, None, dst, "not found at the source"))
+        elif dst == src:
+            items.append(TagPlan(tag, target, Action.UP_TO_DATE, src, dst))
+        else:
+            why = "absent at the destination" if dst is None else f"destination has {dst}"
+            items.append(TagPlan(tag, target, Action.COPY, src, dst, why))
+    for tag, why in sorted((invalid or {}).items()):
+        items.append(TagPlan(tag, tag, Action.INVALID, reason=why))
+    for tag, why in sorted((filtered or {}).items()):
+        items.append(TagPlan(tag, tag, Action.FILTERED, reason=why))
+    return Plan(tuple(items))
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    delete: tuple[str, ...]
+    protected: tuple[str, ...]
+    over_limit: tuple[str, ...]  # would be deleted, but prune_max was reached
+
+
+def plan_prune(
+    dest_tags: Iterable[str],
+    keep: Iterable[str],
+    protect: Iterable[str],
+    limit: int,
+) -> PrunePlan:
+    """Destination tags no longer selected at the source, minus protected ones, capped."""
+    kept = set(keep)
+    patterns = [re.compile(p) for p in protect]
+    delete: list[str] = []
+    protected: list[str] = []
+    for tag in sorted(set(dest_tags) - kept):
+        if any(p.fullmatch(tag) for p in patterns):
+            protected.append(tag)
+        else:
+            delete.append(tag)
+    return PrunePlan(tuple(delete[:limit]), tuple(protected), tuple(delete[limit:]))
+
+
+# The OCI tag schema for referrers on registries without the referrers API
+# (`sha256-<hex>`), plus cosign's `.sig`, `.att`, `.sbom` suffixes.
+REFERRER_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.[a-z]+)?")
+
+
+def referrer_tags(listed: Iterable[str], digests: Iterable[str | None]) -> list[str]:
+    """Tags in `listed` that attach artifacts to any of `digests`."""
+    wanted = {d.removeprefix("sha256:") for d in digests if d and d.startswith("sha256:")}
+    out = []
+    for tag in listed:
+        m = REFERRER_TAG.fullmatch(tag)
+        if m and m.group(1) in wanted:
+            out.append(tag)
+    return sorted(out)

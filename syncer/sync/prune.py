@@ -1,0 +1,172 @@
+"""Opt-in pruning: delete destination tags the source no longer selects, safely.
+
+Registries delete manifests, not tags, so a manifest that anything kept can reach is
+never deleted: a kept tag's manifest, the children of a kept index (at any depth), and
+referrer tags (`sha256-<hex>...`) naming any of those, with what they reach in turn.
+The count per run is capped; an empty source listing prunes nothing. A dry run makes
+the same decisions, so `would_prune` lists exactly what a real run would delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import structlog
+
+from syncer.config.syncfile import ResolvedEntry
+from syncer.errors import ManifestError, SyncerError
+from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.oci import IMAGE_TYPES, INDEX_TYPES, ImageIndex, parse_manifest
+from syncer.registry.reference import Reference
+from syncer.sync.planner import Plan, plan_prune, referrer_tags
+from syncer.sync.report import EntryReport, TagOutcome
+
+log = structlog.get_logger("syncer.sync.prune")
+Slot = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Reachable:
+    digests: frozenset[str]  # manifests that must survive
+    tags: frozenset[str]  # referrer tags kept because they name one of those digests
+
+
+async def reachable(
+    client: RegistryClient,
+    slot: Slot,
+    repo: Reference,
+    kept_tags: Iterable[str],
+    listed: Iterable[str],
+    known: Iterable[str] = (),
+) -> Reachable:
+    """Everything at the destination `repo` that the kept tags reach.
+
+    One HEAD per kept tag; a manifest GET only for indexes (by the HEAD's or the
+    parent's media type), never for images. `listed` is the destination's tag list,
+    searched for referrer tags; `known` are digests kept without asking (this run's
+    source digests).
+    """
+    given = {d for d in known if d}
+    seen: set[str] = set()  # walked: their children are in it too
+    start = set(kept_tags)
+    extra: set[str] = set()
+    todo = sorted(start)
+    while todo:
+        infos = await asyncio.gather(
+            *(slot(partial(client.head_manifest, repo.with_tag(t))) for t in todo)
+        )
+        await _walk(client, slot, repo, [(i.digest, i.media_type) for i in infos if i], seen)
+        # A signature of a kept digest is kept, and so is what it reaches.
+        todo = [t for t in referrer_tags(listed, seen | given) if t not in start | extra]
+        extra.update(todo)
+    return Reachable(frozenset(seen | given), frozenset(extra))
+
+
+async def _walk(
+    client: RegistryClient, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
+) -> None:
+    """Add the digests in `todo`, and every manifest an index among them names, to `seen`."""
+    while todo:
+        fresh = {d: m for d, m in todo if d not in seen}
+        seen.update(fresh)
+        # Images name only blobs, which a manifest DELETE never removes.
+        parents = [d for d, m in fresh.items() if m not in IMAGE_TYPES]
+        fetched = await asyncio.gather(
+            *(slot(partial(client.get_manifest, repo.with_digest(d))) for d in parents)
+        )
+        todo = [(c.digest, c.media_type) for f in fetched for c in _children(f)]
+
+
+def _children(got: FetchedManifest) -> list[Any]:
+    what = f"manifest {got.digest}"
+    try:
+        manifest = parse_manifest(got.data, got.media_type, what=what)
+    except ManifestError:
+        if got.media_type in INDEX_TYPES:
+            raise  # an index we cannot read may name anything: prune nothing
+        return []  # an artifact of another kind names no manifests we could delete
+    return list(manifest.manifests) if isinstance(manifest, ImageIndex) else []
+
+
+async def prune(
+    client: RegistryClient,
+    slot: Slot,
+    entry: ResolvedEntry,
+    plan: Plan,
+    dest_tags: set[str],
+    kept: set[str],
+    report: EntryReport,
+    *,
+    dry_run: bool,
+) -> None:
+    """Delete (or, dry, list) destination tags the source no longer selects.
+
+    `kept` is every selected tag of the entry (all shards' share); the caller runs
+    this in one process only (see `shard.prunes`)."""
+    if not kept and not plan.filtered:
+        report.fail(None, "prune refused: the source listed no tags at all")
+        return
+    first = plan_prune(dest_tags, kept, entry.prune_protect, entry.prune_max)
+    if not first.delete and not first.over_limit:
+        return  # nothing to delete costs no request
+    dst = entry.destination
+    # Tags this run moved (or would move) count too: they are in no listing yet.
+    present = (kept & dest_tags) | {i.dest_tag for i in plan.to_copy}
+    try:
+        reach = await reachable(
+            client, slot, dst, present, dest_tags, (i.source_digest or "" for i in plan.items)
+        )
+    except SyncerError as exc:
+        report.fail(None, f"prune skipped: cannot tell what kept tags use: {exc}")
+        return
+    pp = plan_prune(dest_tags, kept | reach.tags, entry.prune_protect, entry.prune_max)
+    for tag in pp.over_limit:
+        reason = f"prune_max {entry.prune_max} reached"
+        report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
+    for tag in pp.delete:
+        await _delete(client, slot, dst, tag, reach, report, dry_run=dry_run)
+
+
+async def _delete(
+    client: RegistryClient,
+    slot: Slot,
+    dst: Reference,
+    tag: str,
+    reach: Reachable,
+    report: EntryReport,
+    *,
+    dry_run: bool,
+) -> None:
+    digest: str | None = None
+    try:
+        info = await slot(partial(client.head_manifest, dst.with_tag(tag)))
+        if info is None:
+            return  # gone already (it shared a deleted manifest)
+        digest = info.digest
+        if digest in reach.digests:
+            why = "its manifest is used by a kept tag (as its manifest, index child or signature)"
+            report.tags.append(
+                TagOutcome(tag, "prune_skipped", destination_digest=digest, reason=why)
+            )
+            return
+        if dry_run:
+            report.tags.append(
+                TagOutcome(tag, "would_prune", destination_digest=digest, reason="not selected")
+            )
+            return
+        await slot(partial(client.delete_manifest, dst, digest))
+    except SyncerError as exc:
+        # A deletion that did not happen is a failed tag: status partial, exit 1.
+        error = f"prune failed: {exc}"
+        report.counters.tags_failed += 1
+        report.fail(tag, error)
+        report.tags.append(TagOutcome(tag, "failed", destination_digest=digest, reason=error))
+        log.error("prune failed", tag=tag, error=str(exc))
+        return
+    report.counters.tags_pruned += 1
+    report.tags.append(TagOutcome(tag, "pruned", destination_digest=digest))
+    log.info("tag pruned", tag=tag, digest=digest)

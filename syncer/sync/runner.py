@@ -1,0 +1,406 @@
+"""Run a sync: for each entry gather facts, plan, and copy what the plan says.
+
+Requests per entry when nothing changed: one (paged) tag listing on each side,
+then one manifest HEAD per selected tag on each side. A tag absent from the
+destination listing needs no destination HEAD. GETs happen only for tags that
+must be copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from syncer.config.filters import select_tags
+from syncer.config.patterns import destination_tags
+from syncer.config.syncfile import LoadedConfig, ResolvedEntry
+from syncer.errors import (
+    Deferred,
+    NotFound,
+    RateLimited,
+    Rejected,
+    SyncerError,
+)
+from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.oci import INDEX_TYPES, ImageManifest, parse_manifest
+from syncer.registry.ratelimit import Reservation
+from syncer.registry.reference import Reference
+from syncer.sync.catalog import Expansion, expand_entry
+from syncer.sync.copier import BlobLedger, Copier
+from syncer.sync.planner import (
+    REFERRER_TAG,
+    Action,
+    Plan,
+    TagPlan,
+    make_plan,
+    needs_dest_head,
+    referrer_tags,
+    split_immutable,
+)
+from syncer.sync.platforms import holds_filtered_copy, select_platforms
+from syncer.sync.progress import Progress
+from syncer.sync.prune import prune
+from syncer.sync.report import EntryReport, RunReport, TagOutcome
+from syncer.sync.shard import Shard, entry_key, owns_tag, prunes
+from syncer.sync.signatures import SignatureGate
+
+log = structlog.get_logger("syncer.sync.runner")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    only: re.Pattern[str] | None = None
+    concurrency: int = 16
+    shard: Shard | None = None  # this process handles only the tags this shard owns
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the report; our own errors already read well."""
+    if isinstance(exc, SyncerError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+class Runner:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        options: RunOptions | None = None,
+        *,
+        client: RegistryClient | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.progress = progress or Progress()
+        self.options = options or RunOptions()
+        self.client = client or RegistryClient(loaded.config.registry_config)
+        self._owns_client = client is None
+        self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
+        self.gate = SignatureGate(self.client, self.copier)
+        self._slots = asyncio.Semaphore(self.options.concurrency)
+        self._deferred_logged: set[str] = set()
+        # Source digests the check-phase HEAD showed to be indexes: a copy of one
+        # reserves two GETs up front (the index, at least one child), not one.
+        self._indexes: set[str] = set()
+
+    def selected_entries(self) -> list[ResolvedEntry]:
+        only = self.options.only
+        if only is None:
+            return list(self.loaded.entries)
+        return [
+            e
+            for e in self.loaded.entries
+            if only.search(str(e.source)) or only.search(str(e.destination))
+        ]
+
+    async def run(self) -> RunReport:
+        started = time.monotonic()
+        report = RunReport(
+            started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
+        )
+        try:
+            entries: list[ResolvedEntry] = []
+            for entry in self.selected_entries():
+                try:
+                    expansion = await expand_entry(self.client, entry)
+                except Exception as exc:
+                    expansion = Expansion([], {str(entry.source): describe(exc)})
+                entries.extend(expansion.entries)
+                for source, why in expansion.failed.items():
+                    failed = EntryReport(source, str(entry.destination))
+                    failed.fail(None, why)
+                    report.entries.append(failed)
+                    log.error("entry failed", entry=source, error=why)
+            pairs = [(e, EntryReport(str(e.source), str(e.destination))) for e in entries]
+            report.entries.extend(r for _, r in pairs)
+            self.progress.entries(len(pairs))
+            await asyncio.gather(*(self._entry(e, r) for e, r in pairs))
+        finally:
+            report.duration_s = time.monotonic() - started
+            report.ratelimit = self.client.ratelimits()
+            if self._owns_client:
+                await self.client.aclose()
+        return report
+
+    def _owns(self, entry: ResolvedEntry, tag: str) -> bool:
+        shard = self.options.shard
+        if shard is None:
+            return True
+        key = entry_key(entry.source.repo().name, entry.destination.repo().name)
+        return owns_tag(shard, key, tag)
+
+    async def _slot(self, work: Callable[[], Awaitable[T]]) -> T:
+        async with self._slots:
+            return await work()
+
+    async def _entry(self, entry: ResolvedEntry, report: EntryReport) -> None:
+        with bound_contextvars(entry=f"{entry.source} -> {entry.destination}"):
+            try:
+                plan, dest_tags, keep = await self._check(entry)
+            except Exception as exc:
+                report.fail(None, describe(exc))
+                log.error("entry failed", error=describe(exc))
+                return
+            c = report.counters
+            c.tags_filtered += len(plan.filtered)
+            c.tags_checked += len(plan.items) - len(plan.filtered)
+            for item in plan.items:
+                if item.action is Action.UP_TO_DATE:
+                    c.tags_up_to_date += 1
+                    report.tags.append(_outcome(item, "up_to_date"))
+                elif item.action is Action.FILTERED:
+                    report.tags.append(_outcome(item, "filtered"))
+                elif item.action in (Action.MISSING, Action.INVALID):
+                    c.tags_failed += 1
+                    why = f"{entry.source.repo()}:{item.tag} not found at source"
+                    report.fail(item.tag, item.reason if item.action is Action.INVALID else why)
+                    report.tags.append(_outcome(item, "failed"))
+            self.progress.tags_checked(c.tags_checked)
+            for _ in range(c.tags_checked - len(plan.to_copy)):
+                self.progress.tag_done()
+            if self.options.dry_run:
+                report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
+            else:
+                await asyncio.gather(
+                    self.gate.recheck(entry, plan.up_to_date, report, self._slot),
+                    *(self._copy_tag(entry, i, report) for i in plan.to_copy),
+                )
+            if entry.prune and dest_tags is not None and prunes(self.options.shard):
+                await prune(
+                    self.client,
+                    self._slot,
+                    entry,
+                    plan,
+                    dest_tags,
+                    keep,
+                    report,
+                    dry_run=self.options.dry_run,
+                )
+            self.progress.entry_done()
+
+    async def _check(self, entry: ResolvedEntry) -> tuple[Plan, set[str] | None, set[str]]:
+        """Gather digests at both ends and plan; HEADs only, never a manifest GET.
+
+        Also returns, for pruning, the destination's tag list (when fetched) and the
+        destination names of every selected tag.
+        """
+        src, dst = entry.source, entry.destination
+        filtered: dict[str, str] = {}
+        dest_tag: dict[str, str] = {}
+        immutable: list[str] = []
+        invalid: dict[str, str] = {}
+        listed: list[str] | None = None
+        keep: set[str] = set()
+        if src.tag is None and src.digest is None:
+            listed = await self.client.list_tags(src)
+            selected, filtered = select_tags(listed, entry.tags)
+            names, invalid = destination_tags(entry.tag_template, selected)
+            # Pruning must know every selected tag, not only this shard's share.
+            keep = set(names.values())
+            selected = [t for t in names if self._owns(entry, t)]
+            invalid = {t: why for t, why in invalid.items() if self._owns(entry, t)}
+            need_dest = selected or entry.prune
+            dest_tags: set[str] | None = await self._dest_tags(dst) if need_dest else set()
+            dest_tag = {t: names[t] for t in selected}
+            present = {t for t in selected if dest_tag[t] in (dest_tags or set())}
+            # Immutable tags the destination already lists cost no request at all.
+            selected, immutable = split_immutable(selected, present, entry.tags.immutable_patterns)
+        else:
+            key = src.tag or dst.tag or ""
+            selected = [key] if self._owns(entry, key) else []
+            dest_tag[key] = dst.tag or key
+            dest_tags = None
+
+        pinned = selected[0] if src.digest is not None and selected else None
+
+        async def src_digest(tag: str) -> str | None:
+            if tag == pinned:
+                return src.digest
+            info = await self._slot(lambda: self.client.head_manifest(src.with_tag(tag)))
+            if info is None:
+                return None
+            if info.media_type in INDEX_TYPES:
+                self._indexes.add(info.digest)
+            return info.digest
+
+        async def dst_digest(tag: str) -> str | None:
+            target = dest_tag.get(tag, tag)
+            if not needs_dest_head(target, dest_tags):
+                return None
+            info = await self._slot(lambda: self.client.head_manifest(dst.with_tag(target)))
+            return info.digest if info else None
+
+        src_digests = await asyncio.gather(*(src_digest(t) for t in selected))
+        if entry.referrers:
+            # Signatures, SBOMs, attestations: tags named after the digests just seen.
+            if listed is None:
+                listed = await self.client.list_tags(src)
+            taken = set(selected) | set(immutable)
+            extra = [t for t in referrer_tags(listed, src_digests) if t not in taken]
+            dest_tag.update({t: t for t in extra})
+            for t in extra:
+                filtered.pop(t, None)  # selected after all, as a referrer of a selected tag
+            src_digests += await asyncio.gather(*(src_digest(t) for t in extra))
+            selected = selected + extra
+        dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
+        if entry.platforms != "all":
+            dst_digests = await self._filtered_copies(entry, src_digests, dst_digests)
+        destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
+        plan = make_plan(
+            dict(zip(selected, src_digests, strict=True)),
+            destination,
+            filtered=filtered,
+            dest_tag=dest_tag,
+            immutable=immutable,
+            invalid=invalid,
+        )
+        return (
+            plan,
+            dest_tags,
+            keep | {i.dest_tag for i in plan.items if i.action is not Action.FILTERED},
+        )
+
+    async def _copy_referrers(self, entry: ResolvedEntry, digest: str, report: EntryReport) -> None:
+        """Artifacts the referrers API lists for `digest`, copied untagged after their subject.
+        Registries without the API (distribution 2.8, Docker Hub) use the tag schema instead."""
+        src, dst = entry.source.repo(), entry.destination.repo()
+        listed = await self.client.referrers(src, digest)
+        for desc in listed or []:
+            kind = desc.artifact_type or ""
+            if entry.referrer_types and kind not in entry.referrer_types:
+                continue
+            if await self.client.head_manifest(dst.with_digest(desc.digest)) is not None:
+                continue
+            fetched = await self.client.get_manifest(src.with_digest(desc.digest))
+            await self.copier.copy(src, dst, fetched, report.counters, dest_ident=desc.digest)
+            report.tags.append(
+                TagOutcome(desc.digest, "copied", desc.digest, desc.digest, f"referrer of {digest}")
+            )
+
+    async def _filtered_copies(
+        self, entry: ResolvedEntry, src: list[str | None], dst: list[str | None]
+    ) -> list[str | None]:
+        """With a platform filter the destination digest differs by design: a destination
+        that holds our filtered copy of the same source counts as equal to the source."""
+        platforms = entry.platforms
+        assert platforms != "all"
+
+        async def one(s: str | None, d: str | None) -> str | None:
+            if s is None or d is None or s == d:
+                return d
+            same = await self._slot(
+                partial(holds_filtered_copy, self.client, entry.destination, d, s, platforms)
+            )
+            return s if same else d
+
+        return list(await asyncio.gather(*(one(s, d) for s, d in zip(src, dst, strict=True))))
+
+    async def _dest_tags(self, dst: Reference) -> set[str]:
+        try:
+            return set(await self.client.list_tags(dst))
+        except NotFound:
+            return set()  # a repository that does not exist yet has no tags
+
+    async def _copy_tag(self, entry: ResolvedEntry, item: TagPlan, report: EntryReport) -> None:
+        src, dst = entry.source, entry.destination
+        digest = item.source_digest
+        assert digest is not None  # COPY items always carry the source digest
+        pushed = digest
+        with bound_contextvars(tag=item.tag):
+            try:
+
+                async def work() -> str | None:
+                    # The copy's whole counted cost, reserved before its first GET.
+                    pulls = self.client.reserve(src, 2 if digest in self._indexes else 1)
+                    try:
+                        return await copy(pulls)
+                    finally:
+                        pulls.release()
+
+                async def copy(pulls: Reservation) -> str | None:
+                    nonlocal pushed
+                    signed = await self.gate.check(entry, item)  # raises Rejected
+                    fetched = await self.client.get_manifest(src.with_digest(digest), pulls=pulls)
+                    skip = _unwanted_referrer(entry, item.tag, fetched)
+                    if skip is not None:
+                        return skip
+                    if entry.platforms != "all":
+                        chosen, why = await select_platforms(
+                            self.client, src, fetched, entry.platforms
+                        )
+                        if chosen is None:
+                            return why
+                        fetched = chosen
+                    pushed = fetched.digest
+                    await self.gate.carry(entry, signed, report.counters)
+                    result = await self.copier.copy(
+                        src, dst, fetched, report.counters, dest_ident=item.dest_tag, pulls=pulls
+                    )
+                    report.skipped_foreign_layers.extend(result.skipped_foreign)
+                    if entry.referrers:
+                        await self._copy_referrers(entry, digest, report)
+                    return None
+
+                skipped = await self._slot(work)
+            except Rejected as exc:
+                self.gate.reject(entry, item, exc, report)
+                return
+            except (Deferred, RateLimited) as exc:
+                report.counters.tags_deferred += 1
+                report.tags.append(_outcome(item, "deferred", describe(exc)))
+                if src.registry not in self._deferred_logged:
+                    self._deferred_logged.add(src.registry)
+                    log.warning("deferring copies from registry", reason=describe(exc))
+                return
+            except Exception as exc:
+                report.counters.tags_failed += 1
+                report.fail(item.tag, describe(exc))
+                report.tags.append(_outcome(item, "failed", describe(exc)))
+                log.error("tag failed", error=describe(exc))
+                return
+            finally:
+                self.progress.tag_done()
+            if skipped is not None:
+                report.counters.tags_checked -= 1
+                report.counters.tags_filtered += 1
+                report.tags.append(_outcome(item, "filtered", skipped))
+                return
+            report.counters.tags_copied += 1
+            report.tags.append(_outcome(item, "copied", dest_digest=pushed))
+            log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
+
+
+def _unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest) -> str | None:
+    """Why a referrer tag is not copied (`referrers_filter.artifact_types`), or None."""
+    if not entry.referrer_types or not REFERRER_TAG.fullmatch(tag):
+        return None
+    manifest = parse_manifest(fetched.data, fetched.media_type)
+    kind = getattr(manifest, "artifact_type", None)
+    if kind is None and isinstance(manifest, ImageManifest):
+        kind = manifest.config.media_type
+    if kind in entry.referrer_types:
+        return None
+    return f"artifact type {kind} not in referrers_filter.artifact_types"
+
+
+def _outcome(
+    item: TagPlan, action: str, reason: str | None = None, *, dest_digest: str | None = None
+) -> TagOutcome:
+    return TagOutcome(
+        tag=item.tag,
+        action=action,
+        source_digest=item.source_digest,
+        destination_digest=dest_digest or item.dest_digest,
+        reason=reason if reason is not None else item.reason,
+    )

@@ -1,0 +1,105 @@
+"""The runner's side of `verify:`: which tags need a signature, what a rejection does,
+and the signature that travels with each copied tag.
+
+A tag is verified when it is about to be copied, before any of its content is read;
+an up-to-date tag was verified when it was copied and costs nothing more, unless the
+policy says `recheck: true`. Referrer tags (`sha256-<hex>[.sig|.att|...]`) follow
+the verdict on their subject digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from typing import TypeVar
+
+import structlog
+
+from syncer.config.syncfile import ResolvedEntry
+from syncer.errors import Rejected, SyncerError
+from syncer.registry.client import RegistryClient
+from syncer.sync.copier import Copier
+from syncer.sync.planner import REFERRER_TAG, TagPlan
+from syncer.sync.report import Counters, EntryReport, TagOutcome
+from syncer.verify.verifier import Signed, Verifier
+
+log = structlog.get_logger("syncer.verify")
+T = TypeVar("T")
+Slot = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
+
+
+class SignatureGate:
+    def __init__(self, client: RegistryClient, copier: Copier) -> None:
+        self.client = client
+        self.copier = copier
+        self.verifier = Verifier(client)
+
+    async def check(self, entry: ResolvedEntry, item: TagPlan) -> Signed | None:
+        """The accepted signature of the item's source digest, or None when the entry has
+        no policy. Raises Rejected.
+
+        A referrer tag (`sha256-<hex>.sig`, `.att`, ...) passes when its subject does: what
+        is attached to an unsigned or forged image is not mirrored either."""
+        if entry.verify is None or not item.source_digest:
+            return None
+        referrer = REFERRER_TAG.fullmatch(item.tag)
+        if referrer is None:
+            return await self.verifier.verify(entry.source, item.source_digest, entry.verify)
+        subject = f"sha256:{referrer.group(1)}"
+        try:
+            await self.verifier.verify(entry.source, subject, entry.verify)
+        except Rejected as exc:
+            raise Rejected(exc.reason, f"its subject {subject}: {exc.detail}") from None
+        return None
+
+    async def carry(self, entry: ResolvedEntry, signed: Signed | None, counters: Counters) -> None:
+        """Copy the signature manifest to the destination's `sha256-<hex>.sig`. Done before
+        the tag itself, so a mirrored tag always has its signature next to it."""
+        if signed is not None:
+            await self.copier.copy(
+                entry.source, entry.destination, signed.manifest, counters, dest_ident=signed.tag
+            )
+
+    def reject(
+        self, entry: ResolvedEntry, item: TagPlan, exc: Rejected, report: EntryReport
+    ) -> None:
+        assert entry.verify is not None
+        report.counters.tags_rejected += 1
+        report.tags.append(
+            TagOutcome(item.tag, "rejected", item.source_digest, item.dest_digest, str(exc))
+        )
+        if entry.verify.on_failure == "fail":
+            report.fail(None, f"{item.tag} rejected ({exc}) and verify.on_failure is fail")
+        log.warning("tag rejected", tag=item.tag, digest=item.source_digest, reason=str(exc))
+
+    async def recheck(
+        self, entry: ResolvedEntry, items: Iterable[TagPlan], report: EntryReport, slot: Slot[None]
+    ) -> None:
+        """`recheck: true`: verify up-to-date tags as well, and bring their signature
+        manifest up to date at the destination (a re-signed image gets the new one)."""
+        if entry.verify is None or not entry.verify.recheck:
+            return
+        await asyncio.gather(*(slot(partial(self._recheck, entry, i, report)) for i in items))
+
+    async def _recheck(self, entry: ResolvedEntry, item: TagPlan, report: EntryReport) -> None:
+        c = report.counters
+        try:
+            signed = await self.check(entry, item)
+            if signed is None:
+                return
+            there = await self.client.head_manifest(entry.destination.with_tag(signed.tag))
+            if there is None or there.digest != signed.manifest.digest:
+                await self.carry(entry, signed, c)
+        except (Rejected, SyncerError) as exc:
+            # The tag stays at the destination: syncer removes tags only when pruning.
+            report.tags[:] = [t for t in report.tags if t.tag != item.tag]
+            c.tags_up_to_date -= 1
+            if isinstance(exc, Rejected):
+                self.reject(entry, item, exc, report)
+                return
+            c.tags_failed += 1
+            report.fail(item.tag, str(exc))
+            report.tags.append(
+                TagOutcome(item.tag, "failed", item.source_digest, item.dest_digest, str(exc))
+            )
