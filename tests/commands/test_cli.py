@@ -16,7 +16,7 @@ from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pair(registry_factory: RegistryFactory) -> tuple[RunningRegistry, RunningRegistry]:

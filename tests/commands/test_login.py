@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from syncer.cli import main
-from syncer.client import RegistryClient
 from syncer.commands.login import password_from_stdin, registry_name
-from syncer.config import load_config
-from syncer.credentials import resolve
+from syncer.config.syncfile import load_config
 from syncer.errors import AuthenticationError
-from syncer.reference import Reference
+from syncer.registry.client import RegistryClient
+from syncer.registry.credentials import resolve
+from syncer.registry.reference import Reference
 from tests.support.fleet import app_image
 from tests.support.images import push
 from tests.support.registry import RegistryFactory, RunningRegistry

@@ -20,8 +20,8 @@ import pytest
 
 from syncer.commands import search as search_cmd
 from syncer.errors import ConfigError, InsecureCredentials, RateLimited, TransportError
-from syncer.registry_config import CredentialsConfig, RegistryConfig
-from syncer.search import (
+from syncer.registry.options import CredentialsConfig, RegistryConfig
+from syncer.registry.search import (
     SearchResult,
     apply_filters,
     credentials_allowed,
@@ -317,7 +317,7 @@ async def test_credentials_never_go_over_plain_http_to_another_host() -> None:
 def test_search_endpoint_and_credentials_come_from_sync_yaml(
     index: FakeIndex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("syncer.config")
+    pytest.importorskip("syncer.config.syncfile")
     (tmp_path / "sync.yaml").write_text(
         "version: 1\nregistries:\n  docker.io:\n"
         f"    search_endpoint: {index.url}\n"

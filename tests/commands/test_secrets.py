@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from syncer.cli import main
-from syncer.config import load_config
+from syncer.config.syncfile import load_config
 from tests.support.fleet import make_fleet
 from tests.support.registry import RegistryFactory
 from tests.support.syncer_setup import write_sync_yaml

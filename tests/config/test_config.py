@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import (
+from syncer.config.settings import Settings, default_config_path, load_settings
+from syncer.config.syncfile import (
     Defaults,
     SyncConfig,
     TagFilter,
     load_config,
 )
+from syncer.config.yamlsource import InterpolationError, format_loc, interpolate, interpolate_string
 from syncer.errors import ConfigError
-from syncer.registry_config import RegistryConfig, TlsMode
-from syncer.settings import Settings, default_config_path, load_settings
-from syncer.yamlsource import InterpolationError, format_loc, interpolate, interpolate_string
+from syncer.registry.options import RegistryConfig, TlsMode
 
 EXAMPLE = r"""
 version: 1

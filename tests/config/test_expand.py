@@ -1,12 +1,11 @@
-"""The pure helpers behind namespace globs, renames and tag templates (syncer/expand.py)."""
+"""The pure helpers behind namespace globs, renames and tag templates (config/patterns.py)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from syncer.errors import InvalidReference
-from syncer.expand import (
+from syncer.config.patterns import (
     RepoFilter,
     glob_matches,
     has_placeholders,
@@ -16,6 +15,7 @@ from syncer.expand import (
     render_tag,
     split_glob,
 )
+from syncer.errors import InvalidReference
 
 
 @pytest.mark.parametrize(

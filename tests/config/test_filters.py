@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import TagFilter, load_config
+from syncer.config.filters import NOT_SEMVER, PRERELEASE, select_tags
+from syncer.config.semver import Range, RangeError, Version, parse_tag, split_tag
+from syncer.config.syncfile import TagFilter, load_config
 from syncer.errors import ConfigError
-from syncer.filters import NOT_SEMVER, PRERELEASE
-from syncer.planner import IMMUTABLE_REASON, Action, make_plan, select_tags, split_immutable
-from syncer.semver import Range, RangeError, Version, parse_tag, split_tag
+from syncer.sync.planner import IMMUTABLE_REASON, Action, make_plan, split_immutable
 
 D1 = "sha256:" + "1" * 64
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from syncer.cli import main
-from syncer.config import load_config
+from syncer.config.syncfile import load_config
 from syncer.errors import ConfigError
 from tests.support.images import fetch_manifest_digest, make_image, make_layer, push
 from tests.support.registry import RegistryFactory, RunningRegistry

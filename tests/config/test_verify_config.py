@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from syncer.cli import main
-from syncer.config import load_config
+from syncer.config.syncfile import load_config
 from syncer.errors import ConfigError
-from syncer.metrics import Metrics
-from syncer.report import EntryReport, RunReport
+from syncer.service.metrics import Metrics
+from syncer.sync.report import EntryReport, RunReport
 from syncer.verify.cosign import parse_payload
 from tests.support import cosign
 from tests.support.cosign import SigningKey

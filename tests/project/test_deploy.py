@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
-from syncer.config import load_config
-from syncer.credentials import CONFIG_FILE, docker_config_dir
-from syncer.scheduler import group_entries
-from syncer.shard import COUNT_ENV, INDEX_ENV, Shard, shard_from_env
+from syncer.config.syncfile import load_config
+from syncer.registry.credentials import CONFIG_FILE, docker_config_dir
+from syncer.service.scheduler import group_entries
+from syncer.sync.shard import COUNT_ENV, INDEX_ENV, Shard, shard_from_env
 from tests.support import tools
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 BASE, MONITORING, SCHEDULER, SHARDED = (
     K8S / "base",

@@ -12,8 +12,8 @@ import aiohttp
 import httpx
 import pytest
 
-from syncer.aiohttp_transport import AiohttpTransport, _Body, _watch_writes
 from syncer.errors import DigestMismatch
+from syncer.registry.aiohttp_transport import AiohttpTransport, _Body, _watch_writes
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from pydantic import SecretStr
 
 from syncer.errors import AuthenticationError, PermissionDenied, RegistryError, TransportError
-from syncer.models import Descriptor
-from syncer.reference import Reference
+from syncer.registry.credentials import Credential
+from syncer.registry.oci import Descriptor
+from syncer.registry.reference import Reference
 from tests.support.images import Image, Index, make_image, make_index, make_layer, push
 from tests.support.registry import LoggedRequest, RunningRegistry
 from tests.support.registry import RegistryFactory as Factory
@@ -122,9 +124,8 @@ async def test_basic_auth(basic_registry: RunningRegistry) -> None:
             await client.list_tags(ref(basic_registry, "team/app"))
         assert f"syncer login {basic_registry.host}" in str(err.value)
     wrong = make_client(basic_registry)
-    wrong._credentials = lambda r, c: __import__("syncer.credentials").credentials.Credential(
-        username="tester", password=__import__("pydantic").SecretStr("wrong")
-    )
+    bad = Credential(username="tester", password=SecretStr("wrong"))
+    wrong._credentials = lambda r, c: bad
     async with wrong as client:
         with pytest.raises(AuthenticationError) as err:
             await client.list_tags(ref(basic_registry, "team/app"))
@@ -187,7 +188,7 @@ async def test_system_trust_is_ours_not_aiohttps_default(
     push(tls_registry.seed_url, "secure/sys", img, "v1")
     assert tls_registry.ca_file is not None
     system_like = ssl.create_default_context(cafile=str(tls_registry.ca_file))
-    monkeypatch.setattr("syncer.aiohttp_transport.system_ssl_context", lambda: system_like)
+    monkeypatch.setattr("syncer.registry.aiohttp_transport.system_ssl_context", lambda: system_like)
     async with make_client(tls_registry, ca_file=None) as client:
         info = await client.head_manifest(ref(tls_registry, "secure/sys", "v1"))
     assert info is not None and info.digest == img.digest

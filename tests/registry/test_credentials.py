@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from syncer.credentials import Credential, docker_config_dir, erase, resolve, store
 from syncer.errors import CredentialsError
-from syncer.registry_config import CredentialsConfig
+from syncer.registry.credentials import Credential, docker_config_dir, erase, resolve, store
+from syncer.registry.options import CredentialsConfig
 
 HUB_KEY = "https://index.docker.io/v1/"
 SECRET = "s3cr3t:with:colons"

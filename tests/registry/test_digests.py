@@ -9,11 +9,11 @@ import json
 import httpx
 import pytest
 
-from syncer.client import RegistryClient
 from syncer.errors import DigestMismatch, ManifestError
-from syncer.models import OCI_MANIFEST, Descriptor
-from syncer.reference import Reference
-from syncer.registry_config import RegistryConfig
+from syncer.registry.client import RegistryClient
+from syncer.registry.oci import OCI_MANIFEST, Descriptor
+from syncer.registry.options import RegistryConfig
+from syncer.registry.reference import Reference
 
 REPO = Reference.parse("reg.test/team/app")
 MANIFEST = json.dumps(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from syncer.client import RegistryClient
 from syncer.errors import ManifestError, RegistryError
-from syncer.reference import Reference
-from syncer.registry_config import RegistryConfig
+from syncer.registry.client import RegistryClient
+from syncer.registry.options import RegistryConfig
+from syncer.registry.reference import Reference
 
 REPO = Reference.parse("reg.test/team/app")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from syncer.cli import main
-from syncer.models import DOCKER_MANIFEST_LIST, OCI_MANIFEST
+from syncer.registry.oci import DOCKER_MANIFEST_LIST, OCI_MANIFEST
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import app_image
 from tests.support.images import (

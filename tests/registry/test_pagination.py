@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncer.pagination import next_link
+from syncer.registry.pagination import next_link
 
 
 @pytest.mark.parametrize(

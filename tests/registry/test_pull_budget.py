@@ -1,4 +1,4 @@
-"""The pull-budget policy (syncer/ratelimit.py) as the transport and client use it.
+"""The pull-budget policy (syncer/registry/ratelimit.py) as the transport and client use it.
 
 Pure logic: httpx.MockTransport answers, and counts what reached "the registry".
 """
@@ -11,11 +11,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from syncer.client import RegistryClient
 from syncer.errors import Deferred, RateLimited, RegistryError
-from syncer.ratelimit import PullBudget
-from syncer.reference import Reference
-from syncer.registry_config import RateLimitConfig, RegistryConfig, RetryConfig
+from syncer.registry.client import RegistryClient
+from syncer.registry.options import RateLimitConfig, RegistryConfig, RetryConfig
+from syncer.registry.ratelimit import PullBudget
+from syncer.registry.reference import Reference
 
 Handler = Callable[[httpx.Request], httpx.Response]
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

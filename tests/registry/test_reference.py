@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from syncer.errors import InvalidReference, SyncerError
-from syncer.reference import (
+from syncer.registry.reference import (
     DOCKER_HUB,
     DOCKER_HUB_API_HOST,
     DOCKER_HUB_CONFIG_KEY,

@@ -1,4 +1,4 @@
-"""`Retry-After` parsing (syncer/ratelimit.py)."""
+"""`Retry-After` parsing (syncer/registry/ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from syncer.errors import RateLimited
-from syncer.ratelimit import parse_retry_after
-from syncer.responses import error_from_response
+from syncer.registry.ratelimit import parse_retry_after
+from syncer.registry.responses import error_from_response
 
 NOW = 1445412470.0  # Wed, 21 Oct 2015 07:27:50 GMT
 
@@ -48,7 +48,7 @@ def test_garbage_means_no_advice(value: str | None) -> None:
     strict=True,
     raises=ValueError,
     reason="bug: str.isdigit() accepts '²' (a Latin-1 byte 0xB2 in a header), then float() "
-    "raises ValueError out of parse_retry_after (syncer/ratelimit.py)",
+    "raises ValueError out of parse_retry_after (syncer/registry/ratelimit.py)",
 )
 def test_a_non_ascii_digit_is_garbage_too() -> None:
     assert parse_retry_after("\u00b2", now=NOW) is None
@@ -58,7 +58,7 @@ def test_a_non_ascii_digit_is_garbage_too() -> None:
     strict=True,
     raises=ValueError,
     reason="bug: a 429 with `Retry-After: \\xb2` crashes error_from_response with ValueError "
-    "instead of giving RateLimited (syncer/ratelimit.py parse_retry_after)",
+    "instead of giving RateLimited (syncer/registry/ratelimit.py parse_retry_after)",
 )
 def test_a_429_with_a_hostile_retry_after_is_still_rate_limited() -> None:
     resp = httpx.Response(

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.config import load_config
-from syncer.models import Descriptor
-from syncer.reference import Reference
-from syncer.runner import Runner
+from syncer.config.syncfile import load_config
+from syncer.registry.oci import Descriptor
+from syncer.registry.reference import Reference
+from syncer.sync.runner import Runner
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import Fleet, assert_no_broken_tags
 from tests.support.images import make_image, random_layer, sha256_digest

@@ -10,8 +10,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.auth import parse_www_authenticate
-from syncer.credentials import Credential
 from syncer.errors import (
     AuthenticationError,
     InsecureCredentials,
@@ -19,9 +17,11 @@ from syncer.errors import (
     RateLimited,
     TransportError,
 )
-from syncer.ratelimit import parse_retry_after
-from syncer.registry_config import RegistryConfig, RetryConfig
-from syncer.transport import ReplayableBody, Transport
+from syncer.registry.auth import parse_www_authenticate
+from syncer.registry.credentials import Credential
+from syncer.registry.options import RegistryConfig, RetryConfig
+from syncer.registry.ratelimit import parse_retry_after
+from syncer.registry.transport import ReplayableBody, Transport
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=4, backoff_s=0.0, max_backoff_s=0.0))
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))

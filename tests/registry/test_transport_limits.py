@@ -13,18 +13,18 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from syncer.client import MAX_LISTING_BYTES, RegistryClient
-from syncer.credentials import Credential
 from syncer.errors import ResponseTooLarge, TransportError
-from syncer.models import MAX_MANIFEST_BYTES, Descriptor
-from syncer.origin import RegistryOrigin
-from syncer.reference import Reference
-from syncer.registry_config import RegistryConfig, RetryConfig
-from syncer.slots import HostSlots
-from syncer.transport import Transport
-from syncer.upload import UploadSession
+from syncer.registry.client import MAX_LISTING_BYTES, RegistryClient
+from syncer.registry.credentials import Credential
+from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
+from syncer.registry.options import RegistryConfig, RetryConfig
+from syncer.registry.origin import RegistryOrigin
+from syncer.registry.reference import Reference
+from syncer.registry.slots import HostSlots
+from syncer.registry.transport import Transport
+from syncer.registry.upload import UploadSession
+from tests.registry.test_aiohttp_transport import read_head, serve
 from tests.support.tls import make_tls_files
-from tests.test_aiohttp_transport import read_head, serve
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=3, backoff_s=0.0, max_backoff_s=0.0))
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))

@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.client import RegistryClient
 from syncer.errors import DigestMismatch, SizeMismatch, TransportError
-from syncer.models import Descriptor
-from syncer.reference import Reference
-from syncer.registry_config import RegistryConfig, RetryConfig
-from syncer.upload import _Chunk, _Source
+from syncer.registry.client import RegistryClient
+from syncer.registry.oci import Descriptor
+from syncer.registry.options import RegistryConfig, RetryConfig
+from syncer.registry.reference import Reference
+from syncer.registry.upload import _Chunk, _Source
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.registry import RunningRegistry
 from tests.support.syncer_setup import make_client

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from syncer.config import load_config
-from syncer.metrics import OUTCOMES, Metrics
-from syncer.report import COUNTERS, EntryReport, RunReport
+from syncer.config.syncfile import load_config
+from syncer.service.metrics import OUTCOMES, Metrics
+from syncer.sync.report import COUNTERS, EntryReport, RunReport
 from tests.support import promql, tools
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "syncer-dashboard.json"
 RULES = ROOT / "deploy" / "prometheus" / "syncer-rules.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "syncer-rules.test.yaml"

@@ -15,18 +15,18 @@ import httpx
 import pytest
 
 from syncer.cli import main
-from syncer.config import LoadedConfig, load_config
+from syncer.config.schedules import cron_trigger, parse_duration
+from syncer.config.syncfile import LoadedConfig, load_config
 from syncer.errors import ConfigError
-from syncer.report import RunReport
-from syncer.runner import RunOptions
-from syncer.scheduler import Scheduler
-from syncer.schedules import cron_trigger, parse_duration
+from syncer.service.scheduler import Scheduler
+from syncer.sync.report import RunReport
+from syncer.sync.runner import RunOptions
 from tests.support.fleet import assert_no_broken_tags, make_fleet, wait_for_requests
 from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_durations_and_cron() -> None:
@@ -106,7 +106,7 @@ async def test_no_overlap_when_a_run_outlasts_the_interval(
             active -= 1
             return RunReport(started="now")
 
-    monkeypatch.setattr("syncer.scheduler.Runner", SlowRunner)
+    monkeypatch.setattr("syncer.service.scheduler.Runner", SlowRunner)
     sched = Scheduler(cfg, RunOptions())
     task = asyncio.create_task(sched.run())
     await asyncio.sleep(2.0)

@@ -13,17 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syncer.report import EntryReport
-from syncer.runner import RunOptions
-from syncer.scheduler import Scheduler
-from syncer.serve import StatusServer
-from syncer.status import GroupRun, StatusBoard
+from syncer.service.http import StatusServer
+from syncer.service.scheduler import Scheduler
+from syncer.service.status import GroupRun, StatusBoard
+from syncer.sync.report import EntryReport
+from syncer.sync.runner import RunOptions
 from tests.support import browser
 from tests.support.fleet import make_fleet
 from tests.support.registry import RegistryFactory
 from tests.support.syncer_setup import write_sync_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC_SCREENSHOT = ROOT / "docs" / "status-page.png"
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>\"'&"
 

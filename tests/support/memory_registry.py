@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from syncer.client import RegistryClient
-from syncer.registry_config import RegistryConfig, RetryConfig
+from syncer.registry.client import RegistryClient
+from syncer.registry.options import RegistryConfig, RetryConfig
 
 # No backoff: a unit test must never sleep.
 FAST = RegistryConfig(retry=RetryConfig(attempts=2, backoff_s=0.0, max_backoff_s=0.0))

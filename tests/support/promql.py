@@ -1,6 +1,6 @@
 """What a PromQL expression reads: metric names, and the labels it matches, groups by or prints.
 
-Not a full parser: promtool checks the syntax (tests/test_monitoring.py runs every query
+Not a full parser: promtool checks the syntax (tests/service/test_monitoring.py runs every query
 through `promtool check rules`); this finds names, which needs only PromQL's lexical rules.
 """
 

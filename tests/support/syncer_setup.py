@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import yaml
 
-from syncer.client import RegistryClient
-from syncer.credentials import Credential
-from syncer.registry_config import CredentialsConfig, RegistryConfig, RetryConfig
+from syncer.registry.client import RegistryClient
+from syncer.registry.credentials import Credential
+from syncer.registry.options import CredentialsConfig, RegistryConfig, RetryConfig
 from tests.support.registry import RunningRegistry
 
 # Tests should fail fast, not back off for minutes.

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import pytest
 
-from syncer.client import FetchedManifest
-from syncer.copier import BlobLedger, Copier
 from syncer.errors import DigestMismatch, NotFound
-from syncer.models import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
-from syncer.reference import Reference
-from syncer.report import Counters
+from syncer.registry.client import FetchedManifest
+from syncer.registry.oci import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
+from syncer.registry.reference import Reference
+from syncer.sync.copier import BlobLedger, Copier
+from syncer.sync.report import Counters
 from tests.support.memory_registry import MemoryRegistry, until
 
 SRC, DST = "src.test", "dst.test"

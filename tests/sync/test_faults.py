@@ -12,15 +12,15 @@ from pathlib import Path
 import httpx
 
 from syncer.cli import main
-from syncer.config import load_config
-from syncer.runner import Runner
+from syncer.config.syncfile import load_config
+from syncer.sync.runner import Runner
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import Fleet, assert_no_broken_tags, wait_for_requests
 from tests.support.images import make_image, make_index, make_layer, push, random_layer
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from syncer.config import load_config
-from syncer.runner import Runner
+from syncer.config.syncfile import load_config
+from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import fetch_manifest_digest, push
 from tests.support.registry import RegistryFactory

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from syncer.cli import main
-from syncer.expand import destination_tags
+from syncer.config.patterns import destination_tags
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import app_image
 from tests.support.images import fetch_manifest_digest, push

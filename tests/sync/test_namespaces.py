@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from syncer.cli import main
-from syncer.config import load_config
+from syncer.config.syncfile import load_config
 from syncer.errors import ConfigError
-from syncer.runner import Runner, RunOptions
+from syncer.sync.runner import Runner, RunOptions
 from tests.support.fleet import app_image
 from tests.support.images import fetch_manifest_digest, push
 from tests.support.registry import RegistryFactory, RunningRegistry

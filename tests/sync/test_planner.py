@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from syncer.planner import Action, make_plan, needs_dest_head, select_tags
+from syncer.config.filters import select_tags
+from syncer.sync.planner import Action, make_plan, needs_dest_head
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from syncer.config import load_config
-from syncer.runner import Runner
+from syncer.config.syncfile import load_config
+from syncer.sync.runner import Runner
 from tests.support.fleet import app_image, tag_item
 from tests.support.images import Index, fetch_manifest, fetch_manifest_digest, push
 from tests.support.registry import RegistryFactory

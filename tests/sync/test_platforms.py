@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from syncer.digests import digest_of as sha
 from syncer.errors import DigestMismatch, ManifestError
-from syncer.models import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
-from syncer.platforms import (
+from syncer.registry.digests import digest_of as sha
+from syncer.registry.oci import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from syncer.sync.platforms import (
     PLATFORMS_ANNOTATION,
     SOURCE_DIGEST_ANNOTATION,
     expected_source_digest,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from syncer.progress import LARGE_BLOB, Progress, RichProgress, for_terminal
+from syncer.sync.progress import LARGE_BLOB, Progress, RichProgress, for_terminal
 
 
 async def chunks(n: int, size: int) -> AsyncIterator[bytes]:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from syncer.cli import main
-from syncer.config import load_config
-from syncer.runner import Runner, RunOptions
-from syncer.shard import Shard, entry_key, owns_tag
+from syncer.config.syncfile import load_config
+from syncer.sync.runner import Runner, RunOptions
+from syncer.sync.shard import Shard, entry_key, owns_tag
 from tests.support.fleet import app_image, tag_item
 from tests.support.images import Index, fetch_manifest_digest, push
 from tests.support.registry import RegistryFactory, RunningRegistry

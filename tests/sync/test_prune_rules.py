@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from syncer.config import ResolvedEntry
-from syncer.filters import TagFilter
-from syncer.models import OCI_INDEX, OCI_MANIFEST
-from syncer.planner import Action, Plan, TagPlan
-from syncer.prune import prune
-from syncer.reference import Reference
-from syncer.report import EntryReport
+from syncer.config.filters import TagFilter
+from syncer.config.syncfile import ResolvedEntry
+from syncer.registry.oci import OCI_INDEX, OCI_MANIFEST
+from syncer.registry.reference import Reference
+from syncer.sync.planner import Action, Plan, TagPlan
+from syncer.sync.prune import prune
+from syncer.sync.report import EntryReport
 from tests.support.memory_registry import MemoryRegistry
 
 DST, REPO = "dst.test", "m/app"
@@ -283,7 +283,7 @@ async def test_an_unreadable_kept_index_prunes_nothing() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="bug: a protected tag sharing a manifest with a stale tag is deleted with it; "
-    "prune_protect tags are not counted as reaching their manifest (syncer/prune.py)",
+    "prune_protect tags are not counted as reaching their manifest (syncer/sync/prune.py)",
 )
 async def test_a_protected_tag_survives_a_stale_tag_on_the_same_manifest() -> None:
     reg = MemoryRegistry()
@@ -296,7 +296,7 @@ async def test_a_protected_tag_survives_a_stale_tag_on_the_same_manifest() -> No
 @pytest.mark.xfail(
     strict=True,
     reason="bug: a tag over prune_max is reported prune_skipped yet deleted, when it shares "
-    "a manifest with a tag under the cap (syncer/prune.py)",
+    "a manifest with a tag under the cap (syncer/sync/prune.py)",
 )
 async def test_a_tag_over_prune_max_survives_when_it_shares_a_manifest() -> None:
     reg = MemoryRegistry()
@@ -310,7 +310,7 @@ async def test_a_tag_over_prune_max_survives_when_it_shares_a_manifest() -> None
 @pytest.mark.xfail(
     strict=True,
     reason="bug: a tag removed along with a shared manifest vanishes from the report; the "
-    "dry run lists it as would_prune (syncer/prune.py _delete: 'gone already')",
+    "dry run lists it as would_prune (syncer/sync/prune.py _delete: 'gone already')",
 )
 async def test_every_tag_a_deletion_removes_is_reported() -> None:
     reg, dry_reg = MemoryRegistry(), MemoryRegistry()
@@ -327,7 +327,7 @@ async def test_every_tag_a_deletion_removes_is_reported() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="bug: tags kept because a kept tag reaches them use up prune_max, so a stale tag "
-    "sorted after them is never deleted (syncer/prune.py: the cap is applied before reachability)",
+    "sorted after them is never deleted (sync/prune.py: the cap is applied before reachability)",
 )
 async def test_prune_max_counts_deletions_not_tags_kept_for_reachability() -> None:
     reg = MemoryRegistry()

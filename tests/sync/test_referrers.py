@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from syncer.config import load_config
-from syncer.runner import Runner
+from syncer.config.syncfile import load_config
+from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import (
     OCI_INDEX,

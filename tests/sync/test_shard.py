@@ -1,4 +1,4 @@
-"""syncer.shard: parsing, environment, and the exactly-once / balance guarantees."""
+"""syncer.sync.shard: parsing, environment, and the exactly-once / balance guarantees."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from syncer.config import load_config
+from syncer.config.syncfile import load_config
 from syncer.errors import ConfigError
-from syncer.shard import (
+from syncer.sync.shard import (
     Shard,
     bucket,
     entry_key,
@@ -165,7 +165,7 @@ def test_deterministic_across_calls_and_processes() -> None:
     assert here == [bucket(k, 7) for k in keys]
     # A new interpreter has a different str hash salt; sha256 must not care.
     code = (
-        "import sys; from syncer.shard import bucket;"
+        "import sys; from syncer.sync.shard import bucket;"
         "print(','.join(str(bucket(f'k{i}\\0tag{i}', 7)) for i in range(50)))"
     )
     out = subprocess.run(
@@ -174,7 +174,7 @@ def test_deterministic_across_calls_and_processes() -> None:
         text=True,
         check=True,
         env={"PYTHONHASHSEED": "12345"},
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     ).stdout.strip()
     assert out == ",".join(map(str, here))
     # Pinned values: changing the rule would reshuffle work between running shards.

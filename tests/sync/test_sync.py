@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from syncer.config import load_config
-from syncer.report import RunReport
-from syncer.runner import Runner, RunOptions
+from syncer.config.syncfile import load_config
+from syncer.sync.report import RunReport
+from syncer.sync.runner import Runner, RunOptions
 from tests.support.fleet import Fleet, assert_no_broken_tags, make_fleet, tag_item
 from tests.support.images import (
     Image,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from syncer.cli import main
-from syncer.config import load_config
-from syncer.report import EntryReport, RunReport
-from syncer.runner import Runner
-from syncer.verify.policy import VerifyConfig
+from syncer.config.syncfile import load_config
+from syncer.config.verify import VerifyConfig
+from syncer.sync.report import EntryReport, RunReport
+from syncer.sync.runner import Runner
 from syncer.verify.verifier import Verifier
 from tests.support import cosign
 from tests.support.cosign import SigningKey, sig_tag
