@@ -90,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, b'{"message": "not found"}')
         if mode in CANNED:
             return self._send(*CANNED[mode])
+        if mode == "flaky" and len(self.server.requests) == 1:
+            return self._send(*CANNED["500"])
         if mode == "slow":
             time.sleep(1.0)
         size = min(int(query.get("n", "25")), PAGE_CAP)
@@ -395,6 +397,33 @@ def test_errors_are_one_line_and_exit_1(
     assert err.count("\n") == 1
     assert err.startswith("syncer: error: GET " if mode != "refused" else "syncer: error: ")
     assert message in err
+
+
+def test_a_failing_index_is_retried_by_the_transport(
+    index: FakeIndex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index.mode = "flaky"  # the first answer is a 500, the next ones are good
+    assert cli("centos", "--index", index.url, "--limit", "2", "--output", "json") == 0
+    assert names(capsys) == [r["name"] for r in RECORDED[:2]]
+    assert [p for p, _q, _h in index.requests] == ["/v1/search"] * 2
+
+
+async def test_the_registry_tls_setting_allows_credentials_over_plain_http() -> None:
+    # No network: 192.0.2.1 (TEST-NET) is answered by a mock transport.
+    sent: list[str | None] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        sent.append(req.headers.get("authorization"))
+        return httpx.Response(200, json={"num_pages": 1, "results": RECORDED[:1]})
+
+    mock = httpx.MockTransport(handler)
+    kw: dict[str, Any] = {"index_url": "http://192.0.2.1", "limit": 1, "credentials": ("a", "b")}
+    with pytest.raises(InsecureCredentials, match=r"registries\.docker\.io\.tls: disabled"):
+        await search("x", **kw, config=RegistryConfig(), http_transport=mock)
+    assert sent == []
+    got = await search("x", **kw, config=RegistryConfig(tls=TlsMode.DISABLED), http_transport=mock)
+    assert [r.name for r in got] == ["centos"]
+    assert sent == [basic("a", "b")]
 
 
 async def test_rate_limit_carries_retry_after(index: FakeIndex) -> None:
