@@ -24,15 +24,14 @@ from syncer.errors import (
     EXIT_USAGE,
     AuthenticationError,
     ConfigError,
-    InsecureCredentials,
     InvalidReference,
     SyncerError,
-    redact_url,
 )
 from syncer.registry.client import RegistryClient
 from syncer.registry.credentials import Credential, erase, store
-from syncer.registry.options import RegistryConfig, TlsMode
-from syncer.registry.reference import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, Reference, is_loopback
+from syncer.registry.options import RegistryConfig
+from syncer.registry.origin import check_credentials_channel
+from syncer.registry.reference import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, Reference
 
 _NO_PASSWORD_OPTION = (
     "There is deliberately no -p/--password: a password given as an argument is visible "
@@ -95,21 +94,6 @@ def password_from_stdin(data: str) -> str:
     return data.removesuffix("\r")
 
 
-def refuse_plain_http(registry: str, base_url: str, config: RegistryConfig) -> None:
-    """Fail before any connection when the password would cross a network unencrypted.
-
-    The transport refuses too, but only after its first (anonymous) request; login
-    knows it will send credentials, so it says no up front, with the fix."""
-    parts = urlsplit(base_url)
-    if parts.scheme == "https" or is_loopback(parts.netloc) or config.tls != TlsMode.ENABLED:
-        return
-    raise InsecureCredentials(
-        f"refusing to send credentials over plain HTTP to {redact_url(base_url)}, which is "
-        f"not loopback; use HTTPS, or accept the risk with registries.{registry}.tls: "
-        "disabled (plain HTTP) or insecure in sync.yaml"
-    )
-
-
 async def verify(registry: str, config: RegistryConfig, credential: Credential) -> bool:
     """Make the registry check `credential`; True when it did, False when it asked for none.
 
@@ -121,7 +105,9 @@ async def verify(registry: str, config: RegistryConfig, credential: Credential) 
     client = RegistryClient(lambda _r: config, credentials=lambda _r, _c: credential)
     async with client:
         transport = client.transport(Reference(registry, "probe"))
-        refuse_plain_http(registry, transport.base_url, config)
+        # The transport refuses too, but only after its first (anonymous) request; login
+        # knows it will send credentials, so it says no up front, with the fix.
+        check_credentials_channel(registry, transport.base_url, config.tls)
         resp = await transport.request("GET", "/v2/")
         return "authorization" in resp.request.headers
 

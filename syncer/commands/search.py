@@ -11,8 +11,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import httpx
-
 from syncer.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -22,8 +20,9 @@ from syncer.errors import (
 )
 from syncer.registry import search as lib
 from syncer.registry.credentials import resolve
-from syncer.registry.options import RegistryConfig
-from syncer.registry.tls import make_ssl_context
+from syncer.registry.options import RegistryConfig, TlsMode
+from syncer.registry.origin import credentials_allowed
+from syncer.service.logs import configure
 
 _DESCRIPTION = """\
 Search Docker Hub (or another index with the v1 search API, as `docker search` uses)
@@ -31,7 +30,8 @@ for repositories whose name or description matches TERM.
 
 The index is --index, else `registries.docker.io.search_endpoint` from sync.yaml,
 else https://index.docker.io. Credentials under `registries.docker.io.credentials`
-are sent (HTTP Basic) only over https or to an index on this machine."""
+are sent (HTTP Basic) only over https, to an index on this machine, or where
+`registries.docker.io.tls` is insecure or disabled."""
 
 _EPILOG = """\
 --emit-sync-entry rule: each result is mirrored to DEST_PREFIX plus its Docker Hub
@@ -133,10 +133,14 @@ def run(args: argparse.Namespace) -> int:
         endpoint = settings.search_endpoint if settings else None
         index = lib.index_base(args.index or endpoint or lib.DEFAULT_INDEX)
         credentials = _credentials(settings)
-        if credentials is not None and not lib.credentials_allowed(index):
+        tls = settings.tls if settings is not None else TlsMode.ENABLED
+        if credentials is not None and not credentials_allowed(index + lib.SEARCH_PATH, tls):
             # Searching works anonymously; leaking the password would not be undone.
             _say(f"warning: not sending docker.io credentials over plain http to {index}")
             credentials = None
+        # The transport's notes (retries) go to stderr, and only errors: stdout is the
+        # table or JSON a script reads, and the final error says what failed.
+        configure(level="error")
         results = asyncio.run(_search(args.term, index, args.limit, credentials, settings))
     except ConfigError as exc:
         return _fail(exc, EXIT_USAGE)
@@ -161,14 +165,10 @@ async def _search(
     credentials: tuple[str, str] | None,
     settings: RegistryConfig | None,
 ) -> list[lib.SearchResult]:
-    # With a sync.yaml, docker.io's TLS settings (CA, client cert) apply to its index
-    # too; without one, httpx's own trust store is used, as for any HTTPS client.
-    verify = make_ssl_context(settings) if settings is not None else True
-    timeout = settings.retry.timeout_s if settings is not None else lib.DEFAULT_TIMEOUT_S
-    async with httpx.AsyncClient(verify=verify, timeout=timeout) as client:
-        return await lib.search(
-            term, index_url=index, limit=limit, credentials=credentials, client=client
-        )
+    # With a sync.yaml, docker.io's settings (TLS, retries) apply to its index too.
+    return await lib.search(
+        term, index_url=index, limit=limit, credentials=credentials, config=settings
+    )
 
 
 def _docker_io_settings(config: str | None) -> RegistryConfig | None:

@@ -20,14 +20,14 @@ import httpx
 
 from syncer.errors import (
     AuthenticationError,
-    InsecureCredentials,
     ResponseTooLarge,
     TransportError,
     redact_url,
 )
 from syncer.registry.bodies import read_capped
 from syncer.registry.credentials import Credential
-from syncer.registry.reference import is_loopback
+from syncer.registry.options import TlsMode
+from syncer.registry.origin import check_credentials_channel
 
 # Token servers answer a few hundred bytes; anything huge is broken or hostile.
 MAX_TOKEN_RESPONSE = 1024 * 1024
@@ -105,27 +105,27 @@ class Authenticator:
         credential: Credential | None,
         *,
         secure: bool,
-        allow_insecure_credentials: bool,
+        tls: TlsMode,
         http: httpx.AsyncClient,
     ) -> None:
         self.registry = registry
         self._credential = credential
         self._secure = secure
-        self._allow_insecure = allow_insecure_credentials
+        self._tls = tls
         self._http = http
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
         self._lock = asyncio.Lock()
 
     def _check_channel(self, url: str) -> None:
-        """Credentials travel only over TLS, loopback, or where the user said insecure is fine."""
-        parts = urlsplit(url)
-        if parts.scheme == "https" or self._allow_insecure or is_loopback(parts.netloc):
-            return
-        raise InsecureCredentials(
-            f"refusing to send credentials for {self.registry} over plain HTTP to "
-            f"{redact_url(url)}; use HTTPS or set registries.{self.registry}.tls: disabled"
-        )
+        check_credentials_channel(self.registry, url, self._tls)
+
+    def basic_from_the_start(self, url: str) -> None:
+        """Send Basic credentials from the first request to `url` on, unasked: a Docker
+        index answers anonymous searches and never challenges (docker does the same)."""
+        if self._credential is not None:
+            self._check_channel(url)
+            self._challenge = Challenge("basic")
 
     async def header(self, scopes: frozenset[str]) -> str | None:
         """The Authorization value to send, or None (not yet challenged / anonymous basic)."""

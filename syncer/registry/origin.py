@@ -7,23 +7,27 @@ redirects all pass through `RegistryOrigin.resolve`, so the rule exists once.
 A registry behind a TLS-terminating proxy often names itself `http://` in absolute
 Locations. Like Docker, we keep HTTPS for such a URL instead of following the downgrade:
 the credentials stay on TLS, and the request reaches the same service.
+
+`check_credentials_channel` is the one rule for where credentials may travel: over TLS,
+to this machine, or over plain HTTP where the user said so (`tls:` not `enabled`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
-from syncer.registry.options import RegistryConfig
+from syncer.errors import InsecureCredentials, redact_url
+from syncer.registry.options import RegistryConfig, TlsMode
+from syncer.registry.reference import is_loopback
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
     """The base URL to contact: explicit endpoint, else scheme from tls mode / loopback."""
-    from syncer.registry.reference import is_loopback
-
     if config.endpoint:
         return config.endpoint
     if "tls" in config.model_fields_set:
@@ -32,6 +36,24 @@ def endpoint_url(registry: str, api_host: str, config: RegistryConfig) -> str:
         # Like Docker: a registry on this machine may be plain HTTP without configuration.
         scheme = "http" if is_loopback(api_host) else "https"
     return f"{scheme}://{api_host}"
+
+
+def credentials_allowed(url: str, tls: TlsMode) -> bool:
+    """May credentials be sent to `url`? Yes over HTTPS, to this machine, or where the
+    registry's `tls:` setting (insecure, disabled) says the user accepts the risk."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or tls != TlsMode.ENABLED or is_loopback(parts.netloc)
+
+
+def check_credentials_channel(registry: str, url: str, tls: TlsMode) -> None:
+    """InsecureCredentials, with the fix, unless `credentials_allowed(url, tls)`."""
+    if credentials_allowed(url, tls):
+        return
+    raise InsecureCredentials(
+        f"refusing to send credentials over plain HTTP to {redact_url(url)}, which is not "
+        f"loopback; use HTTPS, or accept the risk with registries.{registry}.tls: disabled "
+        "(plain HTTP) or insecure in sync.yaml"
+    )
 
 
 def _key(url: httpx.URL) -> tuple[str, str, int | None]:

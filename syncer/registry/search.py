@@ -1,35 +1,43 @@
 """`syncer search`: find repositories through a Docker index's v1 search API.
 
 This is what `docker search` does: `GET {index}/v1/search?q=TERM&n=N`, filters
-applied on the client, and the same table. Only httpx, pydantic and
-`syncer.errors` are used, so searching needs no sync.yaml.
+applied on the client, and the same table. Requests go through the registry
+`Transport` with docker.io's settings (TLS, retries, credential rules, error mapping);
+searching needs no sync.yaml.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from syncer.errors import (
     AuthenticationError,
     ConfigError,
-    InsecureCredentials,
     NotFound,
     PermissionDenied,
     RateLimited,
     RegistryError,
     TransportError,
 )
+from syncer.registry.credentials import Credential
+from syncer.registry.options import RegistryConfig, RetryConfig
+from syncer.registry.reference import DOCKER_HUB
+from syncer.registry.transport import Transport
 
 DEFAULT_INDEX = "https://index.docker.io"
 DEFAULT_LIMIT = 25  # docker's default
@@ -50,11 +58,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _PREFIX = re.compile(rf"[A-Za-z0-9.-]+(?::[0-9]+)?(?:/{_COMPONENT})*")
-# Statuses with a better explanation than their reason phrase.
-_STATUS_ERRORS: dict[int, tuple[type[RegistryError], str]] = {
-    401: (AuthenticationError, "the index wants valid credentials (registries.docker.io)"),
-    403: (PermissionDenied, "the index refused the search"),
-    404: (NotFound, "no search API here; is this a Docker index with /v1/search?"),
+SEARCH_PATH = "/v1/search"
+# Errors with a better explanation than their status's reason phrase.
+_HINTS: dict[type[RegistryError], str] = {
+    AuthenticationError: "the index wants valid credentials (registries.docker.io)",
+    PermissionDenied: "the index refused the search",
+    NotFound: "no search API here; is this a Docker index with /v1/search?",
 }
 
 
@@ -130,17 +139,6 @@ def apply_filters(results: Sequence[SearchResult], filters: list[str]) -> list[S
     return [r for r in results if spec.matches(r)]
 
 
-def credentials_allowed(index_url: str) -> bool:
-    """Basic auth goes only where nobody can read it on the way: HTTPS, or this machine."""
-    url = httpx.URL(index_url)
-    if url.scheme == "https" or url.host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(url.host).is_loopback
-    except ValueError:
-        return False
-
-
 def index_base(index_url: str) -> str:
     """Validate an index URL (`--index`, `search_endpoint`); ConfigError if unusable."""
     try:
@@ -163,41 +161,52 @@ async def search(
     index_url: str,
     limit: int,
     credentials: tuple[str, str] | None = None,
-    client: httpx.AsyncClient | None = None,
+    config: RegistryConfig | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[SearchResult]:
     """Up to `limit` results for `term` in the index's order, following its pages.
 
-    ConfigError: bad arguments (raised before any request). InsecureCredentials:
-    credentials would cross the network in clear text. TransportError: the index
-    cannot be reached. RegistryError and subclasses: an error status or not a search
-    answer; RateLimited carries Retry-After.
+    `config` is docker.io's `registries:` entry: its TLS, retry and credential rules
+    apply to the index too. ConfigError: bad arguments (raised before any request).
+    InsecureCredentials: credentials would cross the network in clear text.
+    TransportError: the index cannot be reached. RegistryError and subclasses: an
+    error status or not a search answer; RateLimited carries Retry-After.
     """
     if not term.strip():
         raise ConfigError("the search term is empty")
     if not 1 <= limit <= MAX_LIMIT:
         raise ConfigError(f"limit {limit} is outside the range of [1, {MAX_LIMIT}]")
-    url = index_base(index_url) + "/v1/search"
-    auth = None
+    base = index_base(index_url)
+    credential = None
     if credentials is not None:
-        if not credentials_allowed(url):
-            raise InsecureCredentials(f"refusing to send credentials over plain http to {url}")
-        auth = httpx.BasicAuth(*credentials)
-    if client is None:
-        async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_S) as own:
-            return await _collect(own, url, term, limit, auth)
-    return await _collect(client, url, term, limit, auth)
+        credential = Credential(username=credentials[0], password=SecretStr(credentials[1]))
+    session = Transport(
+        DOCKER_HUB, base, _interactive(config), credential, http_transport=http_transport
+    )
+    try:
+        session.auth.basic_from_the_start(base + SEARCH_PATH)
+        return await _collect(session, term, limit)
+    finally:
+        await session.aclose()
 
 
-async def _collect(
-    client: httpx.AsyncClient, url: str, term: str, limit: int, auth: httpx.BasicAuth | None
-) -> list[SearchResult]:
+def _interactive(config: RegistryConfig | None) -> RegistryConfig:
+    """docker.io's settings for a search somebody waits for: a rate limit is reported
+    with its Retry-After instead of slept through."""
+    if config is None:
+        config = RegistryConfig(retry=RetryConfig(timeout_s=DEFAULT_TIMEOUT_S))
+    ratelimit = config.ratelimit.model_copy(update={"max_wait_s": 0.0})
+    return config.model_copy(update={"ratelimit": ratelimit})
+
+
+async def _collect(session: Transport, term: str, limit: int) -> list[SearchResult]:
     results: list[SearchResult] = []
     seen: set[str] = set()
     page = 1
     while True:
         # `n` stays the same on every page: the index computes page offsets from it.
         params = {"q": term, "n": str(limit)} | ({"page": str(page)} if page > 1 else {})
-        answer = await _fetch(client, url, params, auth)
+        answer = await _fetch(session, params)
         # Rankings shift while we page, so a result can come twice; and an index that
         # ignores `page` repeats itself, which must end the loop, not spin it.
         fresh = [r for r in answer.results if r.name not in seen]
@@ -208,38 +217,18 @@ async def _collect(
         page += 1
 
 
-async def _fetch(
-    client: httpx.AsyncClient, url: str, params: dict[str, str], auth: httpx.BasicAuth | None
-) -> _Page:
-    where = f"the search index at {url}"
+async def _fetch(session: Transport, params: dict[str, str]) -> _Page:
+    where = f"the search index at {session.base_url}{SEARCH_PATH}"
     try:
-        # httpx drops Authorization when a redirect leaves the index's origin.
-        async with client.stream(
-            "GET", url, params=params, auth=auth, follow_redirects=True
-        ) as resp:
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise TransportError(f"{where} sent more than {MAX_ANSWER_BYTES} bytes")
-    except httpx.ConnectTimeout:
-        raise TransportError(f"cannot reach {where}: timed out connecting") from None
-    except httpx.TimeoutException:
-        raise TransportError(f"cannot reach {where}: timed out waiting for an answer") from None
-    except httpx.HTTPError as exc:
-        detail = " ".join(str(exc).split())[:200] or exc.__class__.__name__  # one line
-        raise TransportError(f"cannot reach {where}: {detail}") from None
+        resp = await session.request("GET", SEARCH_PATH, params=params, max_bytes=MAX_ANSWER_BYTES)
+    except TransportError as exc:
+        raise TransportError(f"cannot reach {where}: {exc}") from None
+    except RegistryError as exc:
+        raise _explained(exc) from None
     final = str(resp.request.url.copy_with(query=None))
     kw: dict[str, Any] = {"status": resp.status_code, "method": "GET", "url": final}
-    if resp.status_code == 429:
-        wait = parse_retry_after(resp.headers.get("retry-after"))
-        when = f"retry after {wait:.0f}s" if wait is not None else "wait a while and retry"
-        raise RateLimited(f"rate limit reached at the search index; {when}", retry_after=wait, **kw)
-    if resp.status_code >= 300:
-        kind, message = _STATUS_ERRORS.get(resp.status_code, (RegistryError, resp.reason_phrase))
-        raise kind(message or "error", **kw)
     try:
-        return _Page.model_validate_json(bytes(body))
+        return _Page.model_validate_json(resp.content)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         if err["type"] == "json_invalid":
@@ -251,15 +240,20 @@ async def _fetch(
         raise RegistryError(detail, **kw) from None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP date."""
-    value = (value or "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+def _explained(exc: RegistryError) -> RegistryError:
+    """The transport's error (its class chosen by responses.py), told in search terms."""
+    # The query is the user's own search term: the URL alone says where it failed.
+    kw: dict[str, Any] = {"status": exc.status, "method": exc.method, "errors": exc.errors}
+    kw["url"] = exc.url.partition("?")[0]
+    if isinstance(exc, RateLimited):
+        wait = exc.retry_after
+        when = f"retry after {wait:.0f}s" if wait is not None else "wait a while and retry"
+        message = f"rate limit reached at the search index; {when}"
+        return RateLimited(message, retry_after=wait, **kw)
+    hint = _HINTS.get(type(exc))
+    if hint is None and exc.status is not None:
+        hint = httpx.codes.get_reason_phrase(exc.status)
+    return type(exc)(hint or exc.detail, **kw)
 
 
 def _width(text: str) -> int:

@@ -91,7 +91,7 @@ class Transport:
             registry,
             credential,
             secure=secure,
-            allow_insecure_credentials=config.tls != "enabled",
+            tls=config.tls,
             http=self._client,
         )
         self._probe: asyncio.Future[None] | None = None

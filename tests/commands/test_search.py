@@ -20,15 +20,14 @@ import pytest
 
 from syncer.commands import search as search_cmd
 from syncer.errors import ConfigError, InsecureCredentials, RateLimited, TransportError
-from syncer.registry.options import CredentialsConfig, RegistryConfig
+from syncer.registry.options import CredentialsConfig, RegistryConfig, RetryConfig, TlsMode
+from syncer.registry.origin import credentials_allowed
 from syncer.registry.search import (
     SearchResult,
     apply_filters,
-    credentials_allowed,
     ellipsis,
     emit_sync_entries,
     format_table,
-    parse_retry_after,
     search,
 )
 
@@ -66,7 +65,7 @@ class FakeIndex(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.mode = "paged"
         self.redirect_to = ""
-        self.requests: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        self.requests: list[tuple[str, dict[str, str], httpx.Headers]] = []
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def queries(self) -> list[dict[str, str]]:
@@ -82,7 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.server.requests.append((url.path, query, dict(self.headers.items())))
+        # Header names are case-insensitive (aiohttp sends them in lower case).
+        self.server.requests.append((url.path, query, httpx.Headers(self.headers.items())))
         mode = self.server.mode
         if mode == "redirect":
             return self._send(302, b"", {"Location": self.server.redirect_to + self.path})
@@ -90,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, b'{"message": "not found"}')
         if mode in CANNED:
             return self._send(*CANNED[mode])
+        if mode == "flaky" and len(self.server.requests) == 1:
+            return self._send(*CANNED["500"])
         if mode == "slow":
             time.sleep(1.0)
         size = min(int(query.get("n", "25")), PAGE_CAP)
@@ -306,12 +308,13 @@ async def test_credentials_never_go_over_plain_http_to_another_host() -> None:
     # Raised before any connection: 192.0.2.1 (TEST-NET) is never contacted.
     with pytest.raises(InsecureCredentials):
         await search("x", index_url="http://192.0.2.1", limit=1, credentials=("a", "b"))
-    assert credentials_allowed("https://index.docker.io")
-    assert credentials_allowed("http://127.0.0.1:5000")
-    assert credentials_allowed("http://[::1]:5000")
-    assert credentials_allowed("http://localhost")
-    assert not credentials_allowed("http://10.0.0.1")
-    assert not credentials_allowed("http://index.docker.io")
+    on = TlsMode.ENABLED
+    assert credentials_allowed("https://index.docker.io", on)
+    assert credentials_allowed("http://127.0.0.1:5000", on)
+    assert credentials_allowed("http://[::1]:5000", on)
+    assert credentials_allowed("http://localhost", on)
+    assert not credentials_allowed("http://10.0.0.1", on)
+    assert not credentials_allowed("http://index.docker.io", on)
 
 
 def test_search_endpoint_and_credentials_come_from_sync_yaml(
@@ -396,21 +399,47 @@ def test_errors_are_one_line_and_exit_1(
     assert message in err
 
 
+def test_a_failing_index_is_retried_by_the_transport(
+    index: FakeIndex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index.mode = "flaky"  # the first answer is a 500, the next ones are good
+    assert cli("centos", "--index", index.url, "--limit", "2", "--output", "json") == 0
+    assert names(capsys) == [r["name"] for r in RECORDED[:2]]
+    assert [p for p, _q, _h in index.requests] == ["/v1/search"] * 2
+
+
+async def test_the_registry_tls_setting_allows_credentials_over_plain_http() -> None:
+    # No network: 192.0.2.1 (TEST-NET) is answered by a mock transport.
+    sent: list[str | None] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        sent.append(req.headers.get("authorization"))
+        return httpx.Response(200, json={"num_pages": 1, "results": RECORDED[:1]})
+
+    mock = httpx.MockTransport(handler)
+    kw: dict[str, Any] = {"index_url": "http://192.0.2.1", "limit": 1, "credentials": ("a", "b")}
+    with pytest.raises(InsecureCredentials, match=r"registries\.docker\.io\.tls: disabled"):
+        await search("x", **kw, config=RegistryConfig(), http_transport=mock)
+    assert sent == []
+    got = await search("x", **kw, config=RegistryConfig(tls=TlsMode.DISABLED), http_transport=mock)
+    assert [r.name for r in got] == ["centos"]
+    assert sent == [basic("a", "b")]
+
+
 async def test_rate_limit_carries_retry_after(index: FakeIndex) -> None:
     index.mode = "429"
     with pytest.raises(RateLimited) as caught:
         await search("centos", index_url=index.url, limit=5)
     assert caught.value.retry_after == 30.0
     assert caught.value.status == 429
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("soon") is None
+    assert len(index.requests) == 1  # reported, not slept through: a person is waiting
 
 
 async def test_a_silent_index_times_out(index: FakeIndex) -> None:
     index.mode = "slow"
-    async with httpx.AsyncClient(timeout=0.2) as client:
-        with pytest.raises(TransportError, match="timed out waiting for an answer"):
-            await search("centos", index_url=index.url, limit=1, client=client)
+    config = RegistryConfig(retry=RetryConfig(timeout_s=0.2, attempts=1))
+    with pytest.raises(TransportError, match=r"no complete answer within 0.2s \(timeout_s\)"):
+        await search("centos", index_url=index.url, limit=1, config=config)
 
 
 async def test_bad_arguments_raise_config_error() -> None:
