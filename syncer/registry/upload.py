@@ -20,7 +20,7 @@ import structlog
 
 from syncer.errors import NotFound, RateLimited, RegistryError, TransportError
 from syncer.registry.oci import Descriptor
-from syncer.registry.transport import RETRY_STATUSES, ReplayableBody, Transport
+from syncer.registry.session import RETRY_STATUSES, RegistrySession, ReplayableBody
 
 log = structlog.get_logger("syncer.registry.upload")
 
@@ -39,7 +39,7 @@ class _SourceEnded(TransportError):
 
 
 class UploadSession:
-    def __init__(self, transport: Transport, repository: str, scopes: frozenset[str]) -> None:
+    def __init__(self, transport: RegistrySession, repository: str, scopes: frozenset[str]) -> None:
         self.t = transport
         self.repository = repository
         self.scopes = scopes
@@ -154,7 +154,7 @@ class UploadSession:
 
 
 async def upload_blob(
-    t: Transport, repository: str, desc: Descriptor, source: Source, scopes: frozenset[str]
+    t: RegistrySession, repository: str, desc: Descriptor, source: Source, scopes: frozenset[str]
 ) -> None:
     """Upload one blob; `source()` opens its bytes, again for each fresh start."""
     chunked = desc.size > t.config.chunk_upload_threshold

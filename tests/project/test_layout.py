@@ -25,7 +25,7 @@ PUBLIC = {
         "Reference",
         "RegistryClient",
         "RegistryConfig",
-        "Transport",
+        "RegistrySession",
         "parse_manifest",
     ],
     "syncer.config": [

@@ -48,7 +48,7 @@ class ReplayableBody(AsyncIterable[bytes]):
 Body = bytes | AsyncIterable[bytes] | None
 
 
-class Transport:
+class RegistrySession:
     """All HTTP traffic to one registry, for one credential."""
 
     def __init__(
