@@ -1,9 +1,20 @@
 """HTTP to one registry: pooling, per-host concurrency, auth, retries, redirects.
 
-This is the only place that retries. Callers describe a request once; the
-transport decides whether it is safe to repeat it (idempotent, body restartable),
-honours Retry-After, backs off with jitter, refreshes tokens on 401 and follows
-redirects without leaking Authorization to other hosts.
+This is the only place that retries. Callers describe a request once (a
+`RegistryRequest`); the session decides whether it is safe to repeat it (idempotent, body
+restartable), honours Retry-After, backs off with jitter, refreshes tokens on 401 and
+follows redirects without leaking Authorization to other hosts.
+
+Each concern is one step, and each step calls the next, as httpx's client does:
+
+    send                        the first-request probe, the request's deadline
+    _send_handling_retries      host slot, backoff, Retry-After, the 429 policy, final error
+    _attempt                    one try: its time limit, the body read whole, network faults
+    _judge                      the answer: success, a try to repeat, or an error to raise
+    _send_handling_auth         a 401 from the registry: learn the challenge, re-authenticate
+    _send_within_budget         the pull budget (rate limits) around each send
+    _send_with_credentials      the Authorization header, for the registry's own host only
+    ConnectionPools.send        redirects of GET/HEAD, one HTTP exchange each (pools.py)
 """
 
 from __future__ import annotations
@@ -19,33 +30,20 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 import structlog
 
-from syncer import __version__
 from syncer.errors import TransportError, redact_url
-from syncer.registry.aiohttp_transport import AiohttpTransport
 from syncer.registry.auth import Authenticator
 from syncer.registry.bodies import DEFAULT_MAX_BODY, read_capped
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig
-from syncer.registry.origin import RegistryOrigin, Target
+from syncer.registry.origin import RegistryOrigin
+from syncer.registry.pools import USER_AGENT, ConnectionPools
 from syncer.registry.ratelimit import PullBudget, counts
+from syncer.registry.request import RETRY_STATUSES, Body, RegistryRequest
 from syncer.registry.responses import error_from_response, read_error_body
-from syncer.registry.slots import HostSlots, connections_for
-from syncer.registry.tls import custom_ssl_context, redirect_ssl_context
+from syncer.registry.slots import HostSlots
 
+# The name log filters know; the session was called the transport before.
 log = structlog.get_logger("syncer.registry.transport")
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_REDIRECTS = 5
-
-USER_AGENT = f"syncer/{__version__}"
-
-
-class ReplayableBody(AsyncIterable[bytes]):
-    """A streamed body each iteration of which yields the same bytes from the start: the
-    transport may send it again (after a 401). Any other stream is sent once at most."""
-
-
-Body = bytes | AsyncIterable[bytes] | None
 
 
 class RegistrySession:
@@ -66,21 +64,11 @@ class RegistrySession:
         self.origin = RegistryOrigin(self.base_url)
         self.config = config
         secure = self.base_url.startswith("https://")
-        self._timeout = httpx.Timeout(
-            config.retry.timeout_s, connect=min(30.0, config.retry.timeout_s)
-        ).as_dict()
-        self._http: httpx.AsyncBaseTransport = http_transport or AiohttpTransport(
-            custom_ssl_context(config) if secure else None,
-            connections_for(config.max_concurrency),
-        )
-        # Redirect targets on other hosts (CDNs) get a separate pool, verified against system
-        # trust plus the registry's ca_file (tls.redirect_ssl_context), made on first use:
-        # most registries never redirect.
-        self._foreign: httpx.AsyncBaseTransport | None = http_transport
+        self._pools = ConnectionPools(registry, self.origin, config, http_transport)
         # Token requests only; they share the registry's pool.
         self._client = httpx.AsyncClient(
-            transport=self._http,
-            timeout=httpx.Timeout(**self._timeout),
+            transport=self._pools.own,
+            timeout=httpx.Timeout(**self._pools.timeout),
             follow_redirects=False,
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
@@ -98,30 +86,40 @@ class RegistrySession:
         self.ratelimit = PullBudget(registry, config.ratelimit)
 
     async def aclose(self) -> None:
-        await self._client.aclose()  # closes self._http too
-        if self._foreign is not None and self._foreign is not self._http:
-            await self._foreign.aclose()
-
-    def _foreign_transport(self) -> httpx.AsyncBaseTransport:
-        if self._foreign is None:
-            self._foreign = AiohttpTransport(
-                redirect_ssl_context(self.config), connections_for(self.config.max_concurrency)
-            )
-        return self._foreign
+        await self._client.aclose()  # closes the registry's pool too
+        await self._pools.aclose_foreign()
 
     def url(self, path: str) -> str:
         return self.origin.resolve(path).url
 
-    async def _gate(self) -> asyncio.Future[None] | None:
-        """Let the very first request go alone, so concurrent first requests don't all
-        collect a 401: it learns the auth challenge for everyone. Returns the future
-        the caller must resolve when it is the first, else None."""
-        if self._probe is None:
-            self._probe = asyncio.get_running_loop().create_future()
-            return self._probe
-        if not self._probe.done():
-            await asyncio.shield(self._probe)
-        return None
+    def backoff(self, attempt: int) -> float:
+        """The pause before try `attempt + 1` (also for a blob upload starting over)."""
+        cfg = self.config.retry
+        base: float = min(cfg.max_backoff_s, cfg.backoff_s * (2 ** (attempt - 1)))
+        return base * random.uniform(0.5, 1.0)
+
+    # -- what callers use ------------------------------------------------------
+
+    def build_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        scopes: frozenset[str] = frozenset(),
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        content: Body = None,
+        ok: tuple[int, ...] = (200,),
+        retry: bool = True,
+        max_bytes: int | None = DEFAULT_MAX_BODY,
+    ) -> RegistryRequest:
+        """`path` on this registry (or an absolute URL it named), `params` merged into the
+        query; the headers are copied, so changing the caller's dict later changes nothing."""
+        url = self.url(path)
+        if params:
+            url = str(httpx.URL(url).copy_merge_params(dict(params)))
+        headers = dict(headers or {})
+        return RegistryRequest(method, url, scopes, headers, content, ok, retry, max_bytes)
 
     async def request(
         self,
@@ -142,11 +140,18 @@ class RegistrySession:
         `retry=False` is for requests whose replay is not safe (a PATCH the server
         may have partly stored); their callers resume from the server's state instead.
         """
-        url = self.url(path)
-        if params:
-            url = str(httpx.URL(url).copy_merge_params(dict(params)))
-        call = _Call(method, url, scopes, dict(headers or {}), content, ok, retry, max_bytes)
-        async with self._attempts(call) as resp:
+        req = self.build_request(
+            method,
+            path,
+            scopes=scopes,
+            headers=headers,
+            params=params,
+            content=content,
+            ok=ok,
+            retry=retry,
+            max_bytes=max_bytes,
+        )
+        async with self.send(req) as resp:
             return resp
 
     @asynccontextmanager
@@ -160,32 +165,45 @@ class RegistrySession:
         ok: tuple[int, ...] = (200,),
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body the caller streams; the host slot is held meanwhile."""
-        call = _Call(method, self.url(path), scopes, dict(headers or {}), None, ok, True, None)
-        async with self._attempts(call) as r:
-            yield r
+        req = self.build_request(
+            method, path, scopes=scopes, headers=headers, ok=ok, max_bytes=None
+        )
+        async with self.send(req) as resp:
+            yield resp
 
     @asynccontextmanager
-    async def _attempts(self, call: _Call) -> AsyncIterator[httpx.Response]:
+    async def send(self, req: RegistryRequest) -> AsyncIterator[httpx.Response]:
+        """The answer to `req`, one of its `ok` statuses, closed when the block ends (its
+        body already read when `req.max_bytes` is set). Raises what retries did not fix."""
         probe = await self._gate()
+        progress = _Progress(probe, deadline=time.monotonic() + self.config.retry.deadline_s)
         try:
-            async with self._attempt_loop(call, probe) as resp:
+            async with self._send_handling_retries(req, progress) as resp:
                 yield resp
         finally:
             _release(probe)
 
+    # -- the steps, outermost first --------------------------------------------
+
+    async def _gate(self) -> asyncio.Future[None] | None:
+        """Let the very first request go alone, so concurrent first requests don't all
+        collect a 401: it learns the auth challenge for everyone. Returns the future
+        the caller must resolve when it is the first, else None."""
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_future()
+            return self._probe
+        if not self._probe.done():
+            await asyncio.shield(self._probe)
+        return None
+
     @asynccontextmanager
-    async def _attempt_loop(
-        self, call: _Call, probe: asyncio.Future[None] | None
+    async def _send_handling_retries(
+        self, req: RegistryRequest, progress: _Progress
     ) -> AsyncIterator[httpx.Response]:
-        cfg = self.config.retry
-        deadline = time.monotonic() + cfg.deadline_s
-        seen = _Seen()
-        attempt = 0
-        what = f"{call.method} {redact_url(call.url)}"
         while True:
-            attempt += 1
-            async with self.slots.hold(deadline, what):
-                resp, failure = await self._attempt(call, seen, probe, deadline, attempt == 1)
+            progress.attempt += 1
+            async with self.slots.hold(progress.deadline, req.what):
+                resp, failure = await self._attempt(req, progress)
                 if resp is not None and failure is None:
                     try:
                         yield resp
@@ -194,84 +212,63 @@ class RegistrySession:
                     return
             # Retryable failure: connection error, timeout, a retry status, or a redirect
             # target refusing (its URL expired or it wants credentials it must not get).
-            wait = self.backoff(attempt)
-            if resp is not None:
-                body = await read_error_body(resp)
-                error = error_from_response(resp, body, self.registry)
-                if resp.status_code == 429:
-                    # The rate-limit policy decides: wait this long, or stop (None).
-                    verdict = self.ratelimit.after_429(resp.headers, error.codes, wait)
-                    if verdict is None:
-                        raise error
-                    wait = verdict
-                final_error: Exception = error
-            else:
-                final_error = TransportError(f"{what}: {failure} talking to {self.registry}")
-            restartable = call.retry and _replayable(call.content)
-            if attempt >= cfg.attempts or not restartable or time.monotonic() + wait > deadline:
-                raise final_error
+            error, wait = await self._failed_try(req, resp, failure, progress.attempt)
+            last = progress.attempt >= self.config.retry.attempts
+            if last or not req.restartable or time.monotonic() + wait > progress.deadline:
+                raise error
             log.warning(
                 "retrying",
                 registry=self.registry,
-                method=call.method,
-                url=redact_url(call.url),
+                method=req.method,
+                url=redact_url(req.url),
                 failure=failure,
-                attempt=attempt,
+                attempt=progress.attempt,
                 wait_s=round(wait, 2),
             )
             await asyncio.sleep(wait)
 
+    async def _failed_try(
+        self, req: RegistryRequest, resp: httpx.Response | None, failure: str | None, attempt: int
+    ) -> tuple[Exception, float]:
+        """The error a failed try ends in, if it is the last, and the pause before the next.
+        A 429 asks the rate-limit policy, which may stop here (raises)."""
+        wait = self.backoff(attempt)
+        if resp is None:
+            return TransportError(f"{req.what}: {failure} talking to {self.registry}"), wait
+        body = await read_error_body(resp)
+        error = error_from_response(resp, body, self.registry)
+        if resp.status_code == 429:
+            # The rate-limit policy decides: wait this long, or stop (None).
+            verdict = self.ratelimit.after_429(resp.headers, error.codes, wait)
+            if verdict is None:
+                raise error
+            wait = verdict
+        return error, wait
+
     async def _attempt(
-        self,
-        call: _Call,
-        seen: _Seen,
-        probe: asyncio.Future[None] | None,
-        deadline: float,
-        first: bool,
+        self, req: RegistryRequest, progress: _Progress
     ) -> tuple[httpx.Response | None, str | None]:
         """One try, the body included when it is read into memory: (response, None) on
         success, else (response or None, what failed) for a retry. Raises what no retry
-        can fix. A 401 that teaches a challenge is answered here, with one more send."""
+        can fix."""
         # An answer read whole must arrive whole within timeout_s (a server trickling a byte
         # a second never trips the per-read timeout) and before the request's deadline.
         # Not so a streamed body (a PATCH of 16 MiB): the write timeout watches that one.
         limit = None
-        if call.max_bytes is not None and not isinstance(call.content, AsyncIterable):
-            limit = min(deadline, time.monotonic() + self.config.retry.timeout_s)
+        if req.max_bytes is not None and not isinstance(req.content, AsyncIterable):
+            limit = min(progress.deadline, time.monotonic() + self.config.retry.timeout_s)
         timer = asyncio.timeout_at(None if limit is None else _loop_time(limit))
         resp: httpx.Response | None = None
         try:
             async with timer:
-                counted = counts(call.method, call.url)
-                while True:
-                    if counted:  # raises Deferred when the budget has no room (left)
-                        resend = seen.reauthed or seen.discovered
-                        self.ratelimit.sending(first=first and not resend)
-                    resp, own = await self._send_following(call)
-                    self.ratelimit.update(resp.headers, counted=counted)
-                    if resp.status_code == 401 and own and await self._learn(resp, call, seen):
-                        _release(probe)  # the challenge is known: others may go
-                        continue
-                    break
-                _release(probe)
-                if not own and resp.status_code in (401, 403):
-                    # A CDN's refusal is no challenge of the registry's (its realm must never
-                    # get our password): this try failed; a fresh redirect may work.
-                    await resp.aclose()
-                    host = resp.request.url.host
-                    return None, f"HTTP {resp.status_code} from {host}, which is not the registry"
-                status = resp.status_code
-                if status not in call.ok and status not in RETRY_STATUSES and status < 500:
-                    body = await read_error_body(resp)
-                    raise error_from_response(resp, body, self.registry)
-                if status not in call.ok:
-                    return resp, f"HTTP {status}"
-                if call.max_bytes is not None:
+                resp, own = await self._send_handling_auth(req, progress)
+                kept, failure = await self._judge(req, resp, own)
+                if failure is None and req.max_bytes is not None:
                     try:
-                        resp._content = await read_capped(resp, call.max_bytes)
+                        resp._content = await read_capped(resp, req.max_bytes)
                     finally:
                         await resp.aclose()
-                return resp, None
+                return kept, failure
         except httpx.TransportError as exc:
             if resp is not None:
                 await resp.aclose()
@@ -283,98 +280,93 @@ class RegistrySession:
                 await resp.aclose()
             return None, f"no complete answer within {self.config.retry.timeout_s:g}s (timeout_s)"
 
-    async def _learn(self, resp: httpx.Response, call: _Call, seen: _Seen) -> bool:
+    async def _judge(
+        self, req: RegistryRequest, resp: httpx.Response, own: bool
+    ) -> tuple[httpx.Response | None, str | None]:
+        """(resp, None) when `resp` is an answer `req` accepts; else (the answer, if it
+        tells the error, and why this try failed) for a retry. Raises the error of an
+        answer no retry changes."""
+        status = resp.status_code
+        if not own and status in (401, 403):
+            # A CDN's refusal is no challenge of the registry's (its realm must never get our
+            # password): this try failed; a fresh redirect may work.
+            await resp.aclose()
+            return None, f"HTTP {status} from {resp.request.url.host}, which is not the registry"
+        if status not in req.ok and status not in RETRY_STATUSES and status < 500:
+            body = await read_error_body(resp)
+            raise error_from_response(resp, body, self.registry)
+        if status not in req.ok:
+            return resp, f"HTTP {status}"
+        return resp, None
+
+    async def _send_handling_auth(
+        self, req: RegistryRequest, progress: _Progress
+    ) -> tuple[httpx.Response, bool]:
+        """Send; a 401 that teaches a challenge is answered here, with one more send. Also
+        says whether the answer came from the registry itself."""
+        while True:
+            resp, own = await self._send_within_budget(req, progress)
+            if resp.status_code == 401 and own and await self._reauthenticate(resp, req, progress):
+                _release(progress.probe)  # the challenge is known: others may go
+                continue
+            _release(progress.probe)
+            return resp, own
+
+    async def _reauthenticate(
+        self, resp: httpx.Response, req: RegistryRequest, progress: _Progress
+    ) -> bool:
         """A 401 from the registry: True to send again with (new) credentials. A 401 to a
         request without credentials only tells us the challenge; one with credentials
         earns exactly one re-authentication; a later one is the answer."""
         sent_auth = "authorization" in resp.request.headers
-        if seen.reauthed if sent_auth else seen.discovered:
+        if progress.reauthed if sent_auth else progress.discovered:
             return False
         if sent_auth:
-            seen.reauthed = True
+            progress.reauthed = True
         else:
-            seen.discovered = True
+            progress.discovered = True
         await resp.aclose()
-        if not await self.auth.challenged(resp, call.scopes):
+        if not await self.auth.challenged(resp, req.scopes):
             raise error_from_response(resp, b"", self.registry)
-        if not _replayable(call.content):
+        if not req.replayable:
             # Part of the body is gone; the caller restarts the upload with the token.
             raise TransportError(
-                f"{call.method} {redact_url(call.url)}: {self.registry} asked to "
-                "authenticate again during a streamed upload"
+                f"{req.what}: {self.registry} asked to authenticate again during a streamed upload"
             )
         return True
 
-    def backoff(self, attempt: int) -> float:
-        """The pause before try `attempt + 1` (also for a blob upload starting over)."""
-        cfg = self.config.retry
-        base: float = min(cfg.max_backoff_s, cfg.backoff_s * (2 ** (attempt - 1)))
-        return base * random.uniform(0.5, 1.0)
+    async def _send_within_budget(
+        self, req: RegistryRequest, progress: _Progress
+    ) -> tuple[httpx.Response, bool]:
+        """Send, keeping the pull budget: a counted request needs room (Deferred when there
+        is none left), and every answer tells the budget what the registry reports."""
+        counted = counts(req.method, req.url)
+        if counted:
+            # Only a logical request's very first send is a new pull; a resend is not.
+            resend = progress.attempt > 1 or progress.reauthed or progress.discovered
+            self.ratelimit.sending(first=not resend)
+        resp, own = await self._send_with_credentials(req)
+        self.ratelimit.update(resp.headers, counted=counted)
+        return resp, own
 
-    async def _send_following(self, call: _Call) -> tuple[httpx.Response, bool]:
-        """Send, following redirects of GET/HEAD; also says whether the final answer came
-        from the registry itself (only then may its 401 teach us a challenge)."""
-        hdrs = dict(call.headers)
-        hdrs.setdefault("User-Agent", USER_AGENT)
-        target = self.origin.resolve(call.url)
-        # Only the registry itself gets our credentials, never a host a Link or Location named.
-        if target.own:
-            auth = await self.auth.header(call.scopes)
-            if auth:
-                hdrs["Authorization"] = auth
-        url, own, http = target.url, target.own, self._http if target.own else self._other(target)
-        for _ in range(MAX_REDIRECTS + 1):
-            # Straight to the transport, not through httpx.AsyncClient: this method already
-            # does the client's jobs (auth, redirects), and skipping its cookie and hook
-            # machinery halves the CPU a HEAD costs, which bounds the up-to-date check.
-            req = httpx.Request(
-                call.method,
-                url,
-                headers=hdrs,
-                content=call.content,
-                extensions={"timeout": self._timeout},
-            )
-            resp = await http.handle_async_request(req)
-            resp.request = req
-            redirect = resp.status_code in (301, 302, 303, 307, 308)
-            if not redirect or call.method not in ("GET", "HEAD"):
-                return resp, own
-            location = resp.headers.get("location")
-            await resp.aclose()
-            if not location:
-                return resp, own
-            target = self.origin.resolve(str(httpx.URL(url).join(location)))
-            if own and not target.own:
-                # Another host (a CDN with a signed URL): our credentials are not its business.
-                hdrs.pop("Authorization", None)
-                own, http = False, self._other(target)
-            url = target.url
-        raise TransportError(f"{call.method}: too many redirects from {self.registry}")
-
-    def _other(self, target: Target) -> httpx.AsyncBaseTransport:
-        return self._foreign_transport() if target.url.startswith("https://") else self._http
+    async def _send_with_credentials(self, req: RegistryRequest) -> tuple[httpx.Response, bool]:
+        """Send through the pools (which follow redirects); only the registry itself gets
+        our credentials, never a host a Link or Location named."""
+        authorization = None
+        if self.origin.resolve(req.url).own:
+            authorization = await self.auth.header(req.scopes)
+        return await self._pools.send(req, authorization)
 
 
 @dataclass
-class _Call:
-    """One logical request, as its caller described it."""
+class _Progress:
+    """How one logical request is going: what the steps remember between sends."""
 
-    method: str
-    url: str
-    scopes: frozenset[str]
-    headers: dict[str, str]
-    content: Body
-    ok: tuple[int, ...]
-    retry: bool
-    max_bytes: int | None  # read into memory, at most this much; None: the caller streams
-
-
-@dataclass
-class _Seen:
-    """401s already answered in this logical request."""
-
-    discovered: bool = False
-    reauthed: bool = False
+    probe: asyncio.Future[None] | None  # resolved once this first request knows the challenge
+    deadline: float  # time.monotonic() after which no try starts
+    attempt: int = 0
+    discovered: bool = False  # a 401 without credentials taught us the challenge
+    reauthed: bool = False  # a 401 with credentials earned its one re-authentication
 
 
 def _loop_time(monotonic_deadline: float) -> float:
@@ -385,10 +377,6 @@ def _loop_time(monotonic_deadline: float) -> float:
 def _no_cookies() -> CookieJar:
     # Like the registry pool: a token server's cookie is not replayed on later requests.
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
-def _replayable(content: Body) -> bool:
-    return content is None or isinstance(content, bytes | ReplayableBody)
 
 
 def _release(probe: asyncio.Future[None] | None) -> None:

@@ -20,7 +20,8 @@ import structlog
 
 from syncer.errors import NotFound, RateLimited, RegistryError, TransportError
 from syncer.registry.oci import Descriptor
-from syncer.registry.session import RETRY_STATUSES, RegistrySession, ReplayableBody
+from syncer.registry.request import RETRY_STATUSES, ReplayableBody
+from syncer.registry.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.upload")
 

@@ -25,6 +25,7 @@ PUBLIC = {
         "Reference",
         "RegistryClient",
         "RegistryConfig",
+        "RegistryRequest",
         "RegistrySession",
         "parse_manifest",
     ],
