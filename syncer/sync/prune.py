@@ -22,6 +22,7 @@ from syncer.errors import ManifestError, SyncerError
 from syncer.registry.client import FetchedManifest, RegistryClient
 from syncer.registry.oci import IMAGE_TYPES, INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
+from syncer.sync.outcome import Outcome
 from syncer.sync.planner import Plan, plan_prune, referrer_tags
 from syncer.sync.report import EntryReport, TagOutcome
 
@@ -126,7 +127,7 @@ async def prune(
     pp = plan_prune(dest_tags, kept | reach.tags, entry.prune_protect, entry.prune_max)
     for tag in pp.over_limit:
         reason = f"prune_max {entry.prune_max} reached"
-        report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
+        report.tags.append(TagOutcome(tag, Outcome.PRUNE_SKIPPED, reason=reason))
     for tag in pp.delete:
         await _delete(client, slot, dst, tag, reach, report, dry_run=dry_run)
 
@@ -150,12 +151,14 @@ async def _delete(
         if digest in reach.digests:
             why = "its manifest is used by a kept tag (as its manifest, index child or signature)"
             report.tags.append(
-                TagOutcome(tag, "prune_skipped", destination_digest=digest, reason=why)
+                TagOutcome(tag, Outcome.PRUNE_SKIPPED, destination_digest=digest, reason=why)
             )
             return
         if dry_run:
             report.tags.append(
-                TagOutcome(tag, "would_prune", destination_digest=digest, reason="not selected")
+                TagOutcome(
+                    tag, Outcome.WOULD_PRUNE, destination_digest=digest, reason="not selected"
+                )
             )
             return
         await slot(partial(client.delete_manifest, dst, digest))
@@ -164,9 +167,9 @@ async def _delete(
         error = f"prune failed: {exc}"
         report.counters.tags_failed += 1
         report.fail(tag, error)
-        report.tags.append(TagOutcome(tag, "failed", destination_digest=digest, reason=error))
+        report.tags.append(TagOutcome(tag, Outcome.FAILED, destination_digest=digest, reason=error))
         log.error("prune failed", tag=tag, error=str(exc))
         return
     report.counters.tags_pruned += 1
-    report.tags.append(TagOutcome(tag, "pruned", destination_digest=digest))
+    report.tags.append(TagOutcome(tag, Outcome.PRUNED, destination_digest=digest))
     log.info("tag pruned", tag=tag, digest=digest)

@@ -40,11 +40,11 @@ PUBLIC = {
     ],
     "syncer.verify": ["Reason", "Signed", "Verifier", "signature_tag"],
     "syncer.sync": [
-        "Action",
         "BlobLedger",
         "Copier",
         "Counters",
         "EntryReport",
+        "Outcome",
         "Plan",
         "RunOptions",
         "RunReport",
