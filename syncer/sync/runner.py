@@ -65,7 +65,7 @@ class RunOptions:
     shard: Shard | None = None  # this process handles only the tags this shard owns
 
 
-def describe(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     """One line for the report; our own errors already read well."""
     if isinstance(exc, SyncerError):
         return str(exc)
@@ -115,7 +115,7 @@ class Runner:
                 try:
                     expansion = await expand_entry(self.client, entry)
                 except Exception as exc:
-                    expansion = Expansion([], {str(entry.source): describe(exc)})
+                    expansion = Expansion([], {str(entry.source): error_line(exc)})
                 entries.extend(expansion.entries)
                 for source, why in expansion.failed.items():
                     failed = EntryReport(source, str(entry.destination))
@@ -149,8 +149,8 @@ class Runner:
             try:
                 plan, dest_tags, keep = await self._check(entry)
             except Exception as exc:
-                report.fail(None, describe(exc))
-                log.error("entry failed", error=describe(exc))
+                report.fail(None, error_line(exc))
+                log.error("entry failed", error=error_line(exc))
                 return
             c = report.counters
             c.tags_filtered += len(plan.filtered)
@@ -360,16 +360,16 @@ class Runner:
                 return
             except (Deferred, RateLimited) as exc:
                 report.counters.tags_deferred += 1
-                report.tags.append(_outcome(item, Outcome.DEFERRED, describe(exc)))
+                report.tags.append(_outcome(item, Outcome.DEFERRED, error_line(exc)))
                 if src.registry not in self._deferred_logged:
                     self._deferred_logged.add(src.registry)
-                    log.warning("deferring copies from registry", reason=describe(exc))
+                    log.warning("deferring copies from registry", reason=error_line(exc))
                 return
             except Exception as exc:
                 report.counters.tags_failed += 1
-                report.fail(item.tag, describe(exc))
-                report.tags.append(_outcome(item, Outcome.FAILED, describe(exc)))
-                log.error("tag failed", error=describe(exc))
+                report.fail(item.tag, error_line(exc))
+                report.tags.append(_outcome(item, Outcome.FAILED, error_line(exc)))
+                log.error("tag failed", error=error_line(exc))
                 return
             finally:
                 self.progress.tag_done()
