@@ -41,7 +41,7 @@ from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.registry.session import RegistrySession
-from syncer.registry.upload import Source, UploadSession, upload_blob
+from syncer.registry.upload import OpenBytes, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]
 CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
@@ -351,9 +351,9 @@ class RegistryClient:
             await session.cancel()
         return False
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, source: Source) -> None:
-        """Upload a blob; `source()` opens its bytes (again, if the first try must restart)."""
-        await upload_blob(self.session(repo), repo.repository, desc, source, _push(repo))
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: OpenBytes) -> None:
+        """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart)."""
+        await upload_blob(self.session(repo), repo.repository, desc, open_bytes, _push(repo))
 
 
 def _identifier(ref: Reference) -> str:
