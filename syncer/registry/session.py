@@ -100,27 +100,6 @@ class RegistrySession:
 
     # -- what callers use ------------------------------------------------------
 
-    def build_request(
-        self,
-        method: str,
-        path: str,
-        *,
-        scopes: frozenset[str] = frozenset(),
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        content: Body = None,
-        ok: tuple[int, ...] = (200,),
-        retry: bool = True,
-        max_bytes: int | None = DEFAULT_MAX_BODY,
-    ) -> RegistryRequest:
-        """`path` on this registry (or an absolute URL it named), `params` merged into the
-        query; the headers are copied, so changing the caller's dict later changes nothing."""
-        url = self.url(path)
-        if params:
-            url = str(httpx.URL(url).copy_merge_params(dict(params)))
-        headers = dict(headers or {})
-        return RegistryRequest(method, url, scopes, headers, content, ok, retry, max_bytes)
-
     async def request(
         self,
         method: str,
@@ -140,17 +119,12 @@ class RegistrySession:
         `retry=False` is for requests whose replay is not safe (a PATCH the server
         may have partly stored); their callers resume from the server's state instead.
         """
-        req = self.build_request(
-            method,
-            path,
-            scopes=scopes,
-            headers=headers,
-            params=params,
-            content=content,
-            ok=ok,
-            retry=retry,
-            max_bytes=max_bytes,
-        )
+        url = self.url(path)
+        if params:
+            url = str(httpx.URL(url).copy_merge_params(dict(params)))
+        # The headers are copied: a caller changing its dict later changes nothing here.
+        headers = dict(headers or {})
+        req = RegistryRequest(method, url, scopes, headers, content, ok, retry, max_bytes)
         async with self.send(req) as resp:
             return resp
 
@@ -165,9 +139,8 @@ class RegistrySession:
         ok: tuple[int, ...] = (200,),
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body the caller streams; the host slot is held meanwhile."""
-        req = self.build_request(
-            method, path, scopes=scopes, headers=headers, ok=ok, max_bytes=None
-        )
+        headers = dict(headers or {})
+        req = RegistryRequest(method, self.url(path), scopes, headers, ok=ok, max_bytes=None)
         async with self.send(req) as resp:
             yield resp
 

@@ -26,16 +26,30 @@ class _Again(ReplayableBody):
         return _stream()
 
 
-def test_build_request_resolves_the_path_merges_params_and_copies_headers() -> None:
-    t = RegistrySession("reg.test", "https://reg.test/", FAST, None)
+async def test_request_resolves_the_path_merges_params_and_keeps_the_callers_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(sent: httpx.Request) -> httpx.Response:
+        seen.append(sent)
+        headers["Accept"] = "changed while it is sent"
+        return httpx.Response(206)
+
     headers = {"Accept": "a"}
-    req = t.build_request(
+    mock = httpx.MockTransport(handler)
+    t = RegistrySession("reg.test", "https://reg.test/", FAST, None, http_transport=mock)
+    resp = await t.request(
         "GET", "/v2/r/tags/list?n=10", headers=headers, params={"last": "b"}, ok=(200, 206)
     )
-    headers["Accept"] = "changed later"
-    assert req.url == "https://reg.test/v2/r/tags/list?n=10&last=b"
-    assert dict(req.headers) == {"Accept": "a"}
-    assert (req.ok, req.retry) == ((200, 206), True)
+    assert resp.status_code == 206
+    assert [(str(s.url), s.headers["accept"]) for s in seen] == [
+        ("https://reg.test/v2/r/tags/list?n=10&last=b", "a")
+    ]
+    await t.aclose()
+
+
+def test_a_request_is_frozen_and_named_without_its_query() -> None:
+    req = RegistryRequest("GET", "https://reg.test/v2/r/tags/list?n=10&last=b")
+    assert (req.ok, req.retry, req.scopes) == ((200,), True, frozenset())
     assert req.what == "GET https://reg.test/v2/r/tags/list?<redacted>"  # queries may sign
     with pytest.raises(dataclasses.FrozenInstanceError):
         req.method = "PUT"  # type: ignore[misc]
@@ -73,7 +87,7 @@ async def test_one_request_value_serves_every_try() -> None:
     t = RegistrySession(
         "reg.test", "https://reg.test", FAST, None, http_transport=httpx.MockTransport(handler)
     )
-    req = t.build_request("HEAD", "/v2/r/manifests/latest", headers={"Accept": "m"})
+    req = RegistryRequest("HEAD", t.url("/v2/r/manifests/latest"), headers={"Accept": "m"})
     with pytest.raises(NotFound):
         async with t.send(req):
             pass
