@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from syncer.errors import InvalidReference
+from syncer.registry.reference import validate_tag
+
 IMMUTABLE_REASON = "immutable tag present at destination"
 
 
@@ -131,6 +134,7 @@ def make_plan(
 class PrunePlan:
     candidates: tuple[str, ...]  # no longer selected and not protected: up for deletion
     protected: tuple[str, ...]  # no longer selected, but prune_protect keeps them
+    invalid: tuple[tuple[str, str], ...] = ()  # (tag, why): listed, but not addressable
 
 
 def plan_prune(dest_tags: Iterable[str], keep: Iterable[str], protect: Iterable[str]) -> PrunePlan:
@@ -139,9 +143,15 @@ def plan_prune(dest_tags: Iterable[str], keep: Iterable[str], protect: Iterable[
     patterns = [re.compile(p) for p in protect]
     candidates: list[str] = []
     protected: list[str] = []
+    invalid: list[tuple[str, str]] = []
     for tag in sorted(set(dest_tags) - kept):
+        try:
+            validate_tag(tag)
+        except InvalidReference as e:
+            invalid.append((tag, f"invalid tag: {e.reason}"))  # its own problem, never fatal
+            continue
         (protected if any(p.fullmatch(tag) for p in patterns) else candidates).append(tag)
-    return PrunePlan(tuple(candidates), tuple(protected))
+    return PrunePlan(tuple(candidates), tuple(protected), tuple(invalid))
 
 
 @dataclass(frozen=True)

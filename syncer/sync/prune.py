@@ -113,6 +113,8 @@ async def prune(
         report.fail(None, "prune refused: the source listed no tags at all")
         return
     pp = plan_prune(dest_tags, kept, entry.prune_protect)
+    for tag, why in pp.invalid:
+        report.tags.append(TagOutcome(tag, "prune_skipped", reason=why))
     if not pp.candidates:
         return  # nothing to delete costs no request
     dst = entry.destination

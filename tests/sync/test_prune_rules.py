@@ -10,8 +10,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from syncer.config.filters import TagFilter
 from syncer.config.syncfile import ResolvedEntry
 from syncer.registry.oci import OCI_INDEX, OCI_MANIFEST
@@ -328,4 +326,16 @@ async def test_prune_max_counts_deletions_not_tags_kept_for_reachability() -> No
     old = image(reg, "old", "old")
     report = await run(reg, {"1.0"}, limit=1)
     assert acts(report) == {"1.0-amd64": "prune_skipped", "old": "pruned"}
+    assert [r for r in reg.requests() if r.startswith("DELETE")] == [f"DELETE {M}/{old}"]
+
+
+async def test_an_invalid_listed_destination_tag_is_skipped_alone() -> None:
+    reg = MemoryRegistry()
+    image(reg, "k", "1.0")
+    old = image(reg, "old", "old")
+    long = "x" * 200  # ECR allows 300 characters; the tag grammar 128
+    reg.repo(DST, REPO).tags[long] = image(reg, "odd")
+    report = await run(reg, {"1.0"})
+    assert acts(report) == {long: "prune_skipped", "old": "pruned"}
+    assert next(t.reason for t in report.tags if t.tag == long).startswith("invalid tag:")
     assert [r for r in reg.requests() if r.startswith("DELETE")] == [f"DELETE {M}/{old}"]
