@@ -6,5 +6,7 @@ is an OCI image layout directory. Imports `syncer.errors` and `syncer.registry` 
 
 from syncer.store.base import BlobBytes, Store
 from syncer.store.ocilayout import OciLayout
+from syncer.store.references import parse_reference
+from syncer.store.router import Stores
 
-__all__ = ["BlobBytes", "OciLayout", "Store"]
+__all__ = ["BlobBytes", "OciLayout", "Store", "Stores", "parse_reference"]

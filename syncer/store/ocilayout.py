@@ -77,7 +77,9 @@ def split_ref_name(name: str, layout: Path) -> tuple[str, str]:
 class OciLayout:
     """A layout at `path`; `writable` creates it when missing and takes the writer lock."""
 
-    def __init__(self, path: Path, *, writable: bool = False) -> None:
+    def __init__(self, path: Path, *, writable: bool = False, missing_ok: bool = False) -> None:
+        """`missing_ok` (read-only): a missing layout reads as empty, as a dry run's
+        destination that the real run would create."""
         self.path = path
         self._writable = writable
         self._lock: Path | None = None
@@ -89,8 +91,11 @@ class OciLayout:
                     f"{path}: exists but is not an OCI image layout (no {LAYOUT_FILE} file); "
                     "name an empty or missing directory, or an existing layout"
                 )
-            if not writable:
+            if not writable and not missing_ok:
                 raise ConfigError(f"{path}: no OCI image layout here ({LAYOUT_FILE} missing)")
+            if not writable:
+                self._index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+                return
         if writable:
             path.mkdir(parents=True, exist_ok=True)
             self._lock = lock.acquire(path)

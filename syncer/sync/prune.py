@@ -19,9 +19,10 @@ import structlog
 
 from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import ManifestError, SyncerError
-from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import IMAGE_TYPES, INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
+from syncer.store import Store
 from syncer.sync.planner import Plan, plan_prune, referrer_tags
 from syncer.sync.report import EntryReport, TagOutcome
 
@@ -36,7 +37,7 @@ class Reachable:
 
 
 async def reachable(
-    client: RegistryClient,
+    client: Store,
     slot: Slot,
     repo: Reference,
     kept_tags: Iterable[str],
@@ -67,7 +68,7 @@ async def reachable(
 
 
 async def _walk(
-    client: RegistryClient, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
+    client: Store, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
 ) -> None:
     """Add the digests in `todo`, and every manifest an index among them names, to `seen`."""
     while todo:
@@ -93,7 +94,7 @@ def _children(got: FetchedManifest) -> list[Any]:
 
 
 async def prune(
-    client: RegistryClient,
+    client: Store,
     slot: Slot,
     entry: ResolvedEntry,
     plan: Plan,
@@ -132,7 +133,7 @@ async def prune(
 
 
 async def _delete(
-    client: RegistryClient,
+    client: Store,
     slot: Slot,
     dst: Reference,
     tag: str,

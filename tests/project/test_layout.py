@@ -29,7 +29,7 @@ PUBLIC = {
         "Transport",
         "parse_manifest",
     ],
-    "syncer.store": ["BlobBytes", "OciLayout", "Store"],
+    "syncer.store": ["BlobBytes", "OciLayout", "Store", "Stores", "parse_reference"],
     "syncer.config": [
         "LoadedConfig",
         "ResolvedEntry",
