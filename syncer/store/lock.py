@@ -7,6 +7,7 @@ no longer runs. A live pid means a second writer, which gets a clear error.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from syncer.errors import ConfigError
@@ -28,8 +29,13 @@ def acquire(layout: Path) -> Path:
     """Create the lock file or raise ConfigError naming the live writer."""
     path = layout / LOCK_NAME
     for _ in range(3):
+        # Written aside, then linked into place: the lock appears with its pid in it, so a
+        # rival never reads an empty lock (and takes it for a dead writer's).
+        fd, tmp = tempfile.mkstemp(dir=layout, prefix=".tmp-lock-")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(tmp, path)
         except FileExistsError:
             try:
                 pid = int(path.read_text().strip() or "0")
@@ -42,8 +48,8 @@ def acquire(layout: Path) -> Path:
                 ) from None
             path.unlink(missing_ok=True)  # stale: its writer is gone
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
+        finally:
+            os.unlink(tmp)
         return path
     raise ConfigError(f"{layout}: could not take the lock {path}")
 

@@ -62,6 +62,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _only_ours(path: Path) -> bool:
+    """Empty but for what a writer killed before its first file left (lock, temp files)."""
+    return all(p.name == lock.LOCK_NAME or p.name.startswith(".tmp-") for p in path.iterdir())
+
+
+def _remove_partial_writes(layout: Path) -> None:
+    for tmp in [*layout.glob(".tmp-*"), *layout.glob("blobs/*/.tmp-*")]:
+        tmp.unlink(missing_ok=True)
+
+
 def split_ref_name(name: str, layout: Path) -> tuple[str, str]:
     """`REPOSITORY:TAG` from an annotation, validated like a registry reference (no
     `../`, no absolute paths: the names end up in other stores' paths and URLs)."""
@@ -86,7 +96,7 @@ class OciLayout:
         self._budget = PullBudget(str(path))  # reports nothing: a layout has no quota
         self._index: dict[str, Any] | None = None
         if not (path / LAYOUT_FILE).is_file():
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if path.exists() and (not path.is_dir() or not _only_ours(path)):
                 raise ConfigError(
                     f"{path}: exists but is not an OCI image layout (no {LAYOUT_FILE} file); "
                     "name an empty or missing directory, or an existing layout"
@@ -99,6 +109,7 @@ class OciLayout:
         if writable:
             path.mkdir(parents=True, exist_ok=True)
             self._lock = lock.acquire(path)
+            _remove_partial_writes(path)  # ours now: what a killed writer left half-done
             if not (path / LAYOUT_FILE).is_file():
                 _atomic_write(path / LAYOUT_FILE, json.dumps(LAYOUT_VERSION).encode())
             if not (path / "index.json").is_file():
