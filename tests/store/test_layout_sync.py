@@ -3,6 +3,7 @@ layouts on disk: digests preserved, request counts, re-exports, and each bad inp
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,64 @@ def test_a_directory_that_is_not_a_layout_is_exit_2(
     err = capsys.readouterr().err
     assert f"{target}: exists but is not an OCI image layout" in err
     assert sorted(p.name for p in target.iterdir()) == ["cat.jpg"]
+
+
+def test_dry_run_creates_nothing_and_prune_and_platforms_apply(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    src = registry_factory("anon")
+    images = _seed(src)
+    layout = tmp_path / "bundle"
+    entry = {
+        "source": f"{src.host}/team/app",
+        "destination": f"oci:{layout}",
+        "platforms": ["linux/arm64"],
+        "prune": True,
+    }
+    cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src)
+    assert main(["check", "-c", str(cfg), "-q"]) == 1
+    assert not layout.exists(), "a dry run does not create the layout"
+    report = asyncio.run(Runner(load_config(cfg)).run())
+    assert report.status == "ok"
+    digest = _refs(layout)["team/app:1.0"]
+    assert digest != images["team/app", "1.0"].digest  # the filtered index
+    filtered = json.loads(
+        (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_text()
+    )
+    assert [m["platform"]["architecture"] for m in filtered["manifests"]] == ["arm64"]
+    assert main(["check", "-c", str(cfg), "-q"]) == 0  # the filtered copy counts as up to date
+
+    # A tag the source no longer has is pruned from index.json; the blobs stay.
+    other = {"source": f"{src.host}/library/alpine", "destination": f"oci:{layout}:team/app"}
+    cfg2 = write_sync_yaml(tmp_path / "p.yaml", [{**other, "prune": True}], src)
+    report = asyncio.run(Runner(load_config(cfg2)).run())
+    assert report.status == "ok"
+    assert sorted(_refs(layout)) == ["team/app:3.19", "team/app:3.20"]
+    assert (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).exists()
+
+
+def test_a_second_writer_is_exit_2(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    src = registry_factory("anon")
+    layout = tmp_path / "bundle"
+    layout.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (layout / ".syncer.lock").write_text(f"{holder.pid}\n")
+        entry = {"source": f"{src.host}/library/alpine", "destination": f"oci:{layout}"}
+        cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src)
+        assert main(["sync", "-c", str(cfg), "-q"]) == 2
+        assert (
+            f"another syncer (pid {holder.pid}) is writing this layout" in capsys.readouterr().err
+        )
+        missing = {"source": f"oci:{tmp_path}/nothing", "destination": f"{src.host}/x"}
+        cfg = write_sync_yaml(tmp_path / "m.yaml", [missing], src)
+        assert main(["sync", "-c", str(cfg), "-q"]) == 2
+        assert "no OCI image layout here" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
