@@ -93,21 +93,27 @@ def _children(got: FetchedManifest) -> list[Any]:
     return list(manifest.manifests) if isinstance(manifest, ImageIndex) else []
 
 
-async def prune(
-    client: Store,
-    slot: Slot,
-    entry: ResolvedEntry,
-    plan: Plan,
-    dest_tags: set[str],
-    kept: set[str],
-    report: EntryReport,
-    *,
-    dry_run: bool,
-) -> None:
-    """Delete (or, dry, list) destination tags the source no longer selects.
+@dataclass(frozen=True)
+class PruneJob:
+    """One entry's prune: where, what the run selected, and where to report.
 
-    `kept` is every selected tag of the entry (all shards' share); the caller runs
-    this in one process only (see `shard.prunes`)."""
+    `kept` is every selected tag of the entry (all shards' share); `dest_tags` the
+    destination's listing; `slot` bounds concurrent requests like the run's copies."""
+
+    store: Store
+    slot: Slot
+    entry: ResolvedEntry
+    plan: Plan
+    dest_tags: set[str]
+    kept: set[str]
+    report: EntryReport
+    dry_run: bool
+
+
+async def prune(job: PruneJob) -> None:
+    """Delete (or, dry, list) destination tags the source no longer selects; the caller
+    runs this in one process only (see `shard.prunes`)."""
+    entry, plan, report, kept, dest_tags = job.entry, job.plan, job.report, job.kept, job.dest_tags
     if not kept and not plan.filtered:
         report.fail(None, "prune refused: the source listed no tags at all")
         return
@@ -119,7 +125,12 @@ async def prune(
     present = (kept & dest_tags) | {i.dest_tag for i in plan.to_copy}
     try:
         reach = await reachable(
-            client, slot, dst, present, dest_tags, (i.source_digest or "" for i in plan.items)
+            job.store,
+            job.slot,
+            dst,
+            present,
+            dest_tags,
+            (i.source_digest or "" for i in plan.items),
         )
     except SyncerError as exc:
         report.fail(None, f"prune skipped: cannot tell what kept tags use: {exc}")
@@ -129,22 +140,14 @@ async def prune(
         reason = f"prune_max {entry.prune_max} reached"
         report.tags.append(TagOutcome(tag, "prune_skipped", reason=reason))
     for tag in pp.delete:
-        await _delete(client, slot, dst, tag, reach, report, dry_run=dry_run)
+        await _delete(job, tag, reach)
 
 
-async def _delete(
-    client: Store,
-    slot: Slot,
-    dst: Reference,
-    tag: str,
-    reach: Reachable,
-    report: EntryReport,
-    *,
-    dry_run: bool,
-) -> None:
+async def _delete(job: PruneJob, tag: str, reach: Reachable) -> None:
+    store, slot, report, dst = job.store, job.slot, job.report, job.entry.destination
     digest: str | None = None
     try:
-        info = await slot(partial(client.head_manifest, dst.with_tag(tag)))
+        info = await slot(partial(store.head_manifest, dst.with_tag(tag)))
         if info is None:
             return  # gone already (it shared a deleted manifest)
         digest = info.digest
@@ -154,12 +157,12 @@ async def _delete(
                 TagOutcome(tag, "prune_skipped", destination_digest=digest, reason=why)
             )
             return
-        if dry_run:
+        if job.dry_run:
             report.tags.append(
                 TagOutcome(tag, "would_prune", destination_digest=digest, reason="not selected")
             )
             return
-        await slot(partial(client.delete_manifest, dst, digest))
+        await slot(partial(store.delete_manifest, dst, digest))
     except SyncerError as exc:
         # A deletion that did not happen is a failed tag: status partial, exit 1.
         error = f"prune failed: {exc}"

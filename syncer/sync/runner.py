@@ -49,7 +49,7 @@ from syncer.sync.planner import (
 )
 from syncer.sync.platforms import holds_filtered_copy, select_platforms
 from syncer.sync.progress import Progress
-from syncer.sync.prune import prune
+from syncer.sync.prune import PruneJob, prune
 from syncer.sync.report import EntryReport, RunReport, TagOutcome
 from syncer.sync.shard import Shard, entry_key, owns_tag, prunes
 from syncer.sync.signatures import SignatureGate
@@ -188,14 +188,16 @@ class Runner:
                 )
             if entry.prune and dest_tags is not None and prunes(self.options.shard):
                 await prune(
-                    self.client,
-                    self._slot,
-                    entry,
-                    plan,
-                    dest_tags,
-                    keep,
-                    report,
-                    dry_run=self.options.dry_run,
+                    PruneJob(
+                        self.client,
+                        self._slot,
+                        entry,
+                        plan,
+                        dest_tags,
+                        keep,
+                        report,
+                        dry_run=self.options.dry_run,
+                    )
                 )
             self.progress.entry_done()
 
