@@ -26,7 +26,13 @@ from syncer.errors import (
     SizeMismatch,
 )
 from syncer.registry.client import FetchedManifest, ManifestInfo
-from syncer.registry.digests import algorithm_problem, digest_of, hasher_for, verify_digest
+from syncer.registry.digests import (
+    algorithm_problem,
+    digest_of,
+    hasher_for,
+    verified,
+    verify_digest,
+)
 from syncer.registry.oci import MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, manifest_media_type
 from syncer.registry.ratelimit import PullBudget, Reservation
 from syncer.registry.reference import Reference, validate_repository, validate_tag
@@ -60,6 +66,12 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def _only_ours(path: Path) -> bool:
@@ -274,28 +286,11 @@ class OciLayout:
     async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
         """Stream a blob, withholding the last chunk until size and digest check out."""
         what = f"blob {desc.digest} in {self.path}"
-        hasher = hasher_for(desc.digest, what)
         path = self._blob_path(desc.digest)
         if not path.is_file():
             raise NotFound(f"{what}: missing")
-        pending: bytes | None = None
-        total = 0
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                total += len(chunk)
-                if total > desc.size:
-                    raise SizeMismatch(what, desc.size, total)
-                hasher.update(chunk)
-                if pending is not None:
-                    yield pending
-                pending = chunk
-        if total != desc.size:
-            raise SizeMismatch(what, desc.size, total)
-        actual = f"{desc.digest.partition(':')[0]}:{hasher.hexdigest()}"
-        if actual != desc.digest:
-            raise DigestMismatch(what, desc.digest, actual)
-        if pending is not None:
-            yield pending
+        async for chunk in verified(what, desc.digest, desc.size, _chunks(path)):
+            yield chunk
 
     async def upload_blob(self, repo: Reference, desc: Descriptor, source: BlobBytes) -> None:
         what = f"blob {desc.digest} for {self.path}"
