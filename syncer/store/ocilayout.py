@@ -18,18 +18,15 @@ from typing import Any
 
 from syncer.errors import (
     ConfigError,
-    DigestMismatch,
     InvalidReference,
     ManifestError,
     NotFound,
     ResponseTooLarge,
-    SizeMismatch,
 )
 from syncer.registry.client import FetchedManifest, ManifestInfo
 from syncer.registry.digests import (
     algorithm_problem,
     digest_of,
-    hasher_for,
     verified,
     verify_digest,
 )
@@ -298,24 +295,13 @@ class OciLayout:
         if final.is_file():
             return
         final.parent.mkdir(parents=True, exist_ok=True)
-        hasher = hasher_for(desc.digest, what)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
         try:
-            total = 0
             with os.fdopen(fd, "wb") as f:
-                async for chunk in source():
-                    total += len(chunk)
-                    if total > desc.size:
-                        raise SizeMismatch(what, desc.size, total)
-                    hasher.update(chunk)
+                async for chunk in verified(what, desc.digest, desc.size, source()):
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            if total != desc.size:
-                raise SizeMismatch(what, desc.size, total)
-            actual = f"{desc.digest.partition(':')[0]}:{hasher.hexdigest()}"
-            if actual != desc.digest:
-                raise DigestMismatch(what, desc.digest, actual)
             os.replace(tmp, final)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
