@@ -187,17 +187,9 @@ class Runner:
                     *(self._copy_tag(entry, i, report) for i in plan.to_copy),
                 )
             if entry.prune and dest_tags is not None and prunes(self.options.shard):
+                dry = self.options.dry_run
                 await prune(
-                    PruneJob(
-                        self.client,
-                        self._slot,
-                        entry,
-                        plan,
-                        dest_tags,
-                        keep,
-                        report,
-                        dry_run=self.options.dry_run,
-                    )
+                    PruneJob(self.client, self._slot, entry, plan, dest_tags, keep, report, dry)
                 )
             self.progress.entry_done()
 
