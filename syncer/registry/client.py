@@ -15,16 +15,14 @@ from urllib.parse import urlencode
 import httpx
 
 from syncer.errors import (
-    DigestMismatch,
     ManifestError,
     NotFound,
     RegistryError,
-    SizeMismatch,
     UnsupportedError,
 )
 from syncer.registry.auth import repository_scope
 from syncer.registry.credentials import Credential, resolve
-from syncer.registry.digests import algorithm_problem, digest_of, hasher_for, verify_digest
+from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
@@ -305,31 +303,14 @@ class RegistryClient:
         consumer that forwards chunks to an upload never completes a corrupt one.
         """
         what = f"blob {desc.digest} from {repo.name}"
-        algo = desc.digest.partition(":")[0]
-        hasher = hasher_for(desc.digest, what)
-        t = self.transport(repo)
-        pending: bytes | None = None
-        total = 0
-        async for chunk in download(
-            t,
+        chunks = download(
+            self.transport(repo),
             f"/v2/{repo.repository}/blobs/{desc.digest}",
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},
-        ):
-            total += len(chunk)
-            if total > desc.size:
-                raise SizeMismatch(what, desc.size, total)
-            hasher.update(chunk)
-            if pending is not None:
-                yield pending
-            pending = chunk
-        if total != desc.size:
-            raise SizeMismatch(what, desc.size, total)
-        actual = f"{algo}:{hasher.hexdigest()}"
-        if actual != desc.digest:
-            raise DigestMismatch(what, desc.digest, actual)
-        if pending is not None:
-            yield pending
+        )
+        async for chunk in verified(what, desc.digest, desc.size, chunks):
+            yield chunk
 
     async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
         """Cross-repo mount on the same registry. False when the registry declined."""

@@ -21,9 +21,10 @@ import structlog
 
 from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import ManifestError, SyncerError
-from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import IMAGE_TYPES, INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
+from syncer.store import Store
 from syncer.sync.planner import Deletion, Plan, decide_deletions, plan_prune, referrer_tags
 from syncer.sync.report import EntryReport, TagOutcome
 
@@ -38,7 +39,7 @@ class Reachable:
 
 
 async def reachable(
-    client: RegistryClient,
+    client: Store,
     slot: Slot,
     repo: Reference,
     kept_tags: Iterable[str],
@@ -69,7 +70,7 @@ async def reachable(
 
 
 async def _walk(
-    client: RegistryClient, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
+    client: Store, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
 ) -> None:
     """Add the digests in `todo`, and every manifest an index among them names, to `seen`."""
     while todo:
@@ -94,21 +95,27 @@ def _children(got: FetchedManifest) -> list[Any]:
     return list(manifest.manifests) if isinstance(manifest, ImageIndex) else []
 
 
-async def prune(
-    client: RegistryClient,
-    slot: Slot,
-    entry: ResolvedEntry,
-    plan: Plan,
-    dest_tags: set[str],
-    kept: set[str],
-    report: EntryReport,
-    *,
-    dry_run: bool,
-) -> None:
-    """Delete (or, dry, list) destination tags the source no longer selects.
+@dataclass(frozen=True)
+class PruneJob:
+    """One entry's prune: where, what the run selected, and where to report.
 
-    `kept` is every selected tag of the entry (all shards' share); the caller runs
-    this in one process only (see `shard.prunes`)."""
+    `kept` is every selected tag of the entry (all shards' share); `dest_tags` the
+    destination's listing; `slot` bounds concurrent requests like the run's copies."""
+
+    store: Store
+    slot: Slot
+    entry: ResolvedEntry
+    plan: Plan
+    dest_tags: set[str]
+    kept: set[str]
+    report: EntryReport
+    dry_run: bool
+
+
+async def prune(job: PruneJob) -> None:
+    """Delete (or, dry, list) destination tags the source no longer selects; the caller
+    runs this in one process only (see `shard.prunes`)."""
+    entry, plan, report, kept, dest_tags = job.entry, job.plan, job.report, job.kept, job.dest_tags
     if not kept and not plan.filtered:
         report.fail(None, "prune refused: the source listed no tags at all")
         return
@@ -117,17 +124,17 @@ async def prune(
         report.tags.append(TagOutcome(tag, "prune_skipped", reason=why))
     if not pp.candidates:
         return  # nothing to delete costs no request
-    dst = entry.destination
+    dst, store, slot = entry.destination, job.store, job.slot
     # Tags this run moved (or would move) count too: they are in no listing yet. A protected
     # tag keeps its manifest as surely as a kept one: a DELETE would take it along.
     present = (kept & dest_tags) | {i.dest_tag for i in plan.to_copy} | set(pp.protected)
     try:
         reach = await reachable(
-            client, slot, dst, present, dest_tags, (i.source_digest or "" for i in plan.items)
+            store, slot, dst, present, dest_tags, (i.source_digest or "" for i in plan.items)
         )
         candidates = [t for t in pp.candidates if t not in reach.tags]
         infos = await asyncio.gather(
-            *(slot(partial(client.head_manifest, dst.with_tag(t))) for t in candidates)
+            *(slot(partial(store.head_manifest, dst.with_tag(t))) for t in candidates)
         )
     except SyncerError as exc:
         report.fail(None, f"prune skipped: cannot tell what kept tags use: {exc}")
@@ -138,7 +145,7 @@ async def prune(
     for tag, digest in decision.reachable:
         report.tags.append(TagOutcome(tag, "prune_skipped", destination_digest=digest, reason=why))
     for deletion in decision.delete:
-        await _delete(client, slot, dst, deletion, report, dry_run=dry_run)
+        await _delete(job, deletion)
     for tag, digest in decision.over_limit:
         reason = f"prune_max {entry.prune_max} reached"
         report.tags.append(
@@ -146,24 +153,16 @@ async def prune(
         )
 
 
-async def _delete(
-    client: RegistryClient,
-    slot: Slot,
-    dst: Reference,
-    deletion: Deletion,
-    report: EntryReport,
-    *,
-    dry_run: bool,
-) -> None:
-    digest = deletion.digest
-    if dry_run:
+async def _delete(job: PruneJob, deletion: Deletion) -> None:
+    report, digest = job.report, deletion.digest
+    if job.dry_run:
         for tag in deletion.tags:
             report.tags.append(
                 TagOutcome(tag, "would_prune", destination_digest=digest, reason="not selected")
             )
         return
     try:
-        await slot(partial(client.delete_manifest, dst, digest))
+        await job.slot(partial(job.store.delete_manifest, job.entry.destination, digest))
     except SyncerError as exc:
         # A deletion that did not happen is a failed tag: status partial, exit 1.
         error = f"prune failed: {exc}"

@@ -15,7 +15,7 @@ from syncer.config.syncfile import ResolvedEntry
 from syncer.registry.oci import OCI_INDEX, OCI_MANIFEST
 from syncer.registry.reference import Reference
 from syncer.sync.planner import Action, Plan, TagPlan
-from syncer.sync.prune import prune
+from syncer.sync.prune import PruneJob, prune
 from syncer.sync.report import EntryReport
 from tests.support.memory_registry import MemoryRegistry
 
@@ -84,14 +84,16 @@ async def run(
     listed = set(reg.tags(DST, REPO))
     async with reg.client() as client:
         await prune(
-            client,
-            slot,
-            entry(**opts),
-            plan if plan is not None else up_to_date(*kept),
-            listed,
-            kept,
-            report,
-            dry_run=dry_run,
+            PruneJob(
+                client,
+                slot,
+                entry(**opts),
+                plan if plan is not None else up_to_date(*kept),
+                listed,
+                kept,
+                report,
+                dry_run=dry_run,
+            )
         )
     return report
 
@@ -230,7 +232,7 @@ async def test_tags_this_run_copies_and_source_digests_count_as_kept() -> None:
     report = EntryReport("src.test/app", f"{DST}/{REPO}")
     listed = {"2.0-old-alias", "2.0-twin"}  # listed before the copy
     async with reg.client() as client:
-        await prune(client, slot, entry(), plan, listed, {"2.0", "3.0"}, report, dry_run=False)
+        await prune(PruneJob(client, slot, entry(), plan, listed, {"2.0", "3.0"}, report, False))
     assert acts(report) == {"2.0-old-alias": "pruned", "2.0-twin": "prune_skipped"}
     assert f"HEAD {M}/2.0" in reg.requests()
 
