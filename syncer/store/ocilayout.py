@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from syncer.errors import (
     ConfigError,
@@ -43,11 +44,14 @@ MAX_INDEX_BYTES = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+@contextmanager
+def _replacing(path: Path) -> Iterator[BinaryIO]:
+    """A temp file beside `path`: fsync'd and renamed over it on success, removed on failure,
+    so `path` is only ever absent, old or complete."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -55,6 +59,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with _replacing(path) as f:
+        f.write(data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -295,15 +304,6 @@ class OciLayout:
         if final.is_file():
             return
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in verified(what, desc.digest, desc.size, source()):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(final.parent)
+        with _replacing(final) as f:
+            async for chunk in verified(what, desc.digest, desc.size, source()):
+                f.write(chunk)
