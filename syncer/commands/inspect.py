@@ -17,21 +17,28 @@ from syncer.registry.client import RegistryClient
 from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
+from syncer.store import Store, Stores, parse_reference
+from syncer.store.references import is_layout, split_layout
 
 RegistryLookup = Callable[[str], RegistryConfig]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tags", help="list a repository's tags with digests")
-    p.add_argument("repository", help="e.g. 127.0.0.1:5000/mirror/alpine")
+    p.add_argument(
+        "repository",
+        help="e.g. 127.0.0.1:5000/mirror/alpine or oci:/media/usb/bundle:mirror/alpine",
+    )
     p.add_argument("--no-digests", action="store_true", help="only list tag names (one request)")
     _common(p, _tags)
     p = sub.add_parser("catalog", help="list a registry's repositories (_catalog)")
-    p.add_argument("registry", help="e.g. 127.0.0.1:5000")
+    p.add_argument("registry", help="e.g. 127.0.0.1:5000 or oci:/media/usb/bundle")
     p.add_argument("--filter", help="only repositories matching REGEX")
     _common(p, _catalog)
     p = sub.add_parser("inspect", help="show a manifest or index summary")
-    p.add_argument("reference", help="e.g. docker.io/library/alpine:3.20")
+    p.add_argument(
+        "reference", help="e.g. docker.io/library/alpine:3.20 or oci:/media/usb/bundle:alpine:3.20"
+    )
     _common(p, _inspect)
 
 
@@ -69,12 +76,15 @@ def _run(args: argparse.Namespace, func: Callable[..., Awaitable[Any]]) -> int:
 async def _with_client(
     lookup: RegistryLookup, func: Callable[..., Awaitable[Any]], args: argparse.Namespace
 ) -> Any:
-    async with RegistryClient(lookup) as client:
-        return await func(client, args)
+    stores = Stores(RegistryClient(lookup))  # registries and `oci:` layouts alike
+    try:
+        return await func(stores, args)
+    finally:
+        await stores.aclose()
 
 
-async def _tags(client: RegistryClient, args: argparse.Namespace) -> list[dict[str, Any]]:
-    repo = Reference.parse(args.repository).repo()
+async def _tags(client: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
+    repo = parse_reference(args.repository).repo()
     tags = sorted(await client.list_tags(repo))
     if args.no_digests:
         return [{"tag": t} for t in tags]
@@ -93,7 +103,7 @@ async def _tags(client: RegistryClient, args: argparse.Namespace) -> list[dict[s
     return list(await asyncio.gather(*(one(t) for t in tags)))
 
 
-async def _platforms(client: RegistryClient, ref: Reference) -> list[str]:
+async def _platforms(client: Store, ref: Reference) -> list[str]:
     got = await client.get_manifest(ref)
     manifest = parse_manifest(got.data, got.media_type)
     if isinstance(manifest, ImageIndex):
@@ -101,15 +111,18 @@ async def _platforms(client: RegistryClient, ref: Reference) -> list[str]:
     return []
 
 
-async def _catalog(client: RegistryClient, args: argparse.Namespace) -> list[dict[str, Any]]:
-    registry_ref = Reference.parse(f"{args.registry}/x")
+async def _catalog(client: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
+    if is_layout(args.registry):
+        registry_ref = Reference(split_layout(args.registry)[0], "x")
+    else:
+        registry_ref = Reference.parse(f"{args.registry}/x")
     pattern = re.compile(args.filter) if args.filter else None
     repos = await client.catalog(registry_ref)
     return [{"repository": r} for r in repos if pattern is None or pattern.search(r)]
 
 
-async def _inspect(client: RegistryClient, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ref = Reference.parse(args.reference)
+async def _inspect(client: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
+    ref = parse_reference(args.reference)
     if ref.identifier is None:
         ref = ref.with_tag("latest")
     got = await client.get_manifest(ref)

@@ -16,7 +16,8 @@ from syncer.errors import InvalidReference
 from syncer.registry.reference import DOCKER_HUB, Reference, validate_tag
 
 GLOB_CHARS = frozenset("*?[")
-PLACEHOLDERS = ("{repo}", "{name}")
+# {path} is the source repository's full path: what a bare `oci:PATH` destination means.
+PLACEHOLDERS = ("{repo}", "{name}", "{path}")
 
 
 class RepoFilter(BaseModel):
@@ -79,6 +80,13 @@ def has_placeholders(destination: str) -> bool:
     return any(p in destination for p in PLACEHOLDERS)
 
 
+def probe_destination(destination: str) -> str:
+    """A destination with each placeholder filled by a sample name, to validate its shape."""
+    for placeholder in PLACEHOLDERS:
+        destination = destination.replace(placeholder, "x")
+    return destination
+
+
 def render_destination(destination: str, repository: str, prefix: str, *, glob: bool) -> str:
     """A concrete destination for source `repository`.
 
@@ -87,7 +95,11 @@ def render_destination(destination: str, repository: str, prefix: str, *, glob: 
     """
     name = name_below(repository, prefix)
     if has_placeholders(destination):
-        return destination.replace("{repo}", repository.rsplit("/", 1)[-1]).replace("{name}", name)
+        return (
+            destination.replace("{repo}", repository.rsplit("/", 1)[-1])
+            .replace("{name}", name)
+            .replace("{path}", repository)
+        )
     return f"{destination.rstrip('/')}/{name}" if glob else destination
 
 

@@ -25,7 +25,14 @@ from pydantic import (
 )
 
 from syncer.config.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
-from syncer.config.patterns import RepoFilter, has_placeholders, is_glob, render_tag, split_glob
+from syncer.config.patterns import (
+    RepoFilter,
+    has_placeholders,
+    is_glob,
+    probe_destination,
+    render_tag,
+    split_glob,
+)
 from syncer.config.schedules import ScheduleFields, When
 from syncer.config.verify import CONFIG_DIR, VerifyConfig
 from syncer.config.yamlsource import (
@@ -40,6 +47,7 @@ from syncer.errors import rule as _rule
 from syncer.registry.digests import algorithm_problem
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
+from syncer.store.references import is_whole_layout, parse_reference, split_layout
 
 Platforms = Literal["all"] | list[str]
 
@@ -96,7 +104,7 @@ _REFERENCE_FIX = (
 
 def _parse(text: str) -> Reference:
     try:
-        return Reference.parse(text)
+        return parse_reference(text)
     except InvalidReference as e:
         raise _rule(f"invalid reference {text!r}: {e.reason}; {_REFERENCE_FIX}") from None
 
@@ -134,7 +142,16 @@ class EntryConfig(ScheduleFields):
 
     @property
     def is_glob(self) -> bool:
-        return is_glob(self.source)
+        """Many repositories: a `team/*` glob, or a whole layout (`oci:PATH`)."""
+        return is_glob(self.source) or is_whole_layout(self.source)
+
+    @property
+    def destination_template(self) -> str | None:
+        """The destination to render per repository; a bare `oci:PATH` keeps each
+        source repository's full path."""
+        if is_whole_layout(self.destination):
+            return f"{split_layout(self.destination)[0]}:{{path}}"
+        return self.destination if has_placeholders(self.destination) else None
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -144,7 +161,9 @@ class EntryConfig(ScheduleFields):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if is_glob(v):
+        if is_whole_layout(v):
+            split_layout(v)  # the directory must be named
+        elif is_glob(v):
             try:
                 split_glob(v)
             except InvalidReference as e:
@@ -156,7 +175,9 @@ class EntryConfig(ScheduleFields):
     @field_validator("destination")
     @classmethod
     def _destination(cls, v: str) -> str:
-        if _parse(v.replace("{repo}", "x").replace("{name}", "x")).digest:
+        if is_whole_layout(v):
+            return v
+        if _parse(probe_destination(v)).digest:
             raise _rule(
                 f"found {v!r}, but a destination cannot be a digest; name a tag "
                 "(or none, to reuse the source tag), e.g. registry.example.com/mirror/alpine"
@@ -165,8 +186,9 @@ class EntryConfig(ScheduleFields):
 
     @model_validator(mode="after")
     def _source_vs_destination(self) -> EntryConfig:
-        if self.is_glob or has_placeholders(self.destination):
-            if _parse(self.destination.replace("{repo}", "x").replace("{name}", "x")).tag:
+        if self.is_glob or self.destination_template is not None:
+            template = self.destination_template or self.destination
+            if _parse(probe_destination(template)).tag:
                 raise _rule(
                     "names a tag, but each repository keeps its tags; remove the tag",
                     at="destination",
@@ -290,20 +312,23 @@ class SyncConfig(_Model):
         """Entries with defaults merged and references parsed (validation guarantees both)."""
         out: list[ResolvedEntry] = []
         for i, entry in enumerate(self.sync):
-            template = entry.destination if has_placeholders(entry.destination) else None
+            template = entry.destination_template
             glob: tuple[str, str] | None = None
-            if entry.is_glob:
+            if is_whole_layout(entry.source):
+                src, glob = Reference(split_layout(entry.source)[0], "*"), ("", "*")
+                template = template or entry.destination
+            elif entry.is_glob:
                 registry, prefix, pattern = split_glob(entry.source)
                 src, glob = Reference(registry, pattern), (prefix, pattern)
                 template = template or entry.destination
             else:
-                src = Reference.parse(entry.source)
+                src = parse_reference(entry.source)
             if template is not None:
                 # Rendered per repository by the runner; kept readable for reports meanwhile.
-                dst = Reference.parse(template.replace("{repo}", "x").replace("{name}", "x"))
-                dst = dataclasses.replace(dst, repository=template.split("/", 1)[1])
+                dst = parse_reference(probe_destination(template))
+                dst = dataclasses.replace(dst, repository=_repository_part(template))
             else:
-                dst = Reference.parse(entry.destination)
+                dst = parse_reference(entry.destination)
             if dst.tag is None and src.tag is not None:
                 dst = dataclasses.replace(dst, tag=src.tag)
             d = self.defaults
@@ -337,6 +362,13 @@ class SyncConfig(_Model):
                 )
             )
         return out
+
+
+def _repository_part(template: str) -> str:
+    """What follows the registry host (or the `oci:PATH:`) in a destination template."""
+    if template.startswith("oci:"):
+        return split_layout(template)[1]
+    return template.split("/", 1)[1]
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,14 @@ from urllib.parse import urlencode
 import httpx
 
 from syncer.errors import (
-    DigestMismatch,
     ManifestError,
     NotFound,
     RegistryError,
-    SizeMismatch,
     UnsupportedError,
 )
 from syncer.registry.auth import repository_scope
 from syncer.registry.credentials import Credential, resolve
-from syncer.registry.digests import algorithm_problem, digest_of, hasher_for, verify_digest
+from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
@@ -41,7 +39,7 @@ from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.registry.session import RegistrySession
-from syncer.registry.upload import OpenBytes, UploadSession, upload_blob
+from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]
 CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
@@ -305,31 +303,14 @@ class RegistryClient:
         consumer that forwards chunks to an upload never completes a corrupt one.
         """
         what = f"blob {desc.digest} from {repo.name}"
-        algo = desc.digest.partition(":")[0]
-        hasher = hasher_for(desc.digest, what)
-        t = self.session(repo)
-        pending: bytes | None = None
-        total = 0
-        async for chunk in download(
-            t,
+        chunks = download(
+            self.session(repo),
             f"/v2/{repo.repository}/blobs/{desc.digest}",
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},
-        ):
-            total += len(chunk)
-            if total > desc.size:
-                raise SizeMismatch(what, desc.size, total)
-            hasher.update(chunk)
-            if pending is not None:
-                yield pending
-            pending = chunk
-        if total != desc.size:
-            raise SizeMismatch(what, desc.size, total)
-        actual = f"{algo}:{hasher.hexdigest()}"
-        if actual != desc.digest:
-            raise DigestMismatch(what, desc.digest, actual)
-        if pending is not None:
-            yield pending
+        )
+        async for chunk in verified(what, desc.digest, desc.size, chunks):
+            yield chunk
 
     async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
         """Cross-repo mount on the same registry. False when the registry declined."""
@@ -351,7 +332,7 @@ class RegistryClient:
             await session.cancel()
         return False
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: OpenBytes) -> None:
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
         """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart)."""
         await upload_blob(self.session(repo), repo.repository, desc, open_bytes, _push(repo))
 

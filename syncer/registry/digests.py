@@ -9,9 +9,10 @@ knows sha384). `hashlib` offers more (md5, sha1), but a weak hash proves nothing
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Protocol
 
-from syncer.errors import DigestMismatch, ManifestError
+from syncer.errors import DigestMismatch, ManifestError, SizeMismatch
 
 CANONICAL = "sha256"  # what registries compute for content pushed without a digest
 ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
@@ -51,3 +52,28 @@ def verify_digest(what: str, data: bytes, digest: str) -> None:
     actual = f"{digest.partition(':')[0]}:{h.hexdigest()}"
     if actual != digest:
         raise DigestMismatch(what, digest, actual)
+
+
+async def verified(
+    what: str, digest: str, size: int, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """Pass `chunks` on, withholding the last one until size and digest check out: a
+    consumer that forwards chunks to an upload (or a file) never completes a corrupt one."""
+    hasher = hasher_for(digest, what)
+    pending: bytes | None = None
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > size:
+            raise SizeMismatch(what, size, total)
+        hasher.update(chunk)
+        if pending is not None:
+            yield pending
+        pending = chunk
+    if total != size:
+        raise SizeMismatch(what, size, total)
+    actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
+    if actual != digest:
+        raise DigestMismatch(what, digest, actual)
+    if pending is not None:
+        yield pending

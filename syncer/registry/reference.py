@@ -226,7 +226,9 @@ class Reference:
 
     @property
     def name(self) -> str:
-        return f"{self.registry}/{self.repository}"
+        # An OCI layout (`oci:PATH`, see syncer.store) separates its repositories by ':'.
+        sep = ":" if self.registry.startswith("oci:") else "/"
+        return f"{self.registry}{sep}{self.repository}"
 
     @property
     def identifier(self) -> str | None:

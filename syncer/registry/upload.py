@@ -26,7 +26,7 @@ from syncer.registry.session import RegistrySession
 log = structlog.get_logger("syncer.registry.upload")
 
 # Opens a blob's bytes from the start (a fresh download): called again for each fresh start.
-OpenBytes = Callable[[], AsyncIterator[bytes]]
+BlobBytes = Callable[[], AsyncIterator[bytes]]
 # Statuses with which registries say "no monolithic upload here".
 MONOLITHIC_REFUSED = frozenset({400, 405, 413, 416, 501})
 
@@ -159,7 +159,7 @@ async def upload_blob(
     t: RegistrySession,
     repository: str,
     desc: Descriptor,
-    open_bytes: OpenBytes,
+    open_bytes: BlobBytes,
     scopes: frozenset[str],
 ) -> None:
     """Upload one blob; `open_bytes()` opens its bytes, again for each fresh start."""

@@ -14,8 +14,9 @@ from syncer.errors import (
     PermissionDenied,
     RegistryError,
 )
-from syncer.registry.client import RegistryClient
 from syncer.registry.reference import Reference
+from syncer.store import Store
+from syncer.store.references import parse_reference, repository_reference
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Expansion:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-async def expand_entry(client: RegistryClient, entry: ResolvedEntry) -> Expansion:
+async def expand_entry(client: Store, entry: ResolvedEntry) -> Expansion:
     """One concrete entry per repository: globs list the catalog, templates render."""
     if entry.glob is None and entry.dest_template is None:
         return Expansion([entry])
@@ -51,10 +52,10 @@ async def expand_entry(client: RegistryClient, entry: ResolvedEntry) -> Expansio
     for repo in sorted(repos):
         rendered = render_destination(template, repo, prefix, glob=entry.glob is not None)
         try:
-            source = Reference.parse(f"{src.registry}/{repo}")
-            dst = Reference.parse(rendered)
+            source = repository_reference(src.registry, repo)
+            dst = parse_reference(rendered)
         except InvalidReference as e:
-            out.failed[f"{src.registry}/{repo}"] = f"not mirrored: {e}"
+            out.failed[Reference(src.registry, repo).name] = f"not mirrored: {e}"
             continue
         out.entries.append(
             dataclasses.replace(

@@ -20,10 +20,11 @@ from typing import TypeVar, cast
 import structlog
 
 from syncer.errors import RegistryError, TransportError
-from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import Descriptor, ImageIndex, ImageManifest, parse_manifest
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
+from syncer.store import Store
 from syncer.sync.progress import Progress
 from syncer.sync.report import Counters
 
@@ -69,7 +70,7 @@ class _Job:
 class Copier:
     def __init__(
         self,
-        client: RegistryClient,
+        client: Store,
         ledger: BlobLedger | None = None,
         *,
         progress: Progress | None = None,

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from syncer.errors import InvalidReference
+from syncer.registry.reference import validate_tag
 from syncer.sync.outcome import Outcome
 
 IMMUTABLE_REASON = "immutable tag present at destination"
@@ -124,28 +126,68 @@ def make_plan(
 
 @dataclass(frozen=True)
 class PrunePlan:
-    delete: tuple[str, ...]
-    protected: tuple[str, ...]
-    over_limit: tuple[str, ...]  # would be deleted, but prune_max was reached
+    candidates: tuple[str, ...]  # no longer selected and not protected: up for deletion
+    protected: tuple[str, ...]  # no longer selected, but prune_protect keeps them
+    invalid: tuple[tuple[str, str], ...] = ()  # (tag, why): listed, but not addressable
 
 
-def plan_prune(
-    dest_tags: Iterable[str],
-    keep: Iterable[str],
-    protect: Iterable[str],
-    limit: int,
-) -> PrunePlan:
-    """Destination tags no longer selected at the source, minus protected ones, capped."""
+def plan_prune(dest_tags: Iterable[str], keep: Iterable[str], protect: Iterable[str]) -> PrunePlan:
+    """Destination tags no longer selected at the source, split by `prune_protect`."""
     kept = set(keep)
     patterns = [re.compile(p) for p in protect]
-    delete: list[str] = []
+    candidates: list[str] = []
     protected: list[str] = []
+    invalid: list[tuple[str, str]] = []
     for tag in sorted(set(dest_tags) - kept):
-        if any(p.fullmatch(tag) for p in patterns):
-            protected.append(tag)
+        try:
+            validate_tag(tag)
+        except InvalidReference as e:
+            invalid.append((tag, f"invalid tag: {e.reason}"))  # its own problem, never fatal
+            continue
+        (protected if any(p.fullmatch(tag) for p in patterns) else candidates).append(tag)
+    return PrunePlan(tuple(candidates), tuple(protected), tuple(invalid))
+
+
+@dataclass(frozen=True)
+class Deletion:
+    digest: str
+    tags: tuple[str, ...]  # every candidate on that manifest: one DELETE removes them all
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    delete: tuple[Deletion, ...]
+    reachable: tuple[tuple[str, str], ...]  # (tag, digest): a kept tag reaches the manifest
+    over_limit: tuple[tuple[str, str], ...]  # (tag, digest): prune_max was reached
+
+
+def decide_deletions(
+    resolved: Iterable[tuple[str, str]], reachable: Iterable[str], limit: int
+) -> PruneDecision:
+    """Group candidate tags by manifest and apply the safety rules to whole manifests.
+
+    Registries delete by digest, so a deletion removes every tag on the manifest: a manifest
+    is deleted only when no kept or protected tag reaches it (`reachable`), and only when all
+    its tags fit in what is left of `limit` (tags removed per run, taken in tag order).
+    """
+    keep = set(reachable)
+    groups: dict[str, list[str]] = {}
+    for tag, digest in sorted(resolved):
+        groups.setdefault(digest, []).append(tag)
+    delete: list[Deletion] = []
+    kept: list[tuple[str, str]] = []
+    over: list[tuple[str, str]] = []
+    left = limit
+    for digest, tags in groups.items():
+        if digest in keep:
+            kept.extend((t, digest) for t in tags)
+        elif len(tags) > left:
+            left = 0  # later, smaller groups wait too: deletions stay in tag order
+            over.extend((t, digest) for t in tags)
         else:
-            delete.append(tag)
-    return PrunePlan(tuple(delete[:limit]), tuple(protected), tuple(delete[limit:]))
+            left -= len(tags)
+            delete.append(Deletion(digest, tuple(tags)))
+    return PruneDecision(tuple(delete), tuple(kept), tuple(over))
 
 
 # The OCI tag schema for referrers on registries without the referrers API

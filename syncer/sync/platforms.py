@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from syncer.errors import ManifestError
-from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.client import FetchedManifest
 from syncer.registry.digests import digest_of, verify_digest
 from syncer.registry.oci import (
     INDEX_TYPES,
@@ -34,6 +34,7 @@ from syncer.registry.oci import (
     parse_manifest,
 )
 from syncer.registry.reference import Reference
+from syncer.store import Store
 
 SOURCE_DIGEST_ANNOTATION = "io.syncer.source.digest"
 PLATFORMS_ANNOTATION = "io.syncer.platforms"
@@ -260,7 +261,7 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
 async def holds_filtered_copy(
-    client: RegistryClient,
+    client: Store,
     dst: Reference,
     dst_digest: str,
     src_digest: str,
@@ -277,7 +278,7 @@ async def holds_filtered_copy(
 
 
 async def select_platforms(
-    client: RegistryClient, src: Reference, top: FetchedManifest, platforms: Sequence[str]
+    client: Store, src: Reference, top: FetchedManifest, platforms: Sequence[str]
 ) -> tuple[FetchedManifest | None, str]:
     """The manifest to publish (a filtered index, or the image itself), or None and why not."""
     if top.media_type in INDEX_TYPES:

@@ -3,7 +3,9 @@
 Registries delete manifests, not tags, so a manifest that anything kept can reach is
 never deleted: a kept tag's manifest, the children of a kept index (at any depth), and
 referrer tags (`sha256-<hex>...`) naming any of those, with what they reach in turn.
-The count per run is capped; an empty source listing prunes nothing. A dry run makes
+Protected tags keep their manifest too. A deletion removes every tag on its manifest, so
+decisions are made per manifest and `prune_max` counts the tags removed; an empty source
+listing prunes nothing. A dry run makes
 the same decisions, so `would_prune` lists exactly what a real run would delete.
 """
 
@@ -19,11 +21,12 @@ import structlog
 
 from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import ManifestError, SyncerError
-from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import IMAGE_TYPES, INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
+from syncer.store import Store
 from syncer.sync.outcome import Outcome
-from syncer.sync.planner import Plan, plan_prune, referrer_tags
+from syncer.sync.planner import Deletion, Plan, decide_deletions, plan_prune, referrer_tags
 from syncer.sync.report import EntryReport, TagOutcome
 
 log = structlog.get_logger("syncer.sync.prune")
@@ -37,7 +40,7 @@ class Reachable:
 
 
 async def reachable(
-    client: RegistryClient,
+    client: Store,
     slot: Slot,
     repo: Reference,
     kept_tags: Iterable[str],
@@ -68,7 +71,7 @@ async def reachable(
 
 
 async def _walk(
-    client: RegistryClient, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
+    client: Store, slot: Slot, repo: Reference, todo: list[tuple[str, str]], seen: set[str]
 ) -> None:
     """Add the digests in `todo`, and every manifest an index among them names, to `seen`."""
     while todo:
@@ -93,83 +96,90 @@ def _children(got: FetchedManifest) -> list[Any]:
     return list(manifest.manifests) if isinstance(manifest, ImageIndex) else []
 
 
-async def prune(
-    client: RegistryClient,
-    slot: Slot,
-    entry: ResolvedEntry,
-    plan: Plan,
-    dest_tags: set[str],
-    kept: set[str],
-    report: EntryReport,
-    *,
-    dry_run: bool,
-) -> None:
-    """Delete (or, dry, list) destination tags the source no longer selects.
+@dataclass(frozen=True)
+class PruneJob:
+    """One entry's prune: where, what the run selected, and where to report.
 
-    `kept` is every selected tag of the entry (all shards' share); the caller runs
-    this in one process only (see `shard.prunes`)."""
+    `kept` is every selected tag of the entry (all shards' share); `dest_tags` the
+    destination's listing; `slot` bounds concurrent requests like the run's copies."""
+
+    store: Store
+    slot: Slot
+    entry: ResolvedEntry
+    plan: Plan
+    dest_tags: set[str]
+    kept: set[str]
+    report: EntryReport
+    dry_run: bool
+
+
+async def prune(job: PruneJob) -> None:
+    """Delete (or, dry, list) destination tags the source no longer selects; the caller
+    runs this in one process only (see `shard.prunes`)."""
+    entry, plan, report, kept, dest_tags = job.entry, job.plan, job.report, job.kept, job.dest_tags
     if not kept and not plan.filtered:
         report.fail(None, "prune refused: the source listed no tags at all")
         return
-    first = plan_prune(dest_tags, kept, entry.prune_protect, entry.prune_max)
-    if not first.delete and not first.over_limit:
+    pp = plan_prune(dest_tags, kept, entry.prune_protect)
+    for tag, why in pp.invalid:
+        report.tags.append(TagOutcome(tag, Outcome.PRUNE_SKIPPED, reason=why))
+    if not pp.candidates:
         return  # nothing to delete costs no request
-    dst = entry.destination
-    # Tags this run moved (or would move) count too: they are in no listing yet.
-    present = (kept & dest_tags) | {i.dest_tag for i in plan.to_copy}
+    dst, store, slot = entry.destination, job.store, job.slot
+    # Tags this run moved (or would move) count too: they are in no listing yet. A protected
+    # tag keeps its manifest as surely as a kept one: a DELETE would take it along.
+    present = (kept & dest_tags) | {i.dest_tag for i in plan.to_copy} | set(pp.protected)
     try:
         reach = await reachable(
-            client, slot, dst, present, dest_tags, (i.source_digest or "" for i in plan.items)
+            store, slot, dst, present, dest_tags, (i.source_digest or "" for i in plan.items)
+        )
+        candidates = [t for t in pp.candidates if t not in reach.tags]
+        infos = await asyncio.gather(
+            *(slot(partial(store.head_manifest, dst.with_tag(t))) for t in candidates)
         )
     except SyncerError as exc:
         report.fail(None, f"prune skipped: cannot tell what kept tags use: {exc}")
         return
-    pp = plan_prune(dest_tags, kept | reach.tags, entry.prune_protect, entry.prune_max)
-    for tag in pp.over_limit:
+    resolved = [(t, i.digest) for t, i in zip(candidates, infos, strict=True) if i is not None]
+    decision = decide_deletions(resolved, reach.digests, entry.prune_max)
+    why = "its manifest is used by a kept tag (as its manifest, index child or signature)"
+    for tag, digest in decision.reachable:
+        report.tags.append(
+            TagOutcome(tag, Outcome.PRUNE_SKIPPED, destination_digest=digest, reason=why)
+        )
+    for deletion in decision.delete:
+        await _delete(job, deletion)
+    for tag, digest in decision.over_limit:
         reason = f"prune_max {entry.prune_max} reached"
-        report.tags.append(TagOutcome(tag, Outcome.PRUNE_SKIPPED, reason=reason))
-    for tag in pp.delete:
-        await _delete(client, slot, dst, tag, reach, report, dry_run=dry_run)
+        report.tags.append(
+            TagOutcome(tag, Outcome.PRUNE_SKIPPED, destination_digest=digest, reason=reason)
+        )
 
 
-async def _delete(
-    client: RegistryClient,
-    slot: Slot,
-    dst: Reference,
-    tag: str,
-    reach: Reachable,
-    report: EntryReport,
-    *,
-    dry_run: bool,
-) -> None:
-    digest: str | None = None
-    try:
-        info = await slot(partial(client.head_manifest, dst.with_tag(tag)))
-        if info is None:
-            return  # gone already (it shared a deleted manifest)
-        digest = info.digest
-        if digest in reach.digests:
-            why = "its manifest is used by a kept tag (as its manifest, index child or signature)"
-            report.tags.append(
-                TagOutcome(tag, Outcome.PRUNE_SKIPPED, destination_digest=digest, reason=why)
-            )
-            return
-        if dry_run:
+async def _delete(job: PruneJob, deletion: Deletion) -> None:
+    report, digest = job.report, deletion.digest
+    if job.dry_run:
+        for tag in deletion.tags:
             report.tags.append(
                 TagOutcome(
                     tag, Outcome.WOULD_PRUNE, destination_digest=digest, reason="not selected"
                 )
             )
-            return
-        await slot(partial(client.delete_manifest, dst, digest))
+        return
+    try:
+        await job.slot(partial(job.store.delete_manifest, job.entry.destination, digest))
     except SyncerError as exc:
         # A deletion that did not happen is a failed tag: status partial, exit 1.
         error = f"prune failed: {exc}"
-        report.counters.tags_failed += 1
-        report.fail(tag, error)
-        report.tags.append(TagOutcome(tag, Outcome.FAILED, destination_digest=digest, reason=error))
-        log.error("prune failed", tag=tag, error=str(exc))
+        for tag in deletion.tags:
+            report.counters.tags_failed += 1
+            report.fail(tag, error)
+            report.tags.append(
+                TagOutcome(tag, Outcome.FAILED, destination_digest=digest, reason=error)
+            )
+        log.error("prune failed", tags=list(deletion.tags), digest=digest, error=str(exc))
         return
-    report.counters.tags_pruned += 1
-    report.tags.append(TagOutcome(tag, Outcome.PRUNED, destination_digest=digest))
-    log.info("tag pruned", tag=tag, digest=digest)
+    for tag in deletion.tags:
+        report.counters.tags_pruned += 1
+        report.tags.append(TagOutcome(tag, Outcome.PRUNED, destination_digest=digest))
+    log.info("manifest pruned", tags=list(deletion.tags), digest=digest)

@@ -34,6 +34,7 @@ from syncer.registry.client import FetchedManifest, RegistryClient
 from syncer.registry.oci import INDEX_TYPES, ImageManifest, parse_manifest
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
+from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
 from syncer.sync.copier import BlobLedger, Copier
 from syncer.sync.outcome import Outcome
@@ -48,7 +49,7 @@ from syncer.sync.planner import (
 )
 from syncer.sync.platforms import holds_filtered_copy, select_platforms
 from syncer.sync.progress import Progress
-from syncer.sync.prune import prune
+from syncer.sync.prune import PruneJob, prune
 from syncer.sync.report import EntryReport, RunReport, TagOutcome
 from syncer.sync.shard import Shard, entry_key, owns_tag, prunes
 from syncer.sync.signatures import SignatureGate
@@ -84,8 +85,12 @@ class Runner:
         self.loaded = loaded
         self.progress = progress or Progress()
         self.options = options or RunOptions()
-        self.client = client or RegistryClient(loaded.config.registry_config)
-        self._owns_client = client is None
+        # Every store the run touches behind one: registries and `oci:` layouts alike.
+        self.stores = Stores(
+            client or RegistryClient(loaded.config.registry_config),
+            owns_registries=client is None,
+        )
+        self.client: Store = self.stores
         self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
         self.gate = SignatureGate(self.client, self.copier)
         self._slots = asyncio.Semaphore(self.options.concurrency)
@@ -109,9 +114,15 @@ class Runner:
         report = RunReport(
             started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
         )
+        selected = self.selected_entries()
+        self.stores.open_layouts(
+            (e.source for e in selected),
+            (e.destination for e in selected),
+            create=not self.options.dry_run,
+        )
         try:
             entries: list[ResolvedEntry] = []
-            for entry in self.selected_entries():
+            for entry in selected:
                 try:
                     expansion = await expand_entry(self.client, entry)
                 except Exception as exc:
@@ -129,8 +140,7 @@ class Runner:
         finally:
             report.duration_s = time.monotonic() - started
             report.ratelimit = self.client.ratelimits()
-            if self._owns_client:
-                await self.client.aclose()
+            await self.stores.aclose()
         return report
 
     def _owns(self, entry: ResolvedEntry, tag: str) -> bool:
@@ -177,15 +187,9 @@ class Runner:
                     *(self._copy_tag(entry, i, report) for i in plan.to_copy),
                 )
             if entry.prune and dest_tags is not None and prunes(self.options.shard):
+                dry = self.options.dry_run
                 await prune(
-                    self.client,
-                    self._slot,
-                    entry,
-                    plan,
-                    dest_tags,
-                    keep,
-                    report,
-                    dry_run=self.options.dry_run,
+                    PruneJob(self.client, self._slot, entry, plan, dest_tags, keep, report, dry)
                 )
             self.progress.entry_done()
 

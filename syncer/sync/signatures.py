@@ -18,7 +18,7 @@ import structlog
 
 from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import Rejected, SyncerError
-from syncer.registry.client import RegistryClient
+from syncer.store import Store
 from syncer.sync.copier import Copier
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import REFERRER_TAG, TagPlan
@@ -31,7 +31,7 @@ Slot = Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]
 
 
 class SignatureGate:
-    def __init__(self, client: RegistryClient, copier: Copier) -> None:
+    def __init__(self, client: Store, copier: Copier) -> None:
         self.client = client
         self.copier = copier
         self.verifier = Verifier(client)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from syncer.config.verify import CosignPolicy, VerifyConfig
 from syncer.errors import ContentError, NotFound, Rejected, ResponseTooLarge
-from syncer.registry.client import FetchedManifest, RegistryClient
+from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import Descriptor, ImageManifest, parse_manifest
 from syncer.registry.reference import Reference
+from syncer.store import Store
 from syncer.verify.cosign import (
     MAX_BYTES,
     MAX_SIGNATURES,
@@ -39,7 +40,7 @@ class Signed:
 class Verifier:
     """One per run. A digest reached by several tags is verified once."""
 
-    def __init__(self, client: RegistryClient) -> None:
+    def __init__(self, client: Store) -> None:
         self.client = client
         self._done: dict[tuple[str, str, int], asyncio.Task[Signed]] = {}
 

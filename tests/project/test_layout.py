@@ -1,6 +1,7 @@
 """The package's shape: each subpackage's public names, and imports that point one way.
 
-Layers, bottom to top: errors -> registry -> config -> verify -> sync -> service -> commands.
+Layers, bottom to top:
+errors -> registry -> store -> config -> verify -> sync -> service -> commands.
 A module may import its own layer and those below it, never one above (function-level
 imports included: a lazy import is still a dependency).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "syncer"
-LAYERS = ["errors", "registry", "config", "verify", "sync", "service", "commands"]
+LAYERS = ["errors", "registry", "store", "config", "verify", "sync", "service", "commands"]
 PUBLIC = {
     "syncer.registry": [
         "Descriptor",
@@ -29,6 +30,7 @@ PUBLIC = {
         "RegistrySession",
         "parse_manifest",
     ],
+    "syncer.store": ["BlobBytes", "OciLayout", "Store", "Stores", "parse_reference"],
     "syncer.config": [
         "LoadedConfig",
         "ResolvedEntry",

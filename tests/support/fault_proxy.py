@@ -320,10 +320,12 @@ class _CdnHandler(Handler):
         keep = [(k, v) for k, v in self.headers.items() if k.lower() in ("range", "if-range")]
         path = f"/v2/{m['repo']}/blobs/{m['digest']}"
         resp = self.upstream(path, [*keep, ("Accept-Encoding", "identity")], None)
-        self.relay(resp)
         if resp.status in (200, 206):
+            # Counted before the body goes out: a client that has read it all may look at
+            # the count before this thread would get past relay().
             with cdn.lock:
                 cdn.served += 1
+        self.relay(resp)
 
     do_HEAD = do_GET
 

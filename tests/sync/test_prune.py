@@ -175,3 +175,31 @@ def test_check_exits_1_while_a_deletion_is_pending(
     assert "would_prune" in capsys.readouterr().out
     assert main(["sync", "-c", str(cfg), "-q"]) == 0
     assert main(["check", "-c", str(cfg), "-q"]) == 0
+
+
+def test_a_protected_tag_keeps_the_manifest_a_stale_tag_shares(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    """Registries delete by digest: deleting stale `old` would take `keep-prod` with it."""
+    src, dst, entry, _ = seeded_mirror(registry_factory, tmp_path)
+    shared, alone = app_image(8, 8), app_image(9, 9)
+    for tag in ("keep-prod", "old"):
+        push(dst.seed_url, "m/app", shared, tag)
+    push(dst.seed_url, "m/app", alone, "stale-a")
+    push(dst.seed_url, "m/app", alone, "stale-b")
+    pruning = {
+        **entry,
+        "tags": {"allow": [r"1\.0.*"]},
+        "prune": True,
+        "prune_protect": ["keep-.*"],
+    }
+    cfg = write_sync_yaml(tmp_path / "p.yaml", [pruning], src, dst)
+    mark = dst.mark()
+    report = asyncio_run(Runner(load_config(cfg)))
+    acts = outcomes(report)
+    assert acts["old"] == "prune_skipped"
+    # One DELETE removed two tags: both are reported, and the count says 2.
+    assert acts["stale-a"] == acts["stale-b"] == "pruned"
+    assert report.totals.tags_pruned == 2
+    assert deletes(dst, mark) == [f"/v2/m/app/manifests/{alone.digest}"]
+    assert fetch_manifest_digest(dst.url, "m/app", "keep-prod") == shared.digest

@@ -10,15 +10,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from syncer.config.filters import TagFilter
 from syncer.config.syncfile import ResolvedEntry
 from syncer.registry.oci import OCI_INDEX, OCI_MANIFEST
 from syncer.registry.reference import Reference
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import Plan, TagPlan
-from syncer.sync.prune import prune
+from syncer.sync.prune import PruneJob, prune
 from syncer.sync.report import EntryReport
 from tests.support.memory_registry import MemoryRegistry
 
@@ -87,14 +85,16 @@ async def run(
     listed = set(reg.tags(DST, REPO))
     async with reg.client() as client:
         await prune(
-            client,
-            slot,
-            entry(**opts),
-            plan if plan is not None else up_to_date(*kept),
-            listed,
-            kept,
-            report,
-            dry_run=dry_run,
+            PruneJob(
+                client,
+                slot,
+                entry(**opts),
+                plan if plan is not None else up_to_date(*kept),
+                listed,
+                kept,
+                report,
+                dry_run=dry_run,
+            )
         )
     return report
 
@@ -137,11 +137,12 @@ async def test_prune_max_caps_the_deletions_and_reports_the_rest() -> None:
     image(reg, "k", "1.0")
     stale = {t: image(reg, t, t) for t in ("s1", "s2", "s3", "s4")}
     report = await run(reg, {"1.0"}, limit=2)
+    # Every candidate is resolved first: a tag over the cap may share a manifest with one
+    # under it, and that DELETE would take it along.
     assert reg.requests() == [
         f"HEAD {M}/1.0",
-        f"HEAD {M}/s1",
+        *(f"HEAD {M}/{t}" for t in ("s1", "s2", "s3", "s4")),
         f"DELETE {M}/{stale['s1']}",
-        f"HEAD {M}/s2",
         f"DELETE {M}/{stale['s2']}",
     ]
     assert acts(report) == {
@@ -163,7 +164,18 @@ async def test_protected_tags_are_never_touched() -> None:
     sig = image(reg, "sig", "sha256-" + "a" * 64 + ".sig")  # default protection
     old = image(reg, "old", "old")
     report = await run(reg, {"1.0"}, protect=("sha256-.*", "keep-.*"))
-    assert reg.requests() == [f"HEAD {M}/1.0", f"HEAD {M}/old", f"DELETE {M}/{old}"]
+    sig_tag = "sha256-" + "a" * 64 + ".sig"
+    # Protected tags are resolved (a HEAD each) so that their manifests are kept, never deleted.
+    assert sorted(reg.requests()) == sorted(
+        [
+            f"HEAD {M}/1.0",
+            f"HEAD {M}/keep-1",
+            f"HEAD {M}/{sig_tag}",
+            f"HEAD {M}/old",
+            f"DELETE {M}/{old}",
+        ]
+    )
+    assert reg.requests()[-1] == f"DELETE {M}/{old}"
     assert acts(report) == {"old": "pruned"}
     assert reg.tags(DST, REPO)["sha256-" + "a" * 64 + ".sig"] == sig
     assert "keep-1" in reg.tags(DST, REPO)
@@ -221,7 +233,7 @@ async def test_tags_this_run_copies_and_source_digests_count_as_kept() -> None:
     report = EntryReport("src.test/app", f"{DST}/{REPO}")
     listed = {"2.0-old-alias", "2.0-twin"}  # listed before the copy
     async with reg.client() as client:
-        await prune(client, slot, entry(), plan, listed, {"2.0", "3.0"}, report, dry_run=False)
+        await prune(PruneJob(client, slot, entry(), plan, listed, {"2.0", "3.0"}, report, False))
     assert acts(report) == {"2.0-old-alias": "pruned", "2.0-twin": "prune_skipped"}
     assert f"HEAD {M}/2.0" in reg.requests()
 
@@ -281,11 +293,6 @@ async def test_an_unreadable_kept_index_prunes_nothing() -> None:
 # A manifest DELETE removes every tag on that manifest (distribution deletes by digest).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a protected tag sharing a manifest with a stale tag is deleted with it; "
-    "prune_protect tags are not counted as reaching their manifest (syncer/sync/prune.py)",
-)
 async def test_a_protected_tag_survives_a_stale_tag_on_the_same_manifest() -> None:
     reg = MemoryRegistry()
     image(reg, "k", "1.0")
@@ -294,11 +301,6 @@ async def test_a_protected_tag_survives_a_stale_tag_on_the_same_manifest() -> No
     assert "keep-prod" in reg.tags(DST, REPO)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a tag over prune_max is reported prune_skipped yet deleted, when it shares "
-    "a manifest with a tag under the cap (syncer/sync/prune.py)",
-)
 async def test_a_tag_over_prune_max_survives_when_it_shares_a_manifest() -> None:
     reg = MemoryRegistry()
     image(reg, "k", "1.0")
@@ -308,11 +310,6 @@ async def test_a_tag_over_prune_max_survives_when_it_shares_a_manifest() -> None
     assert "old-b" in reg.tags(DST, REPO)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a tag removed along with a shared manifest vanishes from the report; the "
-    "dry run lists it as would_prune (syncer/sync/prune.py _delete: 'gone already')",
-)
 async def test_every_tag_a_deletion_removes_is_reported() -> None:
     reg, dry_reg = MemoryRegistry(), MemoryRegistry()
     for r in (reg, dry_reg):
@@ -325,11 +322,6 @@ async def test_every_tag_a_deletion_removes_is_reported() -> None:
     assert acts(real) == {"old-a": "pruned", "old-b": "pruned"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tags kept because a kept tag reaches them use up prune_max, so a stale tag "
-    "sorted after them is never deleted (sync/prune.py: the cap is applied before reachability)",
-)
 async def test_prune_max_counts_deletions_not_tags_kept_for_reachability() -> None:
     reg = MemoryRegistry()
     amd = image(reg, "amd64", "1.0-amd64")
@@ -337,4 +329,16 @@ async def test_prune_max_counts_deletions_not_tags_kept_for_reachability() -> No
     old = image(reg, "old", "old")
     report = await run(reg, {"1.0"}, limit=1)
     assert acts(report) == {"1.0-amd64": "prune_skipped", "old": "pruned"}
+    assert [r for r in reg.requests() if r.startswith("DELETE")] == [f"DELETE {M}/{old}"]
+
+
+async def test_an_invalid_listed_destination_tag_is_skipped_alone() -> None:
+    reg = MemoryRegistry()
+    image(reg, "k", "1.0")
+    old = image(reg, "old", "old")
+    long = "x" * 200  # ECR allows 300 characters; the tag grammar 128
+    reg.repo(DST, REPO).tags[long] = image(reg, "odd")
+    report = await run(reg, {"1.0"})
+    assert acts(report) == {long: "prune_skipped", "old": "pruned"}
+    assert next(t.reason for t in report.tags if t.tag == long).startswith("invalid tag:")
     assert [r for r in reg.requests() if r.startswith("DELETE")] == [f"DELETE {M}/{old}"]

@@ -1,0 +1,70 @@
+"""`oci:PATH[:REPOSITORY[:TAG|@DIGEST]]` beside ordinary registry references.
+
+As in skopeo, PATH ends at the first `:`. A layout reference is a `Reference` whose
+registry is `oci:` plus the absolute PATH, so everything keyed by registry (the blob
+ledger, shards, reports) keeps working and the store router can tell the kinds apart.
+"""
+
+from __future__ import annotations
+
+import os
+
+from syncer.errors import InvalidReference
+from syncer.registry.reference import (
+    Reference,
+    validate_digest,
+    validate_repository,
+    validate_tag,
+)
+
+LAYOUT_SCHEME = "oci:"
+_EXAMPLE = "e.g. oci:/media/usb/bundle:mirror/alpine:3.20"
+
+
+def is_layout(registry_or_text: str) -> bool:
+    return registry_or_text.startswith(LAYOUT_SCHEME)
+
+
+def layout_path(ref: Reference) -> str:
+    """The directory of a layout reference."""
+    return ref.registry[len(LAYOUT_SCHEME) :]
+
+
+def split_layout(text: str) -> tuple[str, str]:
+    """`oci:PATH:REST` -> (`oci:` + absolute PATH, REST); REST may be empty."""
+    path, _, rest = text[len(LAYOUT_SCHEME) :].partition(":")
+    if not path:
+        raise InvalidReference(text, f"oci: needs a directory before the repository; {_EXAMPLE}")
+    return LAYOUT_SCHEME + os.path.abspath(path), rest
+
+
+def is_whole_layout(text: str) -> bool:
+    """`oci:PATH` alone: every repository in the layout (a source), or the source's own
+    repository path (a destination)."""
+    return is_layout(text) and not split_layout(text)[1]
+
+
+def parse_reference(text: str) -> Reference:
+    """A registry reference, or a layout reference naming a repository."""
+    if not is_layout(text):
+        return Reference.parse(text)
+    registry, rest = split_layout(text)
+    if not rest:
+        raise InvalidReference(text, f"name a repository after the directory; {_EXAMPLE}")
+    name, at, digest = rest.partition("@")
+    repository, colon, tag = name.partition(":")
+    try:
+        return Reference(
+            registry,
+            validate_repository(repository),
+            validate_tag(tag) if colon else None,
+            validate_digest(digest) if at else None,
+        )
+    except InvalidReference as exc:
+        raise InvalidReference(text, exc.reason) from None
+
+
+def repository_reference(registry: str, repository: str) -> Reference:
+    """`repository` at `registry` (a host, or an `oci:` layout)."""
+    sep = ":" if is_layout(registry) else "/"
+    return parse_reference(f"{registry}{sep}{repository}")

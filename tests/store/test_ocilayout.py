@@ -1,0 +1,149 @@
+"""The OCI layout store on real directories: layout on disk, safety rules, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from syncer.errors import ConfigError, DigestMismatch, ManifestError, ResponseTooLarge, SizeMismatch
+from syncer.registry import Descriptor, Reference, RegistryClient
+from syncer.store import BlobBytes, OciLayout, Store
+from syncer.store.ocilayout import REF_NAME
+from tests.support.images import Blob, make_image, make_layer
+
+REPO = Reference.parse("example.test/mirror/alpine")
+
+
+def _bytes(data: bytes) -> BlobBytes:
+    async def open_() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 7):
+            yield data[i : i + 7]
+
+    return open_
+
+
+def _desc(blob: Blob) -> Descriptor:
+    return Descriptor(mediaType=blob.media_type, digest=blob.digest, size=blob.size)
+
+
+async def _write_image(layout: OciLayout, tag: str) -> tuple[str, list[Blob]]:
+    image = make_image([make_layer({"a.txt": b"hello"})], fmt="oci")
+    for blob in image.blobs():
+        await layout.upload_blob(REPO, _desc(blob), _bytes(blob.data))
+    digest = await layout.put_manifest(REPO, tag, image.manifest, image.media_type)
+    assert digest == image.digest
+    return digest, list(image.blobs())
+
+
+def test_both_stores_satisfy_the_interface(tmp_path: Path) -> None:
+    stores: list[Store] = [RegistryClient(), OciLayout(tmp_path / "l", writable=True)]
+    assert len(stores) == 2
+
+
+async def test_writes_a_layout_other_tools_read(tmp_path: Path) -> None:
+    path = tmp_path / "layout"
+    layout = OciLayout(path, writable=True)
+    digest, blobs = await _write_image(layout, "3.20")
+    await layout.aclose()
+
+    assert json.loads((path / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((path / "index.json").read_text())
+    [entry] = index["manifests"]
+    assert entry["digest"] == digest
+    assert entry["annotations"][REF_NAME] == "mirror/alpine:3.20"
+    for blob in blobs:
+        assert (path / "blobs" / "sha256" / blob.digest[7:]).read_bytes() == blob.data
+    assert not (path / ".syncer.lock").exists()
+    assert not list(path.rglob(".tmp-*"))
+
+    reader = OciLayout(path)
+    assert await reader.catalog(REPO) == ["mirror/alpine"]
+    assert await reader.list_tags(REPO) == ["3.20"]
+    info = await reader.head_manifest(REPO.with_tag("3.20"))
+    assert info is not None and info.digest == digest
+    assert await reader.head_manifest(REPO.with_tag("missing")) is None
+    got = b"".join([c async for c in reader.read_blob(REPO, _desc(blobs[1]))])
+    assert got == blobs[1].data
+
+
+async def test_retagging_replaces_the_entry(tmp_path: Path) -> None:
+    layout = OciLayout(tmp_path / "l", writable=True)
+    await _write_image(layout, "1")
+    await _write_image(layout, "1")
+    index = json.loads((tmp_path / "l" / "index.json").read_text())
+    assert len(index["manifests"]) == 1
+    await layout.delete_manifest(REPO, index["manifests"][0]["digest"])
+    assert await layout.list_tags(REPO) == []
+    await layout.aclose()
+
+
+def test_an_existing_directory_that_is_not_a_layout_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an OCI image layout"):
+        OciLayout(tmp_path / "x", writable=True)
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["notes.txt"]
+    with pytest.raises(ConfigError, match="no OCI image layout here"):
+        OciLayout(tmp_path / "missing")
+
+
+def test_a_second_writer_is_refused_and_a_stale_lock_recovered(tmp_path: Path) -> None:
+    OciLayout(tmp_path / "l", writable=True)
+    # Another live process holds the lock.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "l" / ".syncer.lock").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(ConfigError, match=rf"another syncer \(pid {sleeper.pid}\) is writing"):
+            OciLayout(tmp_path / "l", writable=True)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The holder is dead now: its lock is stale and taken over.
+    OciLayout(tmp_path / "l", writable=True)
+    assert (tmp_path / "l" / ".syncer.lock").read_text().strip() == str(os.getpid())
+
+
+async def test_a_corrupt_blob_fails_naming_its_digest(tmp_path: Path) -> None:
+    layout = OciLayout(tmp_path / "l", writable=True)
+    _digest, blobs = await _write_image(layout, "1")
+    layer = blobs[1]
+    path = tmp_path / "l" / "blobs" / "sha256" / layer.digest[7:]
+    path.write_bytes(bytes([layer.data[0] ^ 1]) + layer.data[1:])
+    with pytest.raises(DigestMismatch, match=layer.digest):
+        async for _ in layout.read_blob(REPO, _desc(layer)):
+            pass
+    await layout.aclose()
+
+
+async def test_an_upload_that_does_not_match_leaves_nothing(tmp_path: Path) -> None:
+    layout = OciLayout(tmp_path / "l", writable=True)
+    blob = Blob.of(b"x" * 100, "application/octet-stream")
+    with pytest.raises(DigestMismatch, match=blob.digest):
+        await layout.upload_blob(REPO, _desc(blob), _bytes(b"y" * 100))
+    with pytest.raises(SizeMismatch):
+        await layout.upload_blob(REPO, _desc(blob), _bytes(b"x" * 101))
+    assert not await layout.blob_exists(REPO, blob.digest)
+    assert not list((tmp_path / "l").rglob(".tmp-*"))
+    await layout.aclose()
+
+
+async def test_oversized_manifests_and_bad_names_are_refused(tmp_path: Path) -> None:
+    layout = OciLayout(tmp_path / "l", writable=True)
+    with pytest.raises(ResponseTooLarge):
+        await layout.put_manifest(REPO, "big", b"{" + b" " * (4 * 1024 * 1024) + b"}", "x")
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {"digest": "sha256:" + "0" * 64, "size": 1, "annotations": {REF_NAME: "../../etc:x"}}
+        ],
+    }
+    (tmp_path / "l" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ManifestError, match=r"ref.name '../../etc:x' is invalid"):
+        await OciLayout(tmp_path / "l").catalog(REPO)
+    await layout.aclose()
