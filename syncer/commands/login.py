@@ -97,18 +97,18 @@ def password_from_stdin(data: str) -> str:
 async def verify(registry: str, config: RegistryConfig, credential: Credential) -> bool:
     """Make the registry check `credential`; True when it did, False when it asked for none.
 
-    `GET /v2/` is what `docker login` sends. Its 401 makes the transport authenticate:
+    `GET /v2/` is what `docker login` sends. Its 401 makes the session authenticate:
     Basic registries must then answer 200 to the password; Bearer registries send us to
     their token server, which must issue a token for the credentials (with no scope, so
     no repository needs to exist or be readable). A rejection raises."""
     # Answer every lookup with `credential`: the stored login must not be the one tested.
     client = RegistryClient(lambda _r: config, credentials=lambda _r, _c: credential)
     async with client:
-        transport = client.transport(Reference(registry, "probe"))
-        # The transport refuses too, but only after its first (anonymous) request; login
+        session = client.session(Reference(registry, "probe"))
+        # The session refuses too, but only after its first (anonymous) request; login
         # knows it will send credentials, so it says no up front, with the fix.
-        check_credentials_channel(registry, transport.base_url, config.tls)
-        resp = await transport.request("GET", "/v2/")
+        check_credentials_channel(registry, session.base_url, config.tls)
+        resp = await session.request("GET", "/v2/")
         return "authorization" in resp.request.headers
 
 

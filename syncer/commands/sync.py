@@ -18,6 +18,7 @@ from syncer.config.settings import Settings, default_config_path, load_settings
 from syncer.config.syncfile import LoadedConfig, load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
 from syncer.service.logs import configure
+from syncer.sync.outcome import Outcome
 from syncer.sync.progress import for_terminal
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner, RunOptions
@@ -182,11 +183,12 @@ def print_plan(report: RunReport, output: str) -> None:
     rows = [("SOURCE", "DESTINATION", "TAG", "ACTION", "REASON")]
     for e in report.entries:
         for t in e.tags:
-            action = "copy" if t.action == "planned" else t.action
+            # The printed plan says what a real run would do with the tag.
+            action = Outcome.COPY if t.action == Outcome.PLANNED else t.action
             rows.append((e.source, e.destination, t.tag, action, t.reason))
         for err in e.errors:
             if not err["tag"]:
-                rows.append((e.source, e.destination, "-", "failed", err["error"]))
+                rows.append((e.source, e.destination, "-", Outcome.FAILED, err["error"]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])

@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from syncer.config.semver import RANGE_EXAMPLES, Range, RangeError, Version, split_tag
-from syncer.config.yamlsource import describe
+from syncer.config.yamlsource import found_value
 from syncer.errors import rule
 
 NOT_SEMVER = "not a semantic version"
@@ -144,7 +144,7 @@ class TagFilter(BaseModel):
                 f"quote the range, {example}"
             )
         if v is None or not isinstance(v, str):
-            raise rule(f"found {describe(v)}; expected a version range in quotes, {example}")
+            raise rule(f"found {found_value(v)}; expected a version range in quotes, {example}")
         try:
             Range.parse(v)
         except RangeError as e:
@@ -160,7 +160,7 @@ class TagFilter(BaseModel):
         # Checked by hand: pydantic's lax int would take "2", 2.0 and true.
         example = "e.g. `latest: 3` to keep the 3 highest versions"
         if isinstance(v, bool) or not isinstance(v, int):
-            raise rule(f"found {describe(v)}; expected a whole number, {example}")
+            raise rule(f"found {found_value(v)}; expected a whole number, {example}")
         if v < 1:
             raise rule(
                 f"found {v}; expected at least 1, {example} (remove `latest` to keep "

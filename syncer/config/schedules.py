@@ -83,7 +83,8 @@ class When:
 
         return IntervalTrigger(seconds=self.interval_s, timezone=zone(self.timezone))
 
-    def describe(self) -> str:
+    def label(self) -> str:
+        """The schedule as logs, job names and the status page show it."""
         if self.cron is not None:
             return f"cron '{self.cron}' ({self.timezone})"
         return f"every {self.interval_s:g}s"

@@ -36,7 +36,7 @@ from syncer.config.patterns import (
 from syncer.config.schedules import ScheduleFields, When
 from syncer.config.verify import CONFIG_DIR, VerifyConfig
 from syncer.config.yamlsource import (
-    describe,
+    found_value,
     interpolate,
     problems_error,
     read_yaml,
@@ -61,15 +61,15 @@ def _check_platforms(value: Any) -> Any:
     example = "expected 'all' or a list of os/arch[/variant], e.g. [linux/amd64, linux/arm/v7]"
     if isinstance(value, str):
         fix = f"; for one platform write [{value}]" if _PLATFORM.match(value) else ""
-        raise _rule(f"found {describe(value)}; {example}{fix}")
+        raise _rule(f"found {found_value(value)}; {example}{fix}")
     if not isinstance(value, list):
-        raise _rule(f"found {describe(value)}; {example}")
+        raise _rule(f"found {found_value(value)}; {example}")
     if not value:
         raise _rule(f"is empty, so nothing would be copied; {example}")
     for i, item in enumerate(value):
         if not isinstance(item, str) or not _PLATFORM.match(item):
             raise _rule(
-                f"found {describe(item)}; expected os/arch[/variant] in lower case, "
+                f"found {found_value(item)}; expected os/arch[/variant] in lower case, "
                 "e.g. linux/amd64 or linux/arm/v7",
                 at=i,
             )
@@ -253,7 +253,7 @@ class SyncConfig(_Model):
     def _version(cls, v: Any) -> Any:
         if v != 1 or isinstance(v, bool):
             raise _rule(
-                f"found {describe(v)}; expected `version: 1`, the only version this syncer reads"
+                f"found {found_value(v)}; expected `version: 1`, the only version this syncer reads"
             )
         return v
 
@@ -416,7 +416,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
     """
     doc = read_yaml(path)
     if not isinstance(doc.data, dict):
-        found = "an empty file" if doc.data is None else describe(doc.data)
+        found = "an empty file" if doc.data is None else found_value(doc.data)
         raise ConfigError(
             f"found {found}; expected a mapping with keys version, defaults, registries, sync",
             file=str(path),

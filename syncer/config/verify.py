@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_v
 from pydantic_core import core_schema
 
 from syncer.config.keys import KeyFileError, TrustedKey, load_key
-from syncer.config.yamlsource import describe
+from syncer.config.yamlsource import found_value
 from syncer.errors import rule
 
 # Key in pydantic's validation context: the directory relative key paths start from.
@@ -37,7 +37,7 @@ class KeyFile:
             return value
         if not isinstance(value, str) or not value.strip():
             raise rule(
-                f"found {describe(value)}; expected the path of a PEM public key file, "
+                f"found {found_value(value)}; expected the path of a PEM public key file, "
                 "e.g. /etc/syncer/keys/release.pub"
             )
         path = Path(value).expanduser()

@@ -80,7 +80,7 @@ def format_loc(loc: Iterable[str | int]) -> str:
     return out or "(top level)"
 
 
-def describe(value: Any, *, secret: bool = False) -> str:
+def found_value(value: Any, *, secret: bool = False) -> str:
     """What was found, for 'found X; expected Y' messages. Secrets are never shown."""
     if value is None:
         return "an empty value"
@@ -336,7 +336,7 @@ def explain(
     examples: Mapping[str, str] | None = None,
 ) -> str:
     """One pydantic error as 'found X; expected Y', never echoing a secret value."""
-    found = describe(value, secret=is_secret(loc))
+    found = found_value(value, secret=is_secret(loc))
     if kind == "syncer":  # our own validators: the message is already complete
         return msg
     if kind == "value_error":  # from validators outside this package: add what was found

@@ -7,7 +7,8 @@ from syncer.registry.client import FetchedManifest, ManifestInfo, RegistryClient
 from syncer.registry.oci import Descriptor, ImageIndex, ImageManifest, parse_manifest
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
-from syncer.registry.transport import Transport
+from syncer.registry.request import RegistryRequest
+from syncer.registry.session import RegistrySession
 
 __all__ = [
     "Descriptor",
@@ -18,6 +19,7 @@ __all__ = [
     "Reference",
     "RegistryClient",
     "RegistryConfig",
-    "Transport",
+    "RegistryRequest",
+    "RegistrySession",
     "parse_manifest",
 ]

@@ -1,8 +1,8 @@
 """The registry client: the distribution API in domain terms.
 
-One `RegistryClient` serves a whole run. It keeps one `Transport` per registry
+One `RegistryClient` serves a whole run. It keeps one `RegistrySession` per registry
 (so tokens, connection pools and concurrency limits are shared by every entry)
-and speaks in `Reference`s and descriptors. It never retries: the transport does.
+and speaks in `Reference`s and descriptors. It never retries: the session does.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from syncer.registry.origin import endpoint_url
 from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
-from syncer.registry.transport import Transport
-from syncer.registry.upload import Source, UploadSession, upload_blob
+from syncer.registry.session import RegistrySession
+from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]
 CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
@@ -88,7 +88,7 @@ class RegistryClient:
         self._configs = configs
         self._http_transport = http_transport
         self._credentials = credentials
-        self._transports: dict[str, Transport] = {}
+        self._sessions: dict[str, RegistrySession] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -97,23 +97,23 @@ class RegistryClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for t in self._transports.values():
+        for t in self._sessions.values():
             await t.aclose()
-        self._transports.clear()
+        self._sessions.clear()
 
-    def transport(self, ref: Reference) -> Transport:
-        t = self._transports.get(ref.registry)
+    def session(self, ref: Reference) -> RegistrySession:
+        t = self._sessions.get(ref.registry)
         if t is None:
             config = self._configs(ref.registry)
             base = endpoint_url(ref.registry, ref.api_host, config)
-            t = Transport(
+            t = RegistrySession(
                 ref.registry,
                 base,
                 config,
                 self._credentials(ref.registry, config),
                 http_transport=self._http_transport,
             )
-            self._transports[ref.registry] = t
+            self._sessions[ref.registry] = t
         return t
 
     # -- pull budgets ----------------------------------------------------------
@@ -121,12 +121,12 @@ class RegistryClient:
     def reserve(self, ref: Reference, pulls: int) -> Reservation:
         """Reserve `pulls` counted GETs at `ref`'s registry for one copy (Deferred if they
         do not fit above `ratelimit.min_remaining`); pass it to `get_manifest`."""
-        return self.transport(ref).ratelimit.reserve(pulls)
+        return self.session(ref).ratelimit.reserve(pulls)
 
     def ratelimits(self) -> dict[str, dict[str, Any]]:
         """Per registry that reports a pull budget (or deferred work): limit, remaining,
         reserved_unused and why work was deferred; the run report's `ratelimit` section."""
-        out = {r: t.ratelimit.report() for r, t in self._transports.items()}
+        out = {r: t.ratelimit.report() for r, t in self._sessions.items()}
         return {r: state for r, state in out.items() if state is not None}
 
     # -- listing ---------------------------------------------------------------
@@ -154,7 +154,7 @@ class RegistryClient:
     async def _pages(
         self, ref: Reference, path: str, scopes: frozenset[str]
     ) -> AsyncIterator[dict[str, object]]:
-        t = self.transport(ref)
+        t = self.session(ref)
         seen: set[str] = set()
         next_path: str | None = path
         while next_path is not None:
@@ -180,7 +180,7 @@ class RegistryClient:
     async def head_manifest(self, ref: Reference) -> ManifestInfo | None:
         """Digest and media type of a tag or digest; None when it does not exist."""
         ident = _identifier(ref)
-        t = self.transport(ref)
+        t = self.session(ref)
         try:
             resp = await t.request(
                 "HEAD",
@@ -210,7 +210,7 @@ class RegistryClient:
         reservation (or reserves one itself); Deferred when the budget has no room. One over
         `limit` bytes raises ResponseTooLarge while it streams in, unread."""
         ident = _identifier(ref)
-        t = self.transport(ref)
+        t = self.session(ref)
         (pulls or t.ratelimit.reserve(0)).take()
         resp = await t.request(
             "GET",
@@ -238,7 +238,7 @@ class RegistryClient:
     async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
         """Artifacts that name `digest` as subject (OCI 1.1 referrers API), or None when
         the registry does not offer the API (callers then use the tag schema)."""
-        t = self.transport(repo)
+        t = self.session(repo)
         try:
             resp = await t.request(
                 "GET",
@@ -255,7 +255,7 @@ class RegistryClient:
 
     async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
         """PUT the exact bytes under a tag or digest; returns the digest the registry stored."""
-        t = self.transport(repo)
+        t = self.session(repo)
         resp = await t.request(
             "PUT",
             f"/v2/{repo.repository}/manifests/{ident}",
@@ -272,7 +272,7 @@ class RegistryClient:
         return digest
 
     async def delete_manifest(self, repo: Reference, digest: str) -> None:
-        t = self.transport(repo)
+        t = self.session(repo)
         try:
             await t.request(
                 "DELETE",
@@ -289,7 +289,7 @@ class RegistryClient:
     # -- blobs -----------------------------------------------------------------
 
     async def blob_exists(self, repo: Reference, digest: str) -> bool:
-        t = self.transport(repo)
+        t = self.session(repo)
         try:
             await t.request("HEAD", f"/v2/{repo.repository}/blobs/{digest}", scopes=_pull(repo))
         except NotFound:
@@ -304,7 +304,7 @@ class RegistryClient:
         """
         what = f"blob {desc.digest} from {repo.name}"
         chunks = download(
-            self.transport(repo),
+            self.session(repo),
             f"/v2/{repo.repository}/blobs/{desc.digest}",
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},
@@ -314,7 +314,7 @@ class RegistryClient:
 
     async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
         """Cross-repo mount on the same registry. False when the registry declined."""
-        t = self.transport(repo)
+        t = self.session(repo)
         scopes = _push(repo) | _pull(from_repo)
         query = urlencode({"mount": digest, "from": from_repo.repository})
         resp = await t.request(
@@ -332,9 +332,9 @@ class RegistryClient:
             await session.cancel()
         return False
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, source: Source) -> None:
-        """Upload a blob; `source()` opens its bytes (again, if the first try must restart)."""
-        await upload_blob(self.transport(repo), repo.repository, desc, source, _push(repo))
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+        """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart)."""
+        await upload_blob(self.session(repo), repo.repository, desc, open_bytes, _push(repo))
 
 
 def _identifier(ref: Reference) -> str:

@@ -10,7 +10,7 @@ import httpx
 import structlog
 
 from syncer.errors import TransportError, redact_url
-from syncer.registry.transport import Transport
+from syncer.registry.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.transport")
 
@@ -18,7 +18,7 @@ CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not rest
 
 
 async def download(
-    t: Transport,
+    t: RegistrySession,
     path: str,
     *,
     scopes: frozenset[str],

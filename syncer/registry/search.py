@@ -2,7 +2,7 @@
 
 This is what `docker search` does: `GET {index}/v1/search?q=TERM&n=N`, filters
 applied on the client, and the same table. Requests go through the registry
-`Transport` with docker.io's settings (TLS, retries, credential rules, error mapping);
+`RegistrySession` with docker.io's settings (TLS, retries, credential rules, error mapping);
 searching needs no sync.yaml.
 """
 
@@ -37,7 +37,7 @@ from syncer.errors import (
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.reference import DOCKER_HUB
-from syncer.registry.transport import Transport
+from syncer.registry.session import RegistrySession
 
 DEFAULT_INDEX = "https://index.docker.io"
 DEFAULT_LIMIT = 25  # docker's default
@@ -180,7 +180,7 @@ async def search(
     credential = None
     if credentials is not None:
         credential = Credential(username=credentials[0], password=SecretStr(credentials[1]))
-    session = Transport(
+    session = RegistrySession(
         DOCKER_HUB, base, _interactive(config), credential, http_transport=http_transport
     )
     try:
@@ -199,7 +199,7 @@ def _interactive(config: RegistryConfig | None) -> RegistryConfig:
     return config.model_copy(update={"ratelimit": ratelimit})
 
 
-async def _collect(session: Transport, term: str, limit: int) -> list[SearchResult]:
+async def _collect(session: RegistrySession, term: str, limit: int) -> list[SearchResult]:
     results: list[SearchResult] = []
     seen: set[str] = set()
     page = 1
@@ -217,7 +217,7 @@ async def _collect(session: Transport, term: str, limit: int) -> list[SearchResu
         page += 1
 
 
-async def _fetch(session: Transport, params: dict[str, str]) -> _Page:
+async def _fetch(session: RegistrySession, params: dict[str, str]) -> _Page:
     where = f"the search index at {session.base_url}{SEARCH_PATH}"
     try:
         resp = await session.request("GET", SEARCH_PATH, params=params, max_bytes=MAX_ANSWER_BYTES)

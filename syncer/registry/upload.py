@@ -20,11 +20,13 @@ import structlog
 
 from syncer.errors import NotFound, RateLimited, RegistryError, TransportError
 from syncer.registry.oci import Descriptor
-from syncer.registry.transport import RETRY_STATUSES, ReplayableBody, Transport
+from syncer.registry.request import RETRY_STATUSES, ReplayableBody
+from syncer.registry.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.upload")
 
-Source = Callable[[], AsyncIterator[bytes]]
+# Opens a blob's bytes from the start (a fresh download): called again for each fresh start.
+BlobBytes = Callable[[], AsyncIterator[bytes]]
 # Statuses with which registries say "no monolithic upload here".
 MONOLITHIC_REFUSED = frozenset({400, 405, 413, 416, 501})
 
@@ -34,13 +36,13 @@ class SessionLost(TransportError):
     PATCH left it at an offset it would not resume from): the upload must start over."""
 
 
-class _SourceEnded(TransportError):
-    """The source ran out (before, or exactly at, the declared size)."""
+class _FeedEnded(TransportError):
+    """The blob's bytes ran out (before, or exactly at, the declared size)."""
 
 
 class UploadSession:
-    def __init__(self, transport: Transport, repository: str, scopes: frozenset[str]) -> None:
-        self.t = transport
+    def __init__(self, session: RegistrySession, repository: str, scopes: frozenset[str]) -> None:
+        self.t = session
         self.repository = repository
         self.scopes = scopes
         self.location = ""
@@ -64,14 +66,14 @@ class UploadSession:
         )
 
     async def put_chunked(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
-        source = _Source(chunks)
+        feed = _ByteFeed(chunks)
         try:
             while self.offset < desc.size:
                 length = min(self.t.config.chunk_size, desc.size - self.offset)
-                await self._patch(_Chunk(source, length))
-            await source.finish()
+                await self._patch(_Chunk(feed, length))
+            await feed.finish()
         finally:
-            await source.abandon()
+            await feed.abandon()
         await self.t.request(
             "PUT",
             _with_digest(self.location, desc.digest),
@@ -154,9 +156,13 @@ class UploadSession:
 
 
 async def upload_blob(
-    t: Transport, repository: str, desc: Descriptor, source: Source, scopes: frozenset[str]
+    t: RegistrySession,
+    repository: str,
+    desc: Descriptor,
+    open_bytes: BlobBytes,
+    scopes: frozenset[str],
 ) -> None:
-    """Upload one blob; `source()` opens its bytes, again for each fresh start."""
+    """Upload one blob; `open_bytes()` opens its bytes, again for each fresh start."""
     chunked = desc.size > t.config.chunk_upload_threshold
     restarts = 0
     while True:
@@ -164,9 +170,9 @@ async def upload_blob(
         await session.start()
         try:
             if chunked:
-                await session.put_chunked(desc, source())
+                await session.put_chunked(desc, open_bytes())
             else:
-                await session.put_whole(desc, source())
+                await session.put_whole(desc, open_bytes())
             return
         except Exception as exc:
             await session.cancel()  # nothing of a failed attempt may linger
@@ -197,7 +203,7 @@ async def upload_blob(
             await asyncio.sleep(t.backoff(restarts))
 
 
-class _Source:
+class _ByteFeed:
     """A blob's byte stream, handed out in pieces of at most a requested size.
 
     Each pull from the stream runs as its own task, shielded from the PATCH that asked
@@ -231,7 +237,7 @@ class _Source:
                 if self._pending is pending:
                     self._pending = None
                 if isinstance(exc, StopAsyncIteration):
-                    raise _SourceEnded("blob source ended before its declared size") from None
+                    raise _FeedEnded("blob source ended before its declared size") from None
                 raise
             if self._pending is pending:
                 self._pending = None
@@ -247,7 +253,7 @@ class _Source:
         while True:
             try:
                 extra = await self.take(1)
-            except _SourceEnded:
+            except _FeedEnded:
                 return  # only the end of the source; its own errors go on up
             if extra:
                 raise TransportError("blob source is longer than its declared size")
@@ -273,8 +279,8 @@ class _Chunk:
     until the registry has them, so a broken PATCH resends only what it lost while the
     download and the upload overlap."""
 
-    def __init__(self, source: _Source, length: int) -> None:
-        self.source = source
+    def __init__(self, feed: _ByteFeed, length: int) -> None:
+        self.feed = feed
         self.length = length
         self.held: list[memoryview] = []
         self.pulled = 0
@@ -289,7 +295,7 @@ class _Chunk:
             skip = 0
         while self.pulled < self.length:
             try:
-                piece = await self.source.take(self.length - self.pulled)
+                piece = await self.feed.take(self.length - self.pulled)
             except Exception as exc:  # not CancelledError: the writer stopped, not the source
                 self.source_error = exc
                 raise

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import push_to_gateway
 
 from syncer.config.schedules import When
+from syncer.sync.outcome import Outcome
 from syncer.sync.report import RunReport
 
 if TYPE_CHECKING:
@@ -38,10 +39,13 @@ _COUNTED = (
 # Tag outcomes of the last run, as gauges: a CronJob's textfile or Pushgateway series start
 # from zero every run, so increase() over the counters sees nothing there; a gauge of "what
 # the last run did" reads the same whether the process lives for one run or for months.
-OUTCOMES = tuple(
-    name.removeprefix("tags_")
-    for name, _ in _COUNTED
-    if name.startswith("tags_") and name != "tags_checked"
+# Each is an `outcome` label value and names its counter, `tags_<outcome>`.
+OUTCOMES = (
+    Outcome.UP_TO_DATE,
+    Outcome.COPIED,
+    Outcome.FAILED,
+    Outcome.DEFERRED,
+    Outcome.REJECTED,
 )
 STATUSES = ("ok", "partial", "failed")
 # Enough fire times to see the longest gap of a weekly or weekdays-only cron.
@@ -138,7 +142,8 @@ class Metrics:
                 if value:
                     child.inc(value)
             for outcome in OUTCOMES:
-                self.last_tags.labels(*labels, outcome).set(getattr(c, f"tags_{outcome}"))
+                count = getattr(c, f"tags_{outcome.value}")
+                self.last_tags.labels(*labels, outcome.value).set(count)
             if entry.status == "ok":
                 self.last_success.labels(*labels).set(now)
             when = by_source.get(entry.source, shared)

@@ -82,7 +82,7 @@ class Scheduler:
         self._aps.remove_all_jobs()
         self._groups.clear()
         jobs = []
-        for n, (when, entries) in enumerate(sorted(groups.items(), key=lambda g: g[0].describe())):
+        for n, (when, entries) in enumerate(sorted(groups.items(), key=lambda g: g[0].label())):
             job_id = f"group-{n}"
             self._groups[job_id] = dataclasses.replace(loaded, entries=entries)
             self._aps.add_job(
@@ -90,14 +90,14 @@ class Scheduler:
                 when.trigger(),
                 args=[job_id],
                 id=job_id,
-                name=when.describe(),
+                name=when.label(),
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
             )
-            log.info("scheduled", schedule=when.describe(), entries=len(entries))
+            log.info("scheduled", schedule=when.label(), entries=len(entries))
             jobs.append(
-                (job_id, when.describe(), [(str(e.source), str(e.destination)) for e in entries])
+                (job_id, when.label(), [(str(e.source), str(e.destination)) for e in entries])
             )
         self.status.plan(jobs)
 

@@ -8,16 +8,14 @@ store: where the kinds differ (mounting, pull budgets) the store answers for its
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from syncer.registry.client import FetchedManifest, ManifestInfo
 from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
-
-# Opens a blob's bytes (again, when an upload has to restart from the first byte).
-BlobBytes = Callable[[], AsyncIterator[bytes]]
+from syncer.registry.upload import BlobBytes as BlobBytes  # the one definition, re-exported
 
 
 class Store(Protocol):
@@ -54,6 +52,8 @@ class Store(Protocol):
         registry's cross-repo mount; a layout's shared blobs/ folder)."""
         ...
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, source: BlobBytes) -> None: ...
+    async def upload_blob(
+        self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes
+    ) -> None: ...
 
     async def aclose(self) -> None: ...

@@ -298,12 +298,12 @@ class OciLayout:
         async for chunk in verified(what, desc.digest, desc.size, _chunks(path)):
             yield chunk
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, source: BlobBytes) -> None:
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
         what = f"blob {desc.digest} for {self.path}"
         final = self._blob_path(desc.digest)
         if final.is_file():
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         with _replacing(final) as f:
-            async for chunk in verified(what, desc.digest, desc.size, source()):
+            async for chunk in verified(what, desc.digest, desc.size, open_bytes()):
                 f.write(chunk)

@@ -101,5 +101,5 @@ class Stores:
             return False  # a mount never crosses stores
         return await self._for(repo).mount_blob(repo, digest, from_repo)
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, source: BlobBytes) -> None:
-        await self._for(repo).upload_blob(repo, desc, source)
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+        await self._for(repo).upload_blob(repo, desc, open_bytes)

@@ -4,16 +4,17 @@ May import `syncer.config`, `syncer.verify` and `syncer.registry`; never the ser
 """
 
 from syncer.sync.copier import BlobLedger, Copier
-from syncer.sync.planner import Action, Plan, TagPlan, make_plan
+from syncer.sync.outcome import Outcome
+from syncer.sync.planner import Plan, TagPlan, make_plan
 from syncer.sync.report import Counters, EntryReport, RunReport, TagOutcome
 from syncer.sync.runner import Runner, RunOptions
 
 __all__ = [
-    "Action",
     "BlobLedger",
     "Copier",
     "Counters",
     "EntryReport",
+    "Outcome",
     "Plan",
     "RunOptions",
     "RunReport",

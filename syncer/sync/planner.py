@@ -10,27 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from syncer.errors import InvalidReference
 from syncer.registry.reference import validate_tag
+from syncer.sync.outcome import Outcome
 
 IMMUTABLE_REASON = "immutable tag present at destination"
-
-
-class Action(StrEnum):
-    COPY = "copy"
-    UP_TO_DATE = "up_to_date"
-    FILTERED = "filtered"
-    MISSING = "missing"  # selected, but the source no longer has it
-    INVALID = "invalid"  # selected, but its name (or its destination name) is not a valid tag
 
 
 @dataclass(frozen=True)
 class TagPlan:
     tag: str
     dest_tag: str
-    action: Action
+    action: Outcome
     source_digest: str | None = None
     dest_digest: str | None = None
     reason: str = ""
@@ -40,20 +32,20 @@ class TagPlan:
 class Plan:
     items: tuple[TagPlan, ...] = field(default_factory=tuple)
 
-    def by_action(self, action: Action) -> list[TagPlan]:
+    def by_action(self, action: Outcome) -> list[TagPlan]:
         return [i for i in self.items if i.action is action]
 
     @property
     def to_copy(self) -> list[TagPlan]:
-        return self.by_action(Action.COPY)
+        return self.by_action(Outcome.COPY)
 
     @property
     def up_to_date(self) -> list[TagPlan]:
-        return self.by_action(Action.UP_TO_DATE)
+        return self.by_action(Outcome.UP_TO_DATE)
 
     @property
     def filtered(self) -> list[TagPlan]:
-        return self.by_action(Action.FILTERED)
+        return self.by_action(Outcome.FILTERED)
 
     @property
     def immutable(self) -> list[TagPlan]:
@@ -112,21 +104,23 @@ def make_plan(
     for tag in sorted(frozen | set(source)):
         target = (dest_tag or {}).get(tag, tag)
         if tag in frozen:
-            items.append(TagPlan(tag, target, Action.UP_TO_DATE, reason=IMMUTABLE_REASON))
+            items.append(TagPlan(tag, target, Outcome.UP_TO_DATE, reason=IMMUTABLE_REASON))
             continue
         src = source[tag]
         dst = destination.get(target)
         if src is None:
-            items.append(TagPlan(tag, target, Action.MISSING, None, dst, "not found at the source"))
+            items.append(
+                TagPlan(tag, target, Outcome.MISSING, None, dst, "not found at the source")
+            )
         elif dst == src:
-            items.append(TagPlan(tag, target, Action.UP_TO_DATE, src, dst))
+            items.append(TagPlan(tag, target, Outcome.UP_TO_DATE, src, dst))
         else:
             why = "absent at the destination" if dst is None else f"destination has {dst}"
-            items.append(TagPlan(tag, target, Action.COPY, src, dst, why))
+            items.append(TagPlan(tag, target, Outcome.COPY, src, dst, why))
     for tag, why in sorted((invalid or {}).items()):
-        items.append(TagPlan(tag, tag, Action.INVALID, reason=why))
+        items.append(TagPlan(tag, tag, Outcome.INVALID, reason=why))
     for tag, why in sorted((filtered or {}).items()):
-        items.append(TagPlan(tag, tag, Action.FILTERED, reason=why))
+        items.append(TagPlan(tag, tag, Outcome.FILTERED, reason=why))
     return Plan(tuple(items))
 
 

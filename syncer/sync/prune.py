@@ -25,6 +25,7 @@ from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import IMAGE_TYPES, INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
 from syncer.store import Store
+from syncer.sync.outcome import Outcome
 from syncer.sync.planner import Deletion, Plan, decide_deletions, plan_prune, referrer_tags
 from syncer.sync.report import EntryReport, TagOutcome
 
@@ -121,7 +122,7 @@ async def prune(job: PruneJob) -> None:
         return
     pp = plan_prune(dest_tags, kept, entry.prune_protect)
     for tag, why in pp.invalid:
-        report.tags.append(TagOutcome(tag, "prune_skipped", reason=why))
+        report.tags.append(TagOutcome(tag, Outcome.PRUNE_SKIPPED, reason=why))
     if not pp.candidates:
         return  # nothing to delete costs no request
     dst, store, slot = entry.destination, job.store, job.slot
@@ -143,13 +144,15 @@ async def prune(job: PruneJob) -> None:
     decision = decide_deletions(resolved, reach.digests, entry.prune_max)
     why = "its manifest is used by a kept tag (as its manifest, index child or signature)"
     for tag, digest in decision.reachable:
-        report.tags.append(TagOutcome(tag, "prune_skipped", destination_digest=digest, reason=why))
+        report.tags.append(
+            TagOutcome(tag, Outcome.PRUNE_SKIPPED, destination_digest=digest, reason=why)
+        )
     for deletion in decision.delete:
         await _delete(job, deletion)
     for tag, digest in decision.over_limit:
         reason = f"prune_max {entry.prune_max} reached"
         report.tags.append(
-            TagOutcome(tag, "prune_skipped", destination_digest=digest, reason=reason)
+            TagOutcome(tag, Outcome.PRUNE_SKIPPED, destination_digest=digest, reason=reason)
         )
 
 
@@ -158,7 +161,9 @@ async def _delete(job: PruneJob, deletion: Deletion) -> None:
     if job.dry_run:
         for tag in deletion.tags:
             report.tags.append(
-                TagOutcome(tag, "would_prune", destination_digest=digest, reason="not selected")
+                TagOutcome(
+                    tag, Outcome.WOULD_PRUNE, destination_digest=digest, reason="not selected"
+                )
             )
         return
     try:
@@ -169,10 +174,12 @@ async def _delete(job: PruneJob, deletion: Deletion) -> None:
         for tag in deletion.tags:
             report.counters.tags_failed += 1
             report.fail(tag, error)
-            report.tags.append(TagOutcome(tag, "failed", destination_digest=digest, reason=error))
+            report.tags.append(
+                TagOutcome(tag, Outcome.FAILED, destination_digest=digest, reason=error)
+            )
         log.error("prune failed", tags=list(deletion.tags), digest=digest, error=str(exc))
         return
     for tag in deletion.tags:
         report.counters.tags_pruned += 1
-        report.tags.append(TagOutcome(tag, "pruned", destination_digest=digest))
+        report.tags.append(TagOutcome(tag, Outcome.PRUNED, destination_digest=digest))
     log.info("manifest pruned", tags=list(deletion.tags), digest=digest)

@@ -9,21 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-COUNTERS = (
-    "tags_checked",
-    "tags_up_to_date",
-    "tags_copied",
-    "tags_filtered",
-    "tags_failed",
-    "tags_deferred",
-    "tags_rejected",
-    "tags_pruned",
-    "manifests_copied",
-    "blobs_copied",
-    "blobs_mounted",
-    "blobs_existing",
-    "bytes_copied",
-)
+from syncer.sync.outcome import PENDING, Outcome
 
 
 @dataclass
@@ -47,16 +33,10 @@ class Counters:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-# Dry-run outcomes that a real run would act on: what `check` calls out of sync.
-PENDING_ACTIONS = frozenset({"planned", "would_prune"})
-
-
 @dataclass
 class TagOutcome:
     tag: str
-    # copied | up_to_date | filtered | failed | deferred | rejected | missing | pruned |
-    # prune_skipped, and in a dry run planned | would_prune
-    action: str
+    action: Outcome  # one of the report outcomes (see outcome.py)
     source_digest: str | None = None
     destination_digest: str | None = None
     reason: str = ""
@@ -125,7 +105,7 @@ class RunReport:
     @property
     def pending(self) -> int:
         """Changes a dry run found: copies and deletions a real run would make."""
-        return sum(1 for e in self.entries for t in e.tags if t.action in PENDING_ACTIONS)
+        return sum(1 for e in self.entries for t in e.tags if t.action in PENDING)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -37,9 +37,9 @@ from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
 from syncer.sync.copier import BlobLedger, Copier
+from syncer.sync.outcome import Outcome
 from syncer.sync.planner import (
     REFERRER_TAG,
-    Action,
     Plan,
     TagPlan,
     make_plan,
@@ -66,7 +66,7 @@ class RunOptions:
     shard: Shard | None = None  # this process handles only the tags this shard owns
 
 
-def describe(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     """One line for the report; our own errors already read well."""
     if isinstance(exc, SyncerError):
         return str(exc)
@@ -126,7 +126,7 @@ class Runner:
                 try:
                     expansion = await expand_entry(self.client, entry)
                 except Exception as exc:
-                    expansion = Expansion([], {str(entry.source): describe(exc)})
+                    expansion = Expansion([], {str(entry.source): error_line(exc)})
                 entries.extend(expansion.entries)
                 for source, why in expansion.failed.items():
                     failed = EntryReport(source, str(entry.destination))
@@ -159,28 +159,28 @@ class Runner:
             try:
                 plan, dest_tags, keep = await self._check(entry)
             except Exception as exc:
-                report.fail(None, describe(exc))
-                log.error("entry failed", error=describe(exc))
+                report.fail(None, error_line(exc))
+                log.error("entry failed", error=error_line(exc))
                 return
             c = report.counters
             c.tags_filtered += len(plan.filtered)
             c.tags_checked += len(plan.items) - len(plan.filtered)
             for item in plan.items:
-                if item.action is Action.UP_TO_DATE:
+                if item.action is Outcome.UP_TO_DATE:
                     c.tags_up_to_date += 1
-                    report.tags.append(_outcome(item, "up_to_date"))
-                elif item.action is Action.FILTERED:
-                    report.tags.append(_outcome(item, "filtered"))
-                elif item.action in (Action.MISSING, Action.INVALID):
+                    report.tags.append(_outcome(item, Outcome.UP_TO_DATE))
+                elif item.action is Outcome.FILTERED:
+                    report.tags.append(_outcome(item, Outcome.FILTERED))
+                elif item.action in (Outcome.MISSING, Outcome.INVALID):
                     c.tags_failed += 1
                     why = f"{entry.source.repo()}:{item.tag} not found at source"
-                    report.fail(item.tag, item.reason if item.action is Action.INVALID else why)
-                    report.tags.append(_outcome(item, "failed"))
+                    report.fail(item.tag, item.reason if item.action is Outcome.INVALID else why)
+                    report.tags.append(_outcome(item, Outcome.FAILED))
             self.progress.tags_checked(c.tags_checked)
             for _ in range(c.tags_checked - len(plan.to_copy)):
                 self.progress.tag_done()
             if self.options.dry_run:
-                report.tags.extend(_outcome(i, "planned") for i in plan.to_copy)
+                report.tags.extend(_outcome(i, Outcome.PLANNED) for i in plan.to_copy)
             else:
                 await asyncio.gather(
                     self.gate.recheck(entry, plan.up_to_date, report, self._slot),
@@ -272,7 +272,7 @@ class Runner:
         return (
             plan,
             dest_tags,
-            keep | {i.dest_tag for i in plan.items if i.action is not Action.FILTERED},
+            keep | {i.dest_tag for i in plan.items if i.action is not Outcome.FILTERED},
         )
 
     async def _copy_referrers(self, entry: ResolvedEntry, digest: str, report: EntryReport) -> None:
@@ -289,7 +289,9 @@ class Runner:
             fetched = await self.client.get_manifest(src.with_digest(desc.digest))
             await self.copier.copy(src, dst, fetched, report.counters, dest_ident=desc.digest)
             report.tags.append(
-                TagOutcome(desc.digest, "copied", desc.digest, desc.digest, f"referrer of {digest}")
+                TagOutcome(
+                    desc.digest, Outcome.COPIED, desc.digest, desc.digest, f"referrer of {digest}"
+                )
             )
 
     async def _filtered_copies(
@@ -362,26 +364,26 @@ class Runner:
                 return
             except (Deferred, RateLimited) as exc:
                 report.counters.tags_deferred += 1
-                report.tags.append(_outcome(item, "deferred", describe(exc)))
+                report.tags.append(_outcome(item, Outcome.DEFERRED, error_line(exc)))
                 if src.registry not in self._deferred_logged:
                     self._deferred_logged.add(src.registry)
-                    log.warning("deferring copies from registry", reason=describe(exc))
+                    log.warning("deferring copies from registry", reason=error_line(exc))
                 return
             except Exception as exc:
                 report.counters.tags_failed += 1
-                report.fail(item.tag, describe(exc))
-                report.tags.append(_outcome(item, "failed", describe(exc)))
-                log.error("tag failed", error=describe(exc))
+                report.fail(item.tag, error_line(exc))
+                report.tags.append(_outcome(item, Outcome.FAILED, error_line(exc)))
+                log.error("tag failed", error=error_line(exc))
                 return
             finally:
                 self.progress.tag_done()
             if skipped is not None:
                 report.counters.tags_checked -= 1
                 report.counters.tags_filtered += 1
-                report.tags.append(_outcome(item, "filtered", skipped))
+                report.tags.append(_outcome(item, Outcome.FILTERED, skipped))
                 return
             report.counters.tags_copied += 1
-            report.tags.append(_outcome(item, "copied", dest_digest=pushed))
+            report.tags.append(_outcome(item, Outcome.COPIED, dest_digest=pushed))
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
 
 
@@ -399,7 +401,7 @@ def _unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest)
 
 
 def _outcome(
-    item: TagPlan, action: str, reason: str | None = None, *, dest_digest: str | None = None
+    item: TagPlan, action: Outcome, reason: str | None = None, *, dest_digest: str | None = None
 ) -> TagOutcome:
     return TagOutcome(
         tag=item.tag,

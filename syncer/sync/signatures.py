@@ -20,6 +20,7 @@ from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import Rejected, SyncerError
 from syncer.store import Store
 from syncer.sync.copier import Copier
+from syncer.sync.outcome import Outcome
 from syncer.sync.planner import REFERRER_TAG, TagPlan
 from syncer.sync.report import Counters, EntryReport, TagOutcome
 from syncer.verify.verifier import Signed, Verifier
@@ -67,7 +68,7 @@ class SignatureGate:
         assert entry.verify is not None
         report.counters.tags_rejected += 1
         report.tags.append(
-            TagOutcome(item.tag, "rejected", item.source_digest, item.dest_digest, str(exc))
+            TagOutcome(item.tag, Outcome.REJECTED, item.source_digest, item.dest_digest, str(exc))
         )
         if entry.verify.on_failure == "fail":
             report.fail(None, f"{item.tag} rejected ({exc}) and verify.on_failure is fail")
@@ -101,5 +102,5 @@ class SignatureGate:
             c.tags_failed += 1
             report.fail(item.tag, str(exc))
             report.tags.append(
-                TagOutcome(item.tag, "failed", item.source_digest, item.dest_digest, str(exc))
+                TagOutcome(item.tag, Outcome.FAILED, item.source_digest, item.dest_digest, str(exc))
             )

@@ -16,7 +16,8 @@ from syncer.config.filters import NOT_SEMVER, PRERELEASE, select_tags
 from syncer.config.semver import Range, RangeError, Version, parse_tag, split_tag
 from syncer.config.syncfile import TagFilter, load_config
 from syncer.errors import ConfigError
-from syncer.sync.planner import IMMUTABLE_REASON, Action, make_plan, split_immutable
+from syncer.sync.outcome import Outcome
+from syncer.sync.planner import IMMUTABLE_REASON, make_plan, split_immutable
 
 D1 = "sha256:" + "1" * 64
 
@@ -393,9 +394,9 @@ def test_tag_filter_immutable_patterns() -> None:
 def test_plan_with_immutable_tags() -> None:
     plan = make_plan({"1.1": D1}, {}, filtered={"x": "denied"}, immutable=["1.0.0"])
     assert [(i.tag, i.action) for i in plan.items] == [
-        ("1.0.0", Action.UP_TO_DATE),
-        ("1.1", Action.COPY),
-        ("x", Action.FILTERED),
+        ("1.0.0", Outcome.UP_TO_DATE),
+        ("1.1", Outcome.COPY),
+        ("x", Outcome.FILTERED),
     ]
     (frozen,) = plan.immutable
     assert frozen == plan.up_to_date[0]

@@ -21,7 +21,8 @@ from syncer.registry.auth import parse_www_authenticate
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.ratelimit import parse_retry_after
-from syncer.registry.transport import ReplayableBody, Transport
+from syncer.registry.request import ReplayableBody
+from syncer.registry.session import RegistrySession
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=4, backoff_s=0.0, max_backoff_s=0.0))
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))
@@ -35,14 +36,14 @@ def make(
     base: str = "https://reg.test",
     config: RegistryConfig = FAST,
     cred: Credential | None = None,
-) -> tuple[Transport, list[httpx.Request]]:
+) -> tuple[RegistrySession, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(req: httpx.Request) -> httpx.Response:
         seen.append(req)
         return handler(req)
 
-    t = Transport("reg.test", base, config, cred, http_transport=httpx.MockTransport(record))
+    t = RegistrySession("reg.test", base, config, cred, http_transport=httpx.MockTransport(record))
     return t, seen
 
 

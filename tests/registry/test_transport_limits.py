@@ -20,8 +20,8 @@ from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.origin import RegistryOrigin
 from syncer.registry.reference import Reference
+from syncer.registry.session import RegistrySession
 from syncer.registry.slots import HostSlots
-from syncer.registry.transport import Transport
 from syncer.registry.upload import UploadSession
 from tests.registry.test_aiohttp_transport import read_head, serve
 from tests.support.tls import make_tls_files
@@ -81,7 +81,7 @@ async def test_http_location_and_link_never_carry_credentials_in_clear() -> None
     repo = Reference.parse("reg.test/r:x")
     try:
         assert await client.list_tags(repo, page_size=1) == ["a", "b"]
-        session = UploadSession(client.transport(repo), "r", frozenset())
+        session = UploadSession(client.session(repo), "r", frozenset())
         await session.start()
         await session.put_whole(
             Descriptor(media_type="x", digest="sha256:" + "0" * 64, size=1), _one(b"z")
@@ -178,7 +178,7 @@ async def test_a_trickling_server_times_out_within_the_deadline() -> None:
 
     server, url = await serve(trickle)
     retry = RetryConfig(attempts=3, backoff_s=0.0, max_backoff_s=0.0, timeout_s=0.5, deadline_s=5)
-    t = Transport("reg.test", url, RegistryConfig(retry=retry), None)
+    t = RegistrySession("reg.test", url, RegistryConfig(retry=retry), None)
     started = time.monotonic()
     try:
         with pytest.raises(TransportError, match="timeout_s"):
@@ -204,7 +204,7 @@ async def test_a_body_cut_once_is_read_again_on_a_second_attempt() -> None:
         writer.close()
 
     server, url = await serve(cut_once)
-    t = Transport("reg.test", url, FAST, None)
+    t = RegistrySession("reg.test", url, FAST, None)
     try:
         resp = await t.request("GET", "/v2/r/tags/list")
     finally:
@@ -286,7 +286,7 @@ async def test_a_redirect_target_verifies_with_the_registry_ca_never_insecure(
     retry = RetryConfig(attempts=1)
     tls = {"ca_file": files.ca_file} if settings == "ca_file" else {"tls": "insecure"}
     config = RegistryConfig(endpoint=url, retry=retry, **tls)  # type: ignore[arg-type]
-    t = Transport("reg.test", url, config, None)
+    t = RegistrySession("reg.test", url, config, None)
     try:
         if settings == "ca_file":
             assert (await t.request("GET", "/v2/r/blobs/x")).content == b"blob"

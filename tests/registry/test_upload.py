@@ -17,7 +17,7 @@ from syncer.registry.client import RegistryClient
 from syncer.registry.oci import Descriptor
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.reference import Reference
-from syncer.registry.upload import _Chunk, _Source
+from syncer.registry.upload import _ByteFeed, _Chunk
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.registry import RunningRegistry
 from tests.support.syncer_setup import make_client
@@ -299,7 +299,7 @@ async def test_a_pull_finished_as_its_writer_is_cancelled_is_not_lost() -> None:
         for b in (b"A", b"B", b"C"):
             yield b * 10
 
-    source = _Source(pieces())
+    source = _ByteFeed(pieces())
     writer = asyncio.create_task(source.take(100))
     while source._pending is None or not source._pending.done():
         await asyncio.sleep(0)
@@ -315,7 +315,7 @@ async def test_abandon_racing_a_cancelled_writer_keeps_the_cancellation() -> Non
         await asyncio.sleep(5)
         yield b"B" * 10
 
-    source = _Source(slow())
+    source = _ByteFeed(slow())
     chunk = _Chunk(source, 20)
 
     async def writer() -> None:

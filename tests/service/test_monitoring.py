@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 
 from syncer.config.syncfile import load_config
 from syncer.service.metrics import OUTCOMES, Metrics
-from syncer.sync.report import COUNTERS, EntryReport, RunReport
+from syncer.sync.report import Counters, EntryReport, RunReport
 from tests.support import promql, tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +53,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         encoding="utf-8",
     )
     entry = EntryReport("docker.io/library/alpine", "reg.example/alpine")
-    for name in COUNTERS:
-        setattr(entry.counters, name, 1)
+    for counter in fields(Counters):
+        setattr(entry.counters, counter.name, 1)
     ok = EntryReport("docker.io/library/alpine", "reg.example/alpine-ok")  # a success too
     ok.counters.tags_copied = 1
     report = RunReport(

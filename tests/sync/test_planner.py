@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from syncer.config.filters import select_tags
-from syncer.sync.planner import Action, make_plan, needs_dest_head
+from syncer.sync.outcome import Outcome
+from syncer.sync.planner import make_plan, needs_dest_head
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -38,14 +39,14 @@ def test_select_nothing() -> None:
 @pytest.mark.parametrize(
     ("src", "dst", "action"),
     [
-        (D1, D1, Action.UP_TO_DATE),
-        (D1, None, Action.COPY),
-        (D1, D2, Action.COPY),
-        (None, D2, Action.MISSING),
-        (None, None, Action.MISSING),
+        (D1, D1, Outcome.UP_TO_DATE),
+        (D1, None, Outcome.COPY),
+        (D1, D2, Outcome.COPY),
+        (None, D2, Outcome.MISSING),
+        (None, None, Outcome.MISSING),
     ],
 )
-def test_single_tag_decisions(src: str | None, dst: str | None, action: Action) -> None:
+def test_single_tag_decisions(src: str | None, dst: str | None, action: Outcome) -> None:
     plan = make_plan({"t": src}, {"t": dst})
     assert [i.action for i in plan.items] == [action]
     item = plan.items[0]
@@ -60,7 +61,7 @@ def test_reasons_name_the_difference() -> None:
 
 def test_rename_compares_the_destination_tag() -> None:
     plan = make_plan({"1.0": D1}, {"1.0-mirror": D1, "1.0": D2}, dest_tag={"1.0": "1.0-mirror"})
-    assert plan.items[0].action is Action.UP_TO_DATE
+    assert plan.items[0].action is Outcome.UP_TO_DATE
     assert plan.items[0].dest_tag == "1.0-mirror"
 
 
@@ -73,7 +74,7 @@ def test_mixed_plan_partitions_every_tag_once() -> None:
     assert [i.tag for i in plan.up_to_date] == ["a"]
     assert [i.tag for i in plan.to_copy] == ["b", "c"]
     assert [i.tag for i in plan.filtered] == ["e", "f"]
-    assert [i.tag for i in plan.by_action(Action.MISSING)] == ["d"]
+    assert [i.tag for i in plan.by_action(Outcome.MISSING)] == ["d"]
     assert sorted(i.tag for i in plan.items) == list("abcdef")
 
 

@@ -14,7 +14,8 @@ from syncer.config.filters import TagFilter
 from syncer.config.syncfile import ResolvedEntry
 from syncer.registry.oci import OCI_INDEX, OCI_MANIFEST
 from syncer.registry.reference import Reference
-from syncer.sync.planner import Action, Plan, TagPlan
+from syncer.sync.outcome import Outcome
+from syncer.sync.planner import Plan, TagPlan
 from syncer.sync.prune import PruneJob, prune
 from syncer.sync.report import EntryReport
 from tests.support.memory_registry import MemoryRegistry
@@ -69,7 +70,7 @@ def entry(*, protect: tuple[str, ...] = ("sha256-.*",), limit: int = 50) -> Reso
 
 
 def up_to_date(*tags: str, digest: str | None = None) -> Plan:
-    return Plan(tuple(TagPlan(t, t, Action.UP_TO_DATE, source_digest=digest) for t in tags))
+    return Plan(tuple(TagPlan(t, t, Outcome.UP_TO_DATE, source_digest=digest) for t in tags))
 
 
 async def run(
@@ -116,7 +117,7 @@ async def test_an_empty_source_listing_prunes_nothing_and_asks_nothing() -> None
 async def test_a_listing_whose_tags_are_all_filtered_is_not_empty() -> None:
     reg = MemoryRegistry()
     old = image(reg, "old", "old")
-    plan = Plan((TagPlan("rc1", "rc1", Action.FILTERED, reason="deny"),))
+    plan = Plan((TagPlan("rc1", "rc1", Outcome.FILTERED, reason="deny"),))
     report = await run(reg, set(), plan)
     assert reg.requests() == [f"HEAD {M}/old", f"DELETE {M}/{old}"]
     assert acts(report) == {"old": "pruned"}
@@ -225,8 +226,8 @@ async def test_tags_this_run_copies_and_source_digests_count_as_kept() -> None:
     reg.repo(DST, REPO).tags["2.0"] = moved  # copied this run: in no listing yet
     plan = Plan(
         (
-            TagPlan("2.0", "2.0", Action.COPY, source_digest=moved),
-            TagPlan("3.0", "3.0", Action.UP_TO_DATE, source_digest=twin),
+            TagPlan("2.0", "2.0", Outcome.COPY, source_digest=moved),
+            TagPlan("3.0", "3.0", Outcome.UP_TO_DATE, source_digest=twin),
         )
     )
     report = EntryReport("src.test/app", f"{DST}/{REPO}")
