@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from syncer import __version__
+from syncer.commands import bundle as bundle_cmd
 from syncer.commands import inspect as inspect_cmd
 from syncer.commands import login as login_cmd
 from syncer.commands import schedule as schedule_cmd
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync_cmd.register(sub)
     schedule_cmd.register(sub)
     inspect_cmd.register(sub)
+    bundle_cmd.register(sub)
     login_cmd.register(sub)
     search_cmd.register(sub)
     return parser

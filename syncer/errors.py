@@ -170,6 +170,20 @@ class ManifestError(ContentError):
     """Malformed manifest, or one whose media type we cannot copy."""
 
 
+class NotInBundle(SyncerError):
+    """A delta bundle left this blob out: it expects the target to hold it already."""
+
+    def __init__(self, digest: str, bundle: str, since: list[str]) -> None:
+        self.digest = digest
+        self.bundle = bundle
+        self.since = since
+        earlier = ", ".join(since) or "an earlier bundle"
+        super().__init__(
+            f"blob {digest} is not in {bundle} (a delta since {earlier}): "
+            "import the earlier bundle first"
+        )
+
+
 class Deferred(SyncerError):
     """Work not started because a registry's rate-limit budget ran low."""
 

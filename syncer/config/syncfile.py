@@ -47,7 +47,12 @@ from syncer.errors import rule as _rule
 from syncer.registry.digests import algorithm_problem
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
-from syncer.store.references import is_whole_layout, parse_reference, split_layout
+from syncer.store.references import (
+    is_archive,
+    is_whole_layout,
+    parse_reference,
+    split_layout,
+)
 
 Platforms = Literal["all"] | list[str]
 
@@ -175,6 +180,11 @@ class EntryConfig(ScheduleFields):
     @field_validator("destination")
     @classmethod
     def _destination(cls, v: str) -> str:
+        if is_archive(v):
+            raise _rule(
+                f"found {v!r}, but an oci-archive is read-only; write to an oci: layout "
+                "(e.g. oci:/media/usb/bundle), then pack it with `syncer bundle`"
+            )
         if is_whole_layout(v):
             return v
         if _parse(probe_destination(v)).digest:

@@ -10,68 +10,29 @@ in place. So a kill -9 at any moment leaves every ref pointing at complete conte
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from syncer.errors import (
-    ConfigError,
-    InvalidReference,
-    ManifestError,
-    NotFound,
-    ResponseTooLarge,
-)
-from syncer.registry.client import FetchedManifest, ManifestInfo
-from syncer.registry.digests import (
-    algorithm_problem,
-    digest_of,
-    verified,
-    verify_digest,
-)
-from syncer.registry.oci import MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, manifest_media_type
-from syncer.registry.ratelimit import PullBudget, Reservation
-from syncer.registry.reference import Reference, validate_repository, validate_tag
+from syncer.errors import ConfigError, ResponseTooLarge
+from syncer.registry.digests import digest_of, verified, verify_digest
+from syncer.registry.oci import MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor
+from syncer.registry.reference import Reference
 from syncer.store import lock
+from syncer.store.atomic import TEMP_PREFIX, atomic_write, replacing
 from syncer.store.base import BlobBytes
+from syncer.store.layoutread import (
+    CHUNK,
+    LAYOUT_FILE,
+    MAX_INDEX_BYTES,
+    REF_NAME,
+    LayoutReader,
+    blob_name,
+)
 
-REF_NAME = "org.opencontainers.image.ref.name"
-LAYOUT_FILE = "oci-layout"
+__all__ = ["LAYOUT_FILE", "LAYOUT_VERSION", "REF_NAME", "OciLayout"]
+
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
-MAX_INDEX_BYTES = 64 * 1024 * 1024
-CHUNK = 1024 * 1024
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[BinaryIO]:
-    """A temp file beside `path`: fsync'd and renamed over it on success, removed on failure,
-    so `path` is only ever absent, old or complete."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with _replacing(path) as f:
-        f.write(data)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:
@@ -82,37 +43,24 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
 
 def _only_ours(path: Path) -> bool:
     """Empty but for what a writer killed before its first file left (lock, temp files)."""
-    return all(p.name == lock.LOCK_NAME or p.name.startswith(".tmp-") for p in path.iterdir())
+    return all(p.name == lock.LOCK_NAME or p.name.startswith(TEMP_PREFIX) for p in path.iterdir())
 
 
 def _remove_partial_writes(layout: Path) -> None:
-    for tmp in [*layout.glob(".tmp-*"), *layout.glob("blobs/*/.tmp-*")]:
+    for tmp in [*layout.glob(f"{TEMP_PREFIX}*"), *layout.glob(f"blobs/*/{TEMP_PREFIX}*")]:
         tmp.unlink(missing_ok=True)
 
 
-def split_ref_name(name: str, layout: Path) -> tuple[str, str]:
-    """`REPOSITORY:TAG` from an annotation, validated like a registry reference (no
-    `../`, no absolute paths: the names end up in other stores' paths and URLs)."""
-    repo, colon, tag = name.rpartition(":")
-    try:
-        if not colon or "/" in tag:
-            raise InvalidReference(name, "expected REPOSITORY:TAG")
-        return validate_repository(repo), validate_tag(tag)
-    except InvalidReference as exc:
-        raise ManifestError(f"{layout}/index.json: ref.name {name!r} is invalid: {exc}") from None
-
-
-class OciLayout:
+class OciLayout(LayoutReader):
     """A layout at `path`; `writable` creates it when missing and takes the writer lock."""
 
     def __init__(self, path: Path, *, writable: bool = False, missing_ok: bool = False) -> None:
         """`missing_ok` (read-only): a missing layout reads as empty, as a dry run's
         destination that the real run would create."""
+        super().__init__(path)
         self.path = path
         self._writable = writable
         self._lock: Path | None = None
-        self._budget = PullBudget(str(path))  # reports nothing: a layout has no quota
-        self._index: dict[str, Any] | None = None
         if not (path / LAYOUT_FILE).is_file():
             if path.exists() and (not path.is_dir() or not _only_ours(path)):
                 raise ConfigError(
@@ -129,7 +77,7 @@ class OciLayout:
             self._lock = lock.acquire(path)
             _remove_partial_writes(path)  # ours now: what a killed writer left half-done
             if not (path / LAYOUT_FILE).is_file():
-                _atomic_write(path / LAYOUT_FILE, json.dumps(LAYOUT_VERSION).encode())
+                atomic_write(path / LAYOUT_FILE, json.dumps(LAYOUT_VERSION).encode())
             if not (path / "index.json").is_file():
                 self._write_index({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
         self._check_version()
@@ -147,103 +95,42 @@ class OciLayout:
             lock.release(self._lock)
             self._lock = None
 
-    # -- index.json ------------------------------------------------------------
+    # -- the reader's primitives: files in the directory ----------------------
 
-    def _read_index(self) -> dict[str, Any]:
-        if self._index is None:
-            path = self.path / "index.json"
-            if path.stat().st_size > MAX_INDEX_BYTES:
-                raise ResponseTooLarge(str(path), MAX_INDEX_BYTES)
-            try:
-                data = json.loads(path.read_bytes())
-            except ValueError:
-                raise ManifestError(f"{path}: not JSON") from None
-            if not isinstance(data, dict) or not isinstance(data.get("manifests", []), list):
-                raise ManifestError(f"{path}: not an image index")
-            self._index = data
-        return self._index
+    def index_bytes(self) -> bytes:
+        path = self.path / "index.json"
+        if path.stat().st_size > MAX_INDEX_BYTES:
+            raise ResponseTooLarge(str(path), MAX_INDEX_BYTES)
+        return path.read_bytes()
+
+    def blob_path(self, digest: str) -> Path:
+        return self.path / blob_name(digest)
+
+    def _blob_size(self, digest: str) -> int | None:
+        path = self.blob_path(digest)
+        return path.stat().st_size if path.is_file() else None
+
+    def _blob_chunks(self, digest: str) -> AsyncIterator[bytes]:
+        return _chunks(self.blob_path(digest))
+
+    # -- writes ----------------------------------------------------------------
 
     def _write_index(self, index: dict[str, Any]) -> None:
         data = json.dumps(index, indent=2).encode()
         if len(data) > MAX_INDEX_BYTES:
             raise ResponseTooLarge(str(self.path / "index.json"), MAX_INDEX_BYTES)
-        _atomic_write(self.path / "index.json", data)
+        atomic_write(self.path / "index.json", data)
         self._index = index
-
-    def _tags(self) -> dict[tuple[str, str], dict[str, Any]]:
-        out: dict[tuple[str, str], dict[str, Any]] = {}
-        for entry in self._read_index().get("manifests") or []:
-            name = ((entry or {}).get("annotations") or {}).get(REF_NAME)
-            if isinstance(name, str):
-                out[split_ref_name(name, self.path)] = entry
-        return out
-
-    # -- budgets ---------------------------------------------------------------
-
-    def reserve(self, ref: Reference, pulls: int) -> Reservation:
-        return self._budget.reserve(pulls)
-
-    def ratelimits(self) -> dict[str, dict[str, Any]]:
-        return {}
-
-    # -- listing ---------------------------------------------------------------
-
-    async def list_tags(self, repo: Reference, *, page_size: int = 1000) -> list[str]:
-        return sorted(t for r, t in self._tags() if r == repo.repository)
-
-    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
-        return sorted({r for r, _t in self._tags()})
-
-    # -- manifests -------------------------------------------------------------
-
-    def _blob_path(self, digest: str) -> Path:
-        if (problem := algorithm_problem(digest)) is not None:
-            raise ManifestError(f"{digest}: {problem}")
-        algo, _, hexpart = digest.partition(":")
-        if not hexpart.isalnum():
-            raise ManifestError(f"{digest}: not a digest")
-        return self.path / "blobs" / algo / hexpart
-
-    def _resolve(self, ref: Reference) -> str | None:
-        if ref.digest:
-            return ref.digest if self._blob_path(ref.digest).is_file() else None
-        entry = self._tags().get((ref.repository, ref.tag or ""))
-        return str(entry["digest"]) if entry and "digest" in entry else None
-
-    async def head_manifest(self, ref: Reference) -> ManifestInfo | None:
-        digest = self._resolve(ref)
-        if digest is None:
-            return None
-        got = await self.get_manifest(ref.with_digest(digest))
-        return ManifestInfo(got.digest, got.media_type, len(got.data))
-
-    async def get_manifest(
-        self,
-        ref: Reference,
-        *,
-        pulls: Reservation | None = None,
-        limit: int = MAX_MANIFEST_BYTES,
-    ) -> FetchedManifest:
-        digest = self._resolve(ref)
-        if digest is None:
-            raise NotFound(f"manifest {ref.repository}:{ref.identifier} not in {self.path}")
-        path = self._blob_path(digest)
-        if path.stat().st_size > limit:
-            raise ResponseTooLarge(f"manifest {digest} in {self.path}", limit)
-        data = path.read_bytes()
-        verify_digest(f"manifest {digest} in {self.path}", data, digest)
-        entry = self._tags().get((ref.repository, ref.tag or "")) or {}
-        return FetchedManifest(data, manifest_media_type(data, entry.get("mediaType", "")), digest)
 
     async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
         if len(data) > MAX_MANIFEST_BYTES:
             raise ResponseTooLarge(f"manifest for {repo.repository}", MAX_MANIFEST_BYTES)
         digest = ident if ":" in ident else digest_of(data)
         verify_digest(f"manifest for {repo.repository}", data, digest)
-        path = self._blob_path(digest)
+        path = self.blob_path(digest)
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, data)
+            atomic_write(path, data)
         if ":" not in ident:  # a tag: the index moves only now that the bytes are in place
             name = f"{repo.repository}:{ident}"
             index = dict(self._read_index())
@@ -278,32 +165,12 @@ class OciLayout:
         ]
         self._write_index(index)
 
-    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
-        return None  # a layout has no referrers API: callers use the tag schema
-
-    # -- blobs -----------------------------------------------------------------
-
-    async def blob_exists(self, repo: Reference, digest: str) -> bool:
-        return self._blob_path(digest).is_file()
-
-    async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
-        return self._blob_path(digest).is_file()  # blobs/ is shared by every repository
-
-    async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
-        """Stream a blob, withholding the last chunk until size and digest check out."""
-        what = f"blob {desc.digest} in {self.path}"
-        path = self._blob_path(desc.digest)
-        if not path.is_file():
-            raise NotFound(f"{what}: missing")
-        async for chunk in verified(what, desc.digest, desc.size, _chunks(path)):
-            yield chunk
-
     async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
         what = f"blob {desc.digest} for {self.path}"
-        final = self._blob_path(desc.digest)
+        final = self.blob_path(desc.digest)
         if final.is_file():
             return
         final.parent.mkdir(parents=True, exist_ok=True)
-        with _replacing(final) as f:
+        with replacing(final) as f:
             async for chunk in verified(what, desc.digest, desc.size, open_bytes()):
                 f.write(chunk)

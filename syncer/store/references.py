@@ -1,8 +1,10 @@
-"""`oci:PATH[:REPOSITORY[:TAG|@DIGEST]]` beside ordinary registry references.
+"""`oci:PATH[:REPOSITORY[:TAG|@DIGEST]]` and `oci-archive:FILE.tar[:...]` beside ordinary
+registry references.
 
 As in skopeo, PATH ends at the first `:`. A layout reference is a `Reference` whose
-registry is `oci:` plus the absolute PATH, so everything keyed by registry (the blob
+registry is the scheme plus the absolute PATH, so everything keyed by registry (the blob
 ledger, shards, reports) keeps working and the store router can tell the kinds apart.
+An `oci-archive:` is a layout too, packed in one tar file (what `syncer bundle` writes).
 """
 
 from __future__ import annotations
@@ -18,24 +20,40 @@ from syncer.registry.reference import (
 )
 
 LAYOUT_SCHEME = "oci:"
+ARCHIVE_SCHEME = "oci-archive:"
 _EXAMPLE = "e.g. oci:/media/usb/bundle:mirror/alpine:3.20"
 
 
+def _scheme(registry_or_text: str) -> str | None:
+    for scheme in (LAYOUT_SCHEME, ARCHIVE_SCHEME):
+        if registry_or_text.startswith(scheme):
+            return scheme
+    return None
+
+
 def is_layout(registry_or_text: str) -> bool:
-    return registry_or_text.startswith(LAYOUT_SCHEME)
+    """An image layout: a directory (`oci:`) or a tar of one (`oci-archive:`)."""
+    return _scheme(registry_or_text) is not None
+
+
+def is_archive(registry_or_text: str) -> bool:
+    return registry_or_text.startswith(ARCHIVE_SCHEME)
 
 
 def layout_path(ref: Reference) -> str:
-    """The directory of a layout reference."""
-    return ref.registry[len(LAYOUT_SCHEME) :]
+    """The directory (or tar file) of a layout reference."""
+    return ref.registry[len(_scheme(ref.registry) or "") :]
 
 
 def split_layout(text: str) -> tuple[str, str]:
-    """`oci:PATH:REST` -> (`oci:` + absolute PATH, REST); REST may be empty."""
-    path, _, rest = text[len(LAYOUT_SCHEME) :].partition(":")
+    """`oci:PATH:REST` -> (`oci:` + absolute PATH, REST); REST may be empty. The same for
+    `oci-archive:`."""
+    scheme = _scheme(text) or LAYOUT_SCHEME
+    path, _, rest = text[len(scheme) :].partition(":")
     if not path:
-        raise InvalidReference(text, f"oci: needs a directory before the repository; {_EXAMPLE}")
-    return LAYOUT_SCHEME + os.path.abspath(path), rest
+        what = "a tar file" if scheme == ARCHIVE_SCHEME else "a directory"
+        raise InvalidReference(text, f"{scheme} needs {what} before the repository; {_EXAMPLE}")
+    return scheme + os.path.abspath(path), rest
 
 
 def is_whole_layout(text: str) -> bool:

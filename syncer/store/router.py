@@ -1,4 +1,5 @@
-"""Each reference to its store: registries to the one `RegistryClient`, `oci:` to a layout.
+"""Each reference to its store: registries to the one `RegistryClient`, `oci:` to a layout,
+`oci-archive:` to a read-only layout inside a tar.
 
 The engine holds one `Stores` and calls it like any store; this is the one place that
 tells the kinds apart, by the reference's registry.
@@ -10,13 +11,20 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+from syncer.errors import ConfigError
 from syncer.registry.client import FetchedManifest, ManifestInfo
 from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store.base import BlobBytes, Store
+from syncer.store.ociarchive import OciArchive
 from syncer.store.ocilayout import OciLayout
-from syncer.store.references import is_layout, layout_path
+from syncer.store.references import is_archive, is_layout, layout_path
+
+
+def _open_source(ref: Reference) -> Store:
+    path = Path(layout_path(ref))
+    return OciArchive(path) if is_archive(ref.registry) else OciLayout(path)
 
 
 class Stores:
@@ -25,7 +33,7 @@ class Stores:
     def __init__(self, registries: Store, *, owns_registries: bool = True) -> None:
         self._registries = registries
         self._owns_registries = owns_registries
-        self._layouts: dict[str, OciLayout] = {}
+        self._layouts: dict[str, Store] = {}
 
     def open_layouts(
         self, sources: Iterable[Reference], destinations: Iterable[Reference], *, create: bool
@@ -34,20 +42,25 @@ class Stores:
         holds, is a configuration error before anything is copied. Destinations are created
         and locked unless `create` is false (a dry run only reads them)."""
         for ref in destinations:
+            if is_archive(ref.registry):
+                raise ConfigError(
+                    f"{ref.registry}: an oci-archive is read-only, not a destination; write "
+                    "to an oci: layout, then pack it with `syncer bundle LAYOUT -o FILE.tar`"
+                )
             if is_layout(ref.registry) and ref.registry not in self._layouts:
                 self._layouts[ref.registry] = OciLayout(
                     Path(layout_path(ref)), writable=create, missing_ok=True
                 )
         for ref in sources:
             if is_layout(ref.registry) and ref.registry not in self._layouts:
-                self._layouts[ref.registry] = OciLayout(Path(layout_path(ref)))
+                self._layouts[ref.registry] = _open_source(ref)
 
     def _for(self, ref: Reference) -> Store:
         if not is_layout(ref.registry):
             return self._registries
         layout = self._layouts.get(ref.registry)
         if layout is None:
-            layout = self._layouts[ref.registry] = OciLayout(Path(layout_path(ref)))
+            layout = self._layouts[ref.registry] = _open_source(ref)
         return layout
 
     async def aclose(self) -> None:

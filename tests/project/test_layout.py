@@ -56,7 +56,7 @@ PUBLIC = {
         "make_plan",
     ],
     "syncer.service": ["Metrics", "Scheduler", "StatusBoard", "StatusServer"],
-    "syncer.commands": ["inspect", "login", "schedule", "search", "sync"],
+    "syncer.commands": ["bundle", "inspect", "login", "schedule", "search", "sync"],
 }
 
 

@@ -1,0 +1,219 @@
+"""`syncer bundle`: pack an OCI image layout into one tar for the trip across an air gap.
+
+The tar's top level is itself a layout (`oci-layout`, `blobs/<alg>/<hex>`, `index.json`,
+the layout's own bytes), plus `syncer-bundle.json` (see `ociarchive.BundleInfo`). Only what
+`index.json` reaches is packed: every manifest, always (they are small and the index and the
+up-to-date checks need them), and every config and layer, except, with `--since`, those the
+earlier bundles held or expected the target to hold: those are listed as `requires`.
+
+Safety: each blob is streamed into the tar in bounded chunks, its digest and size checked
+on the way (a corrupt blob fails the bundle, naming its digest); the tar is written to a
+temporary name beside the output, fsync'd, and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from syncer.errors import ConfigError, DigestMismatch, ManifestError, SizeMismatch
+from syncer.registry.digests import hasher_for, verify_digest
+from syncer.registry.oci import (
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    ImageIndex,
+    manifest_media_type,
+    parse_manifest,
+)
+from syncer.store.atomic import replacing
+from syncer.store.layoutread import LAYOUT_FILE, blob_name, parse_index
+from syncer.store.ociarchive import BUNDLE_FILE, BundleInfo, OciArchive
+from syncer.store.ocilayout import OciLayout
+
+COPY_BUFFER = 512 * 1024  # bytes tarfile moves per read: bounds memory whatever the blob
+
+
+class PackProgress(Protocol):
+    """Bytes packed so far; the command shows a bar on a terminal, nothing elsewhere."""
+
+    def start(self, total_bytes: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+
+
+class _Silent:
+    def start(self, total_bytes: int) -> None: ...
+    def advance(self, n: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class BundleJob:
+    layout: Path
+    out: Path
+    since: tuple[Path, ...] = ()
+    progress: PackProgress = field(default_factory=_Silent)
+
+
+@dataclass
+class BundleResult:
+    manifests: int = 0
+    blobs: int = 0  # configs and layers packed
+    blob_bytes: int = 0
+    left_out: int = 0  # held by the earlier bundles: listed in `requires`
+    tar_bytes: int = 0
+
+
+@dataclass
+class _Plan:
+    manifests: list[Descriptor] = field(default_factory=list)
+    blobs: list[Descriptor] = field(default_factory=list)
+    requires: set[str] = field(default_factory=set)
+
+
+def _check_paths(job: BundleJob) -> None:
+    if not job.out.parent.is_dir():
+        raise ConfigError(
+            f"-o {job.out}: the folder {job.out.parent} does not exist; create it, "
+            "or name a file in an existing folder"
+        )
+    if job.out.is_dir():
+        raise ConfigError(f"-o {job.out}: is a directory; name a file such as {job.out}/bundle.tar")
+    if job.out.resolve() in {p.resolve() for p in job.since}:
+        raise ConfigError(f"-o {job.out}: is also given to --since; name a new file")
+
+
+def held_by(bundles: tuple[Path, ...]) -> tuple[set[str], list[str]]:
+    """The blob digests earlier bundles carried or expected the target to hold, and their
+    names (ConfigError naming the file when one is not a bundle)."""
+    held: set[str] = set()
+    for path in bundles:
+        earlier = OciArchive(path)
+        held |= earlier.blob_digests() | earlier.bundle.requires
+    return held, [p.name for p in bundles]
+
+
+def _manifest(layout: OciLayout, desc: Descriptor) -> bytes:
+    what = f"manifest {desc.digest} in {layout.path}"
+    path = layout.blob_path(desc.digest)
+    if not path.is_file():
+        raise ManifestError(f"{what}: missing; the layout is incomplete")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
+    data = path.read_bytes()
+    verify_digest(what, data, desc.digest)
+    return data
+
+
+def _plan(layout: OciLayout, index: bytes, held: set[str]) -> _Plan:
+    """Walk from index.json: every manifest, and each config and layer once."""
+    plan, seen = _Plan(), set()
+    entries = parse_index(index, layout.path).get("manifests") or []
+    todo = [Descriptor.model_validate(e) for e in entries]
+    while todo:
+        desc = todo.pop(0)
+        if desc.digest in seen:
+            continue
+        seen.add(desc.digest)
+        plan.manifests.append(desc)
+        data = _manifest(layout, desc)
+        manifest = parse_manifest(
+            data, manifest_media_type(data, desc.media_type), what=f"manifest {desc.digest}"
+        )
+        if isinstance(manifest, ImageIndex):
+            todo.extend(manifest.manifests)
+            continue
+        for blob in manifest.blobs():
+            foreign = blob.is_foreign and not layout.blob_path(blob.digest).is_file()
+            if blob.digest in seen or foreign:
+                continue  # non-distributable layers stay where their urls point
+            seen.add(blob.digest)
+            if blob.digest in held:
+                plan.requires.add(blob.digest)
+            else:
+                plan.blobs.append(blob)
+    return plan
+
+
+class _Verifying(io.RawIOBase):
+    """A blob file read by tarfile, hashed and counted on the way through."""
+
+    def __init__(self, f: BinaryIO, desc: Descriptor, what: str, progress: PackProgress):
+        self._f, self._desc, self._what, self._progress = f, desc, what, progress
+        self._hasher = hasher_for(desc.digest, what)
+        self._total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._hasher.update(data)
+        self._total += len(data)
+        self._progress.advance(len(data))
+        return data
+
+    def check(self) -> None:
+        if self._total != self._desc.size:
+            raise SizeMismatch(self._what, self._desc.size, self._total)
+        actual = f"{self._desc.digest.partition(':')[0]}:{self._hasher.hexdigest()}"
+        if actual != self._desc.digest:
+            raise DigestMismatch(self._what, self._desc.digest, actual)
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    """Fixed owner, mode and time: the same layout always packs to the same bytes."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+
+
+def _add_blob(tar: tarfile.TarFile, layout: OciLayout, desc: Descriptor, job: BundleJob) -> None:
+    what = f"blob {desc.digest} in {layout.path}"
+    path = layout.blob_path(desc.digest)
+    if not path.is_file():
+        raise ManifestError(f"{what}: missing; the layout is incomplete")
+    size = path.stat().st_size
+    if size != desc.size:
+        raise SizeMismatch(what, desc.size, size)
+    with path.open("rb") as f:
+        reader = _Verifying(f, desc, what, job.progress)
+        tar.addfile(_info(blob_name(desc.digest), size), reader)
+        reader.check()
+
+
+def pack(job: BundleJob) -> BundleResult:
+    """Write the bundle `job` describes; nothing at `job.out` unless it completes."""
+    _check_paths(job)
+    layout = OciLayout(job.layout)  # read only: no lock; a writer never removes blobs
+    held, since = held_by(job.since)
+    index = layout.index_bytes()
+    plan = _plan(layout, index, held)
+    result = BundleResult(
+        manifests=len(plan.manifests),
+        blobs=len(plan.blobs),
+        blob_bytes=sum(d.size for d in plan.blobs),
+        left_out=len(plan.requires),
+    )
+    job.progress.start(result.blob_bytes + sum(d.size for d in plan.manifests))
+    info = BundleInfo(since=since, requires=frozenset(plan.requires))
+    with replacing(job.out) as f:
+        with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in typeshed
+            _add_bytes(tar, LAYOUT_FILE, (job.layout / LAYOUT_FILE).read_bytes())
+            _add_bytes(tar, BUNDLE_FILE, info.to_json())
+            for desc in plan.manifests:
+                _add_bytes(tar, blob_name(desc.digest), _manifest(layout, desc))
+                job.progress.advance(desc.size)
+            for desc in plan.blobs:
+                _add_blob(tar, layout, desc, job)
+            _add_bytes(tar, "index.json", index)  # last, as a layout writes it
+        result.tar_bytes = f.tell()
+    return result

@@ -1,0 +1,168 @@
+"""Reading an OCI image layout, wherever its files are: a directory, or a tar of one.
+
+`LayoutReader` answers the read half of `Store` (tags, manifests, blobs, all verified)
+over three primitives its subclasses supply: the raw `index.json`, a blob's stored size,
+and a blob's bytes in chunks. `OciLayout` reads files in a directory; `OciArchive`
+seeks into one tar file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from syncer.errors import InvalidReference, ManifestError, NotFound, ResponseTooLarge
+from syncer.registry.client import FetchedManifest, ManifestInfo
+from syncer.registry.digests import algorithm_problem, verified, verify_digest
+from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor, manifest_media_type
+from syncer.registry.ratelimit import PullBudget, Reservation
+from syncer.registry.reference import Reference, validate_repository, validate_tag
+
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_FILE = "oci-layout"
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+CHUNK = 1024 * 1024
+
+
+def blob_name(digest: str) -> str:
+    """`blobs/<alg>/<hex>`, refusing what is not a digest (no path tricks through it)."""
+    if (problem := algorithm_problem(digest)) is not None:
+        raise ManifestError(f"{digest}: {problem}")
+    algo, _, hexpart = digest.partition(":")
+    if not hexpart.isalnum():
+        raise ManifestError(f"{digest}: not a digest")
+    return f"blobs/{algo}/{hexpart}"
+
+
+def split_ref_name(name: str, where: object) -> tuple[str, str]:
+    """`REPOSITORY:TAG` from an annotation, validated like a registry reference (no
+    `../`, no absolute paths: the names end up in other stores' paths and URLs)."""
+    repo, colon, tag = name.rpartition(":")
+    try:
+        if not colon or "/" in tag:
+            raise InvalidReference(name, "expected REPOSITORY:TAG")
+        return validate_repository(repo), validate_tag(tag)
+    except InvalidReference as exc:
+        raise ManifestError(f"{where}/index.json: ref.name {name!r} is invalid: {exc}") from None
+
+
+def parse_index(data: bytes, where: object) -> dict[str, Any]:
+    """A layout's `index.json`, capped and checked to be an image index."""
+    if len(data) > MAX_INDEX_BYTES:
+        raise ResponseTooLarge(f"{where}/index.json", MAX_INDEX_BYTES)
+    try:
+        index = json.loads(data)
+    except ValueError:
+        raise ManifestError(f"{where}/index.json: not JSON") from None
+    if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
+        raise ManifestError(f"{where}/index.json: not an image index")
+    return index
+
+
+class LayoutReader:
+    """The read half of `Store` over a layout's index and blobs; `where` names it in errors."""
+
+    def __init__(self, where: object) -> None:
+        self.where = where
+        self._budget = PullBudget(str(where))  # reports nothing: a layout has no quota
+        self._index: dict[str, Any] | None = None
+
+    # -- primitives ------------------------------------------------------------
+
+    def index_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def _blob_size(self, digest: str) -> int | None:
+        """The stored size of `digest`'s blob, None when it is not here."""
+        raise NotImplementedError
+
+    def _blob_chunks(self, digest: str) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    def _missing_blob(self, digest: str) -> Exception:
+        return NotFound(f"blob {digest} in {self.where}: missing")
+
+    # -- index.json ------------------------------------------------------------
+
+    def _read_index(self) -> dict[str, Any]:
+        if self._index is None:
+            self._index = parse_index(self.index_bytes(), self.where)
+        return self._index
+
+    def _tags(self) -> dict[tuple[str, str], dict[str, Any]]:
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in self._read_index().get("manifests") or []:
+            name = ((entry or {}).get("annotations") or {}).get(REF_NAME)
+            if isinstance(name, str):
+                out[split_ref_name(name, self.where)] = entry
+        return out
+
+    # -- budgets ---------------------------------------------------------------
+
+    def reserve(self, ref: Reference, pulls: int) -> Reservation:
+        return self._budget.reserve(pulls)
+
+    def ratelimits(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    # -- listing ---------------------------------------------------------------
+
+    async def list_tags(self, repo: Reference, *, page_size: int = 1000) -> list[str]:
+        return sorted(t for r, t in self._tags() if r == repo.repository)
+
+    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
+        return sorted({r for r, _t in self._tags()})
+
+    # -- manifests -------------------------------------------------------------
+
+    def _resolve(self, ref: Reference) -> str | None:
+        if ref.digest:
+            return ref.digest if self._blob_size(ref.digest) is not None else None
+        entry = self._tags().get((ref.repository, ref.tag or ""))
+        return str(entry["digest"]) if entry and "digest" in entry else None
+
+    async def head_manifest(self, ref: Reference) -> ManifestInfo | None:
+        digest = self._resolve(ref)
+        if digest is None:
+            return None
+        got = await self.get_manifest(ref.with_digest(digest))
+        return ManifestInfo(got.digest, got.media_type, len(got.data))
+
+    async def get_manifest(
+        self,
+        ref: Reference,
+        *,
+        pulls: Reservation | None = None,
+        limit: int = MAX_MANIFEST_BYTES,
+    ) -> FetchedManifest:
+        digest = self._resolve(ref)
+        if digest is None:
+            raise NotFound(f"manifest {ref.repository}:{ref.identifier} not in {self.where}")
+        what = f"manifest {digest} in {self.where}"
+        size = self._blob_size(digest) or 0
+        if size > limit:
+            raise ResponseTooLarge(what, limit)
+        data = b"".join([c async for c in self._blob_chunks(digest)])
+        verify_digest(what, data, digest)
+        entry = self._tags().get((ref.repository, ref.tag or "")) or {}
+        return FetchedManifest(data, manifest_media_type(data, entry.get("mediaType", "")), digest)
+
+    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+        return None  # a layout has no referrers API: callers use the tag schema
+
+    # -- blobs -----------------------------------------------------------------
+
+    async def blob_exists(self, repo: Reference, digest: str) -> bool:
+        return self._blob_size(digest) is not None
+
+    async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
+        return self._blob_size(digest) is not None  # blobs/ is shared by every repository
+
+    async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
+        """Stream a blob, withholding the last chunk until size and digest check out."""
+        if self._blob_size(desc.digest) is None:
+            raise self._missing_blob(desc.digest)
+        what = f"blob {desc.digest} in {self.where}"
+        async for chunk in verified(what, desc.digest, desc.size, self._blob_chunks(desc.digest)):
+            yield chunk

@@ -1,0 +1,156 @@
+"""`oci-archive:FILE.tar`: a layout packed in one tar, read in place as a source.
+
+The tar's member headers are read once (tarfile seeks over the data) and each member's
+data offset kept; a blob is then read by seeking into the file, in bounded chunks and
+verified like a layout's. Nothing is extracted. A delta bundle (`syncer bundle --since`)
+leaves blobs out and lists them in `syncer-bundle.json`; asking for one of those raises
+`NotInBundle`, which tells the person to import the earlier bundle first. The copier asks
+the destination first, so a target that holds them never needs them from here.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncer.errors import ConfigError, ManifestError, NotInBundle
+from syncer.registry.oci import Descriptor
+from syncer.registry.reference import Reference
+from syncer.store.base import BlobBytes
+from syncer.store.layoutread import (
+    CHUNK,
+    LAYOUT_FILE,
+    MAX_INDEX_BYTES,
+    LayoutReader,
+    blob_name,
+)
+
+BUNDLE_FILE = "syncer-bundle.json"
+BUNDLE_VERSION = 1
+_FIX = "name a tar that `syncer bundle` wrote (an OCI image layout at the tar's top level)"
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What `syncer-bundle.json` says: the earlier bundles this one is a delta since, and
+    the blob digests it expects the target to hold already (left out of this tar)."""
+
+    since: list[str] = field(default_factory=list)
+    requires: frozenset[str] = frozenset()
+
+    def to_json(self) -> bytes:
+        body = {
+            "syncerBundleVersion": BUNDLE_VERSION,
+            "since": self.since,
+            "requires": sorted(self.requires),
+        }
+        return json.dumps(body, indent=2).encode() + b"\n"
+
+
+def _member_name(name: str) -> str:
+    return name[2:] if name.startswith("./") else name
+
+
+class OciArchive(LayoutReader):
+    """A read-only layout inside the tar file at `path`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.path = path
+        self._members: dict[str, tuple[int, int]] = {}  # name -> (data offset, size)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file; {_FIX}")
+        try:
+            with tarfile.open(path, "r:") as tar:
+                for member in tar:  # headers only: tarfile seeks over each member's data
+                    if member.isfile():
+                        self._members[_member_name(member.name)] = (member.offset_data, member.size)
+        except (tarfile.TarError, OSError) as exc:
+            raise ConfigError(f"{path}: not an uncompressed tar ({exc}); {_FIX}") from None
+        if LAYOUT_FILE not in self._members or "index.json" not in self._members:
+            raise ConfigError(f"{path}: a tar, but no {LAYOUT_FILE} and index.json in it; {_FIX}")
+        try:
+            version = json.loads(self._small(LAYOUT_FILE, 4096))["imageLayoutVersion"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path}: its {LAYOUT_FILE} member is not valid; {_FIX}") from None
+        if not str(version).startswith("1."):
+            raise ConfigError(f"{path}: image layout version {version} is not supported")
+        self.bundle = self._bundle_info()
+
+    def _small(self, name: str, limit: int) -> bytes:
+        offset, size = self._members[name]
+        if size > limit:
+            raise ManifestError(f"{self.path}: {name} is larger than {limit} bytes")
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def _bundle_info(self) -> BundleInfo:
+        if BUNDLE_FILE not in self._members:
+            return BundleInfo()  # a full bundle, or another tool's oci-archive
+        try:
+            raw: dict[str, Any] = json.loads(self._small(BUNDLE_FILE, MAX_INDEX_BYTES))
+            return BundleInfo(
+                since=[str(s) for s in raw.get("since") or []],
+                requires=frozenset(str(d) for d in raw.get("requires") or []),
+            )
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError(f"{self.path}: its {BUNDLE_FILE} is not valid; {_FIX}") from None
+
+    def blob_digests(self) -> set[str]:
+        """Every blob this tar holds, by digest."""
+        out = set()
+        for name in self._members:
+            parts = name.split("/")
+            if len(parts) == 3 and parts[0] == "blobs":
+                out.add(f"{parts[1]}:{parts[2]}")
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- the reader's primitives: members of the tar --------------------------
+
+    def index_bytes(self) -> bytes:
+        return self._small("index.json", MAX_INDEX_BYTES)
+
+    def _blob_size(self, digest: str) -> int | None:
+        found = self._members.get(blob_name(digest))
+        return found[1] if found else None
+
+    async def _blob_chunks(self, digest: str) -> AsyncIterator[bytes]:
+        offset, left = self._members[blob_name(digest)]
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            while left > 0:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    return  # a truncated tar: the verifier names the size mismatch
+                left -= len(chunk)
+                yield chunk
+
+    def _missing_blob(self, digest: str) -> Exception:
+        if digest in self.bundle.requires:
+            return NotInBundle(digest, str(self.path), self.bundle.since)
+        return super()._missing_blob(digest)
+
+    # -- writes: never ---------------------------------------------------------
+
+    def _read_only(self) -> ConfigError:
+        return ConfigError(
+            f"oci-archive:{self.path} is read-only; write to an oci: layout, "
+            "then pack it with `syncer bundle`"
+        )
+
+    async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
+        raise self._read_only()
+
+    async def delete_manifest(self, repo: Reference, digest: str) -> None:
+        raise self._read_only()
+
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+        raise self._read_only()
