@@ -1,4 +1,5 @@
-"""Run the demo: start two registries on loopback, seed the source, sync, show, re-sync.
+"""Run the demo: start two registries on loopback, seed the source, sync, show, re-sync;
+then carry the mirror across an air gap in a bundle (`demo/airgap.py`).
 
 It reuses the test suite's registry launcher and image builder, so the demo runs
 exactly what the tests exercise. Nothing leaves this machine.
@@ -12,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from demo import airgap
 from tests.support.images import make_image, make_index, make_layer, push
 from tests.support.registry import RunningRegistry, start_registry
 
@@ -72,6 +74,7 @@ def main() -> int:
         work = Path(tmp)
         hub = start_registry(work, "anon")
         private = start_registry(work, "anon")
+        stops = [hub.stop, private.stop]
         try:
             print(f"source registry ('hub'):   {hub.url}")
             print(f"destination (private):     {private.url}")
@@ -99,10 +102,10 @@ def main() -> int:
                 f"up to date {totals['tags_up_to_date']}, "
                 f"requests to the mirror {len(private.requests_since(mark))}, writes {len(writes)}"
             )
-            return first or second
+            return first or second or airgap.leg(work, private, stops)
         finally:
-            hub.stop()
-            private.stop()
+            for stop in stops:
+                stop()
 
 
 if __name__ == "__main__":

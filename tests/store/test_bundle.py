@@ -26,13 +26,13 @@ from syncer.store import bundle as bundle_module
 from syncer.store.bundle import BundleJob, pack
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner
+from tests.store.test_layout_sync import _seed as seed  # the same three images
 from tests.support.fleet import app_image
 from tests.support.images import (
     Image,
     Index,
     fetch_manifest_digest,
     make_image,
-    make_index,
     push,
     random_layer,
 )
@@ -42,20 +42,6 @@ from tests.support.syncer_setup import write_sync_yaml
 CHUNK = 1024 * 1024
 TAR_OVERHEAD_PER_MEMBER = 3 * 512  # a PAX header, the ustar header, up to a block of padding
 TAR_END = 20 * 512  # end-of-archive blocks, padded to tarfile's record size
-
-
-def seed(reg: RunningRegistry) -> dict[tuple[str, str], Image | Index]:
-    """Docker v2 and OCI images and a multi-arch OCI index, in two repositories."""
-    images: dict[tuple[str, str], Image | Index] = {
-        ("library/alpine", "3.19"): app_image(0, 0),
-        ("library/alpine", "3.20"): app_image(0, 1, fmt="oci"),
-        ("team/app", "1.0"): make_index(
-            [app_image(1, 0, fmt="oci"), app_image(1, 0, fmt="oci", arch="arm64")], fmt="oci"
-        ),
-    }
-    for (repo, tag), item in images.items():
-        push(reg.seed_url, repo, item, tag)
-    return images
 
 
 def all_blobs(items: list[Image | Index]) -> dict[str, int]:
