@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from pydantic import ValidationError
+
 from syncer.errors import ConfigError, DigestMismatch, ManifestError, SizeMismatch
 from syncer.registry.digests import hasher_for, verify_digest
 from syncer.registry.oci import (
@@ -80,6 +82,10 @@ def _check_paths(job: BundleJob) -> None:
         )
     if job.out.is_dir():
         raise ConfigError(f"-o {job.out}: is a directory; name a file such as {job.out}/bundle.tar")
+    if job.out.resolve().is_relative_to(job.layout.resolve()):
+        raise ConfigError(
+            f"-o {job.out}: is inside the layout {job.layout}; write the bundle beside it"
+        )
     if job.out.resolve() in {p.resolve() for p in job.since}:
         raise ConfigError(f"-o {job.out}: is also given to --since; name a new file")
 
@@ -110,7 +116,12 @@ def _plan(layout: OciLayout, index: bytes, held: set[str]) -> _Plan:
     """Walk from index.json: every manifest, and each config and layer once."""
     plan, seen = _Plan(), set()
     entries = parse_index(index, layout.path).get("manifests") or []
-    todo = [Descriptor.model_validate(e) for e in entries]
+    try:
+        todo = [Descriptor.model_validate(e) for e in entries]
+    except ValidationError:
+        raise ManifestError(
+            f"{layout.path}/index.json: an entry is not a descriptor (digest, size, mediaType)"
+        ) from None
     while todo:
         desc = todo.pop(0)
         if desc.digest in seen:

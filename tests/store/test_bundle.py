@@ -21,9 +21,11 @@ import pytest
 
 from syncer.cli import main
 from syncer.config.syncfile import load_config
-from syncer.registry.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
+from syncer.registry.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor
+from syncer.registry.reference import Reference
 from syncer.store import bundle as bundle_module
 from syncer.store.bundle import BundleJob, pack
+from syncer.store.ociarchive import OciArchive
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner
 from tests.store.test_layout_sync import _seed as seed  # the same three images
@@ -295,6 +297,26 @@ def test_memory_stays_bounded_while_packing_a_64_mib_blob(tmp_path: Path) -> Non
     print(f"packing a 64 MiB blob: tracemalloc peak {peak / CHUNK:.2f} MiB")
     assert peak < 4 * CHUNK, peak
 
+    # Reading it back from the tar, as an import does: seeks and bounded chunks.
+    archive = OciArchive(out)
+    repo = Reference(f"oci-archive:{out}", "big/app")
+    read = 0
+    tracemalloc.start()
+    try:
+
+        async def drain() -> None:
+            nonlocal read
+            async for chunk in archive.read_blob(repo, Descriptor(digest=layer, size=size)):
+                read += len(chunk)
+
+        asyncio.run(drain())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read == size
+    print(f"reading it from the oci-archive: tracemalloc peak {peak / CHUNK:.2f} MiB")
+    assert peak < 4 * CHUNK, peak
+
 
 def test_a_failure_mid_write_leaves_no_bundle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -380,6 +402,12 @@ def test_a_corrupt_blob_in_the_layout_fails_the_bundle_naming_it(
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
+    # An index.json entry that is not a descriptor is named, not a crash.
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": [{"size": 1}]}')
+    assert main(["bundle", str(layout), "-o", str(out)]) == 1
+    assert f"{layout}/index.json: an entry is not a descriptor" in capsys.readouterr().err
+    assert not out.exists()
+
 
 def test_bad_inputs_are_exit_2_naming_the_path_and_the_fix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -404,6 +432,7 @@ def test_bad_inputs_are_exit_2_naming_the_path_and_the_fix(
         ([layout, "-o", out, "--since", str(plain)], f"{plain}: a tar, but no oci-layout"),
         ([layout, "-o", out, "--since", str(tmp_path / "gone.tar")], "gone.tar: no such file"),
         ([layout, "-o", out, "--since", out], "is also given to --since"),
+        ([layout, "-o", f"{layout}/b.tar"], "is inside the layout"),
     ]
     for args, message in cases:
         assert main(["bundle", *args]) == 2, args
