@@ -44,6 +44,7 @@ PUBLIC = {
     "syncer.sync": [
         "BlobLedger",
         "Copier",
+        "CopyJob",
         "Counters",
         "EntryReport",
         "Outcome",
