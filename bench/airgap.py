@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -97,7 +98,9 @@ class Trip:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def add(self, row: Row) -> None:
+    def add(self, scenario: str, tool: str, res: ToolRun, **measured: Any) -> None:
+        """Record one command's row: its time and memory, plus what was `measured`."""
+        row = Row(scenario, tool, res.wall_s, res.rss_kib, **measured)
         self.rows.append(row)
         log(
             f"{row.scenario:<15} {row.tool:<10} {row.wall_s:7.2f}s  src req {row.src_requests}"
@@ -150,16 +153,13 @@ class Trip:
         reqs = dst.requests_since(mark_dst)
         problems = _exit(res) + verify(dst, {(mirror(r), t): d for (r, t), d in expected.items()})
         self.add(
-            Row(
-                scenario,
-                tool,
-                res.wall_s,
-                res.rss_kib,
-                len(self.src.requests_since(mark_src)),
-                sum(r.method in WRITES for r in reqs),
-                uploaded_bytes(reqs, dst),
-                problems[:5],
-            )
+            scenario,
+            tool,
+            res,
+            src_requests=len(self.src.requests_since(mark_src)),
+            writes=sum(r.method in WRITES for r in reqs),
+            out_bytes=uploaded_bytes(reqs, dst),
+            problems=problems[:5],
         )
         return dst
 
@@ -191,19 +191,16 @@ class Trip:
                 f"{k}: {got.get(k)} != {v}" for k, v in sorted(expected.items()) if got.get(k) != v
             ]
         self.add(
-            Row(
-                scenario,
-                tool,
-                res.wall_s,
-                res.rss_kib,
-                len(self.src.requests_since(mark)),
-                len(changed),
-                sum(after[k][2] for k in changed),
-                problems[:5],
-                note,
-                blob_writes=sum(k.startswith("blobs/") for k in changed),
-                expected_bytes=expected_bytes,
-            )
+            scenario,
+            tool,
+            res,
+            src_requests=len(self.src.requests_since(mark)),
+            writes=len(changed),
+            out_bytes=sum(after[k][2] for k in changed),
+            problems=problems[:5],
+            note=note,
+            blob_writes=sum(k.startswith("blobs/") for k in changed),
+            expected_bytes=expected_bytes,
         )
         return res
 
