@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store_command(p, _delete)
 
 
-async def _run(work: Callable[[], Awaitable[T]]) -> T:
+async def _unlimited(work: Callable[[], Awaitable[T]]) -> T:
     return await work()  # no concurrency limit beyond asyncio.gather's own
 
 
@@ -58,7 +58,7 @@ async def _delete(stores: Stores, args: argparse.Namespace) -> list[dict[str, An
         t for t, i in held.items() if i.digest != digest and i.media_type not in IMAGE_TYPES
     )
     if parents:
-        used = await reachable(stores, _run, repo, parents, [])
+        used = await reachable(stores, _unlimited, repo, parents, [])
         if digest in used.digests:
             raise NeedsForce(
                 f"not deleted: {digest} is a child of an index that another tag of {repo} "

@@ -14,6 +14,7 @@ from syncer.commands._common import store_command
 from syncer.commands.tag import target
 from syncer.errors import NotFound
 from syncer.registry.oci import ImageIndex, parse_manifest
+from syncer.registry.reference import Reference
 from syncer.store import Stores
 from syncer.sync.platforms import spec_matches
 
@@ -45,7 +46,7 @@ async def _digest(stores: Stores, args: argparse.Namespace) -> list[dict[str, An
     return [{"reference": str(ref), "digest": info.digest, "media_type": info.media_type}]
 
 
-async def _child(stores: Stores, ref: Any, platform: str) -> dict[str, Any]:
+async def _child(stores: Stores, ref: Reference, platform: str) -> dict[str, Any]:
     try:
         got = await stores.get_manifest(ref)
     except NotFound as exc:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from syncer.cli import main
+from tests.support.images import Image, push
 from tests.support.registry import LoggedRequest, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
 
@@ -43,3 +44,31 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> A
     capsys.readouterr()
     assert main([*args, "--output", "json"]) == code, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
+
+
+def exits_2_with_no_request(
+    reg: RunningRegistry,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    bad_arguments: list[list[str]],
+) -> None:
+    """Each bad argument list is exit 2 with one `syncer: error:` line, and `reg` logs
+    not one request for any of them."""
+    mark = reg.mark()
+    for bad in bad_arguments:
+        assert main([*command, *bad]) == 2, bad
+        assert capsys.readouterr().err.startswith("syncer: error: ")
+    assert reg.requests_since(mark) == []
+
+
+def layout_holding(
+    reg: RunningRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path, *images: Image
+) -> tuple[Path, Path]:
+    """(settings file, layout folder) with `images` tagged app:1, app:2... at `reg` and,
+    copied there by `syncer copy --all-tags`, in the layout."""
+    for i, image in enumerate(images, 1):
+        push(reg.seed_url, "app", image, str(i))
+    cfg = settings_for(tmp_path, reg)
+    usb = tmp_path / "usb"
+    run_json(capsys, "copy", "-c", str(cfg), "--all-tags", f"{reg.host}/app", f"oci:{usb}")
+    return cfg, usb
