@@ -240,3 +240,23 @@ def test_dry_run_json_is_the_plan_and_writes_nothing(
     )
     assert [(t["tag"], t["action"]) for t in entry["tags"]] == [("latest", "planned")]
     assert not any(r.method in WRITES for r in dst.requests_since(d0))
+
+
+def test_readme_workflow_pull_to_disk_tag_push_catalog(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "One-off commands", with a local registry standing in for docker.io."""
+    hub, far = registry_factory("anon"), registry_factory("tls")
+    alpine = tag_item(0, 2)
+    push(hub.seed_url, "library/alpine", alpine, "3.20")
+    cfg = settings_for(tmp_path, hub, far)
+    usb = tmp_path / "media" / "usb" / "images"
+    base = ["-c", str(cfg)]
+    run_json(capsys, "copy", *base, f"{hub.host}/library/alpine:3.20", f"oci:{usb}")
+    run_json(capsys, "tag", *base, f"oci:{usb}:library/alpine:3.20", "prod")
+    far_mark = far.mark()
+    run_json(capsys, "copy", *base, f"oci:{usb}:library/alpine:prod", f"{far.host}/library/alpine")
+    assert not any("/blobs/" in r.path and r.method == "GET" for r in far.requests_since(far_mark))
+    assert run_json(capsys, "catalog", *base, far.host) == [{"repository": "library/alpine"}]
+    rows = run_json(capsys, "tags", *base, f"{far.host}/library/alpine")
+    assert [(r["tag"], r["digest"]) for r in rows] == [("prod", alpine.digest)]
