@@ -3,4 +3,4 @@
 Each module registers its subcommands with `cli.build_parser` and may import any layer.
 """
 
-__all__ = ["inspect", "login", "schedule", "search", "sync"]
+__all__ = ["copy", "delete", "digest", "inspect", "login", "schedule", "search", "sync", "tag"]

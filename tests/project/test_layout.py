@@ -57,7 +57,17 @@ PUBLIC = {
         "make_plan",
     ],
     "syncer.service": ["Metrics", "Scheduler", "StatusBoard", "StatusServer"],
-    "syncer.commands": ["inspect", "login", "schedule", "search", "sync"],
+    "syncer.commands": [
+        "copy",
+        "delete",
+        "digest",
+        "inspect",
+        "login",
+        "schedule",
+        "search",
+        "sync",
+        "tag",
+    ],
 }
 
 
