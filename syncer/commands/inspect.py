@@ -8,10 +8,9 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from syncer.config.syncfile import load_config
+from syncer.config.registryfile import registry_settings
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
 from syncer.registry.client import RegistryClient
 from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
@@ -49,11 +48,9 @@ def _common(p: argparse.ArgumentParser, func: Callable[..., Awaitable[Any]]) -> 
 
 
 def registry_lookup(config: str | None) -> RegistryLookup:
-    """Registry settings from sync.yaml when one is given or present; defaults otherwise."""
-    path = Path(config) if config else Path("sync.yaml")
-    if config or path.exists():
-        return load_config(path).config.registry_config
-    return lambda _r: RegistryConfig()
+    """The contacted registry's settings from sync.yaml (`-c FILE` strictly, else
+    `$SYNCER_CONFIG` or `./sync.yaml` leniently); the rest of the file is not needed."""
+    return registry_settings(config)
 
 
 def _run(args: argparse.Namespace, func: Callable[..., Awaitable[Any]]) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from syncer.errors import (
     EXIT_OK,
@@ -172,14 +171,11 @@ async def _search(
 
 
 def _docker_io_settings(config: str | None) -> RegistryConfig | None:
-    """docker.io's `registries:` entry from sync.yaml, or None when there is no file."""
-    path = Path(config) if config else Path("sync.yaml")
-    if not config and not path.is_file():
-        return None
+    """docker.io's `registries:` entry from sync.yaml, or None when there is none."""
     # Imported here: the sync.yaml machinery is only needed when a file is read.
-    from syncer.config.syncfile import load_config
+    from syncer.config.registryfile import registry_settings
 
-    return load_config(path).config.registry_config("docker.io")
+    return registry_settings(config).entry("docker.io")
 
 
 def _credentials(settings: RegistryConfig | None) -> tuple[str, str] | None:

@@ -222,7 +222,8 @@ async def _fetch(session: RegistrySession, params: dict[str, str]) -> _Page:
     try:
         resp = await session.request("GET", SEARCH_PATH, params=params, max_bytes=MAX_ANSWER_BYTES)
     except TransportError as exc:
-        raise TransportError(f"cannot reach {where}: {exc}") from None
+        # The session's message names the host, the cause and the tries.
+        raise TransportError(f"searching {where} failed: {exc}") from None
     except RegistryError as exc:
         raise _explained(exc) from None
     final = str(resp.request.url.copy_with(query=None))
