@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _common(p: argparse.ArgumentParser, func: Callable[..., Awaitable[Any]]) -> None:
-    p.add_argument("-c", "--config", help="sync.yaml whose `registries:` settings apply")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="sync.yaml whose `registries:` entry for the contacted registry applies, read "
+        "strictly (default: $SYNCER_CONFIG or ./sync.yaml, where a problem is only a warning)",
+    )
     p.add_argument("--output", choices=["table", "json"], default="table")
     p.set_defaults(func=lambda args: _run(args, func))
 

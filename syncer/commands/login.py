@@ -54,7 +54,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="read the password from stdin (one trailing newline is dropped)",
     )
-    p.add_argument("-c", "--config", help="sync.yaml whose `registries:` settings apply")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="sync.yaml whose `registries:` entry for the contacted registry applies, read "
+        "strictly (default: $SYNCER_CONFIG or ./sync.yaml, where a problem is only a warning)",
+    )
     p.set_defaults(func=run_login)
     p = sub.add_parser("logout", help="remove stored credentials for a registry")
     p.add_argument("registry", help="e.g. docker.io or 127.0.0.1:5000")

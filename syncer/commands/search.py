@@ -39,7 +39,8 @@ path, without the implicit `library/` of official images:
   user/app  -> source: docker.io/user/app        destination: DEST_PREFIX/user/app
 Paste the output under `sync:` in sync.yaml.
 
-exit codes: 0 success, 1 the index could not be searched, 2 usage error."""
+exit codes: 0 success, 1 the index could not be searched, 2 usage error (or a bad
+registries.docker.io entry in the file given with -c)."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,8 +91,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-c",
         "--config",
         metavar="FILE",
-        help="sync.yaml whose registries.docker.io settings apply (default: ./sync.yaml if "
-        "present)",
+        help="sync.yaml whose registries.docker.io entry applies, read strictly (default: "
+        "$SYNCER_CONFIG or ./sync.yaml if present, where a problem is only a warning)",
     )
     p.set_defaults(func=run)
 

@@ -79,7 +79,9 @@ class RegistrySettings:
             return None
         registries = doc.data.get("registries") if isinstance(doc.data, dict) else None
         if registries is None:
-            if not isinstance(doc.data, dict):
+            if isinstance(doc.data, dict):
+                self._check_rest(doc, None)
+            else:
                 self._fail(ConfigError("expected a mapping at the top level", file=str(doc.path)))
             return None
         if not isinstance(registries, dict):
@@ -133,7 +135,9 @@ class RegistrySettings:
         try:
             load_config(doc.path, self.env)
         except ConfigError:
-            what = f"only its {used} entry was used" if used else "no entry of it was needed"
+            what = (
+                f"only its {used} entry was used" if used else "it has no entry for this registry"
+            )
             self._say(
                 f"{doc.path} has problems this command does not depend on "
                 f"(`syncer check -c {doc.path}` lists them); {what}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from syncer.cli import main
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import load_config
 from syncer.registry.credentials import resolve
-from tests.commands.test_search import RECORDED, FakeIndex, _start
+from tests.commands.test_search import RECORDED, FakeIndex
+from tests.commands.test_search import index as index  # the search index stub fixture
 from tests.support.fleet import app_image
 from tests.support.images import push
 from tests.support.registry import RunningRegistry
@@ -59,14 +59,6 @@ def the_one_warning(err: str, path: str, host: str) -> None:
         f"syncer: warning: {path} has problems this command does not depend on "
         f'(`syncer check -c {path}` lists them); only its registries["{host}"] entry was used'
     ]
-
-
-@pytest.fixture
-def index() -> Iterator[FakeIndex]:
-    server = _start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
