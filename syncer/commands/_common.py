@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from syncer.config.syncfile import load_config
+from syncer.config.registryfile import registry_settings
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
 from syncer.registry.client import RegistryClient
 from syncer.registry.options import RegistryConfig
@@ -25,7 +25,12 @@ StoreCommand = Callable[[Stores, argparse.Namespace], Awaitable[Any]]
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="sync.yaml whose `registries:` settings apply")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="sync.yaml whose `registries:` entry for the contacted registry applies, read "
+        "strictly (default: $SYNCER_CONFIG or ./sync.yaml, where a problem is only a warning)",
+    )
     p.add_argument("--output", choices=["table", "json"], default="table")
 
 
@@ -33,14 +38,6 @@ def store_command(p: argparse.ArgumentParser, func: StoreCommand) -> None:
     """`-c/--config` and `--output`, and `func` run over the stores when chosen."""
     add_config_options(p)
     p.set_defaults(func=lambda args: run_on_stores(args, func))
-
-
-def registry_lookup(config: str | None) -> RegistryLookup:
-    """Registry settings from sync.yaml when one is given or present; defaults otherwise."""
-    path = Path(config) if config else Path("sync.yaml")
-    if config or path.exists():
-        return load_config(path).config.registry_config
-    return lambda _r: RegistryConfig()
 
 
 def fail(exc: BaseException, code: int) -> int:
@@ -51,7 +48,7 @@ def fail(exc: BaseException, code: int) -> int:
 def run_on_stores(args: argparse.Namespace, func: StoreCommand) -> int:
     """Exit 2 for bad input (found before any request), 1 for a failure, else 0."""
     try:
-        lookup = registry_lookup(args.config)
+        lookup = registry_settings(args.config)
         data = asyncio.run(_with_stores(lookup, func, args))
     except (ConfigError, ValueError) as exc:
         return fail(exc, EXIT_USAGE)

@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from syncer.commands._common import add_config_options, fail, registry_lookup
+from syncer.commands._common import add_config_options, fail
 from syncer.commands.sync import print_plan, summarize, until_terminated
+from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import LoadedConfig, SyncConfig
 from syncer.config.yamlsource import validation_problems
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, InvalidReference
@@ -100,7 +101,7 @@ def _explain(loc: tuple[str | int, ...], message: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         loaded = one_entry(args)
-        lookup = registry_lookup(args.config)
+        lookup = registry_settings(args.config)
     except ConfigError as exc:
         return fail(exc, EXIT_USAGE)
     configure("auto", "warning")  # progress bars and error lines say the rest

@@ -7,8 +7,6 @@ import asyncio
 import re
 from typing import Any
 
-from syncer.commands._common import RegistryLookup as RegistryLookup
-from syncer.commands._common import registry_lookup as registry_lookup
 from syncer.commands._common import store_command
 from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
