@@ -62,7 +62,7 @@ def stored_blobs(root: Path) -> dict[str, int]:
     return {f"sha256:{d.parent.name}": d.stat().st_size for d in base.glob("*/*/data")}
 
 
-def _upload_digest(req: LoggedRequest) -> str | None:
+def upload_digest(req: LoggedRequest) -> str | None:
     if req.method != "PUT" or req.status != 201 or "/blobs/uploads/" not in req.path:
         return None
     values = parse_qs(urlsplit(req.path).query).get("digest")
@@ -101,7 +101,7 @@ class Window:
         cpu = registry_cpu_s(self.src, self.dst) - self._cpu  # before our own log probes
         src_reqs = self.src.requests_since(self._src_mark)
         dst_reqs = self.dst.requests_since(self._dst_mark)
-        digests = [d for d in map(_upload_digest, dst_reqs) if d is not None]
+        digests = [d for d in map(upload_digest, dst_reqs) if d is not None]
         return Traffic(
             src_requests=len(src_reqs),
             dst_requests=len(dst_reqs),

@@ -18,16 +18,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.airgap import Row, airgap_bigblob, airgap_fleet
+from bench.airgap_report import airgap_table, airgap_targets
 from bench.fleet import FleetSpec, MiB, build_fleet, seed_items
 from bench.report import evaluate, summarize, table, targets_text, to_json
 from bench.scenarios import Bench, bigblob_scenario, fleet_scenarios, log, scale_scenario
 from bench.tools import TIME, syncer_binary
 
-SCENARIO_NAMES = ("fleet", "bigblob", "scale")
+SCENARIO_NAMES = ("fleet", "bigblob", "scale", "airgap")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -110,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         # Other work on this 2-core machine skews wall times; keep the load next to them.
         "loadavg_start": os.getloadavg(),
     }
+    airgap_rows: list[Row] = []
     try:
-        if "fleet" in groups or "bigblob" in groups:
+        if groups & {"fleet", "bigblob", "airgap"}:
             src = bench.registry()
             log(f"source registry {src.url}, work dir {tmp}")
-        if "fleet" in groups:
+        if groups & {"fleet", "airgap"}:
             t0 = time.perf_counter()
             bf = build_fleet(spec)
             t1 = time.perf_counter()
@@ -130,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"fleet: {meta['fleet']} built in {t1 - t0:.1f}s, "
                 f"seeded in {time.perf_counter() - t1:.1f}s"
             )
+        if "fleet" in groups:
             fleet_scenarios(bench, src, bf, runs)
+        if "airgap" in groups:
+            airgap_rows += airgap_fleet(bench, src, bf, runs)
+            airgap_rows += airgap_bigblob(bench, src, big_size)
         if "bigblob" in groups:
             meta["bigblob_bytes"] = big_size
             bigblob_scenario(bench, src, big_size, runs)
@@ -154,22 +162,31 @@ def main(argv: list[str] | None = None) -> int:
     meta["cli_startup_s"] = startup = cli_startup_s()
     meta["cores"] = cores = os.cpu_count() or 1
     targets = evaluate(summaries, bench.samples, startup_s=startup, cores=cores)
-    print(f"\nsyncer vs skopeo sync ({'quick, ' if args.quick else ''}{runs} run(s) each)")
-    print(table(summaries))
-    print()
-    print(targets_text(targets))
+    if bench.samples:
+        print(f"\nsyncer vs skopeo sync ({'quick, ' if args.quick else ''}{runs} run(s) each)")
+        print(table(summaries))
+        print()
+        print(targets_text(targets))
     print(
         f"\nelapsed {meta['elapsed_s']}s; load average at start {meta['loadavg_start'][0]:.2f}, "
         f"at end {meta['loadavg_end'][0]:.2f} ({cores} cores; registries run on them too); "
         f"CLI start-up (`syncer --version`, median of 5) {startup:.2f}s"
     )
+    airgap_ok = True
+    if airgap_rows:
+        print("\nair-gapped trip (medians; ratios against syncer's registry-to-registry full sync)")
+        print(airgap_table(airgap_rows))
+        goals = airgap_targets(airgap_rows, meta["fleet"]["tags"])
+        print("\n".join(f"{'PASS' if ok else 'FAIL'}  {name}: {got}" for name, ok, got in goals))
+        airgap_ok = all(ok for _, ok, _ in goals)
+        meta["airgap"] = {"rows": [asdict(r) for r in airgap_rows], "targets": goals}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps({"meta": meta, **to_json(summaries, targets, bench.samples)}, indent=2)
         )
         print(f"wrote {args.json}")
-    return 0 if all(t.ok for t in targets) else 1
+    return 0 if airgap_ok and all(t.ok for t in targets) else 1
 
 
 if __name__ == "__main__":

@@ -136,12 +136,12 @@ def run_tool(
         cmd = ["skopeo", "sync", "--src", "yaml", "--dest", "docker", "--all"]
         cmd += ["--preserve-digests", "--dest-tls-verify=false", str(cfg)]
         cmd += [f"{job.dst.host}/{job.prefix}"]
-    return _measured(
+    return measure_command(
         tool, [*prefix, *cmd], workdir / f"{label}-{tool}", timeout, report_path, env or {}
     )
 
 
-def _measured(
+def measure_command(
     tool: Tool, cmd: list[str], stem: Path, timeout: float, report: Path, env: dict[str, str]
 ) -> ToolRun:
     time_file = stem.with_suffix(".time")

@@ -12,11 +12,15 @@ from collections.abc import Sequence
 
 from syncer import __version__
 from syncer.commands import bundle as bundle_cmd
+from syncer.commands import copy as copy_cmd
+from syncer.commands import delete as delete_cmd
+from syncer.commands import digest as digest_cmd
 from syncer.commands import inspect as inspect_cmd
 from syncer.commands import login as login_cmd
 from syncer.commands import schedule as schedule_cmd
 from syncer.commands import search as search_cmd
 from syncer.commands import sync as sync_cmd
+from syncer.commands import tag as tag_cmd
 from syncer.errors import EXIT_USAGE
 
 
@@ -34,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     bundle_cmd.register(sub)
     login_cmd.register(sub)
     search_cmd.register(sub)
+    copy_cmd.register(sub)
+    tag_cmd.register(sub)
+    delete_cmd.register(sub)
+    digest_cmd.register(sub)
     return parser
 
 

@@ -197,6 +197,11 @@ class Rejected(SyncerError):
         super().__init__(f"{reason}: {detail}")
 
 
+class NeedsForce(SyncerError):
+    """A one-off command (`tag`, `delete`) refused to overwrite or remove more than was
+    named; the message says what is there now and that --force allows it."""
+
+
 def rule(message: str, at: str | int | None = None) -> PydanticCustomError:
     """A validation error whose location is refined by `at` (a field or index).
 

@@ -3,4 +3,15 @@
 Each module registers its subcommands with `cli.build_parser` and may import any layer.
 """
 
-__all__ = ["bundle", "inspect", "login", "schedule", "search", "sync"]
+__all__ = [
+    "bundle",
+    "copy",
+    "delete",
+    "digest",
+    "inspect",
+    "login",
+    "schedule",
+    "search",
+    "sync",
+    "tag",
+]

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
-import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from syncer.config.syncfile import load_config
-from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
-from syncer.registry.client import RegistryClient
+from syncer.commands._common import store_command
 from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
-from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
-from syncer.store import Store, Stores, parse_reference
+from syncer.store import Store, parse_reference
 from syncer.store.references import is_layout, split_layout
-
-RegistryLookup = Callable[[str], RegistryConfig]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,57 +21,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="e.g. 127.0.0.1:5000/mirror/alpine or oci:/media/usb/bundle:mirror/alpine",
     )
     p.add_argument("--no-digests", action="store_true", help="only list tag names (one request)")
-    _common(p, _tags)
+    store_command(p, _tags)
     p = sub.add_parser("catalog", help="list a registry's repositories (_catalog)")
     p.add_argument("registry", help="e.g. 127.0.0.1:5000 or oci:/media/usb/bundle")
     p.add_argument("--filter", help="only repositories matching REGEX")
-    _common(p, _catalog)
+    store_command(p, _catalog)
     p = sub.add_parser("inspect", help="show a manifest or index summary")
     p.add_argument(
         "reference", help="e.g. docker.io/library/alpine:3.20 or oci:/media/usb/bundle:alpine:3.20"
     )
-    _common(p, _inspect)
-
-
-def _common(p: argparse.ArgumentParser, func: Callable[..., Awaitable[Any]]) -> None:
-    p.add_argument("-c", "--config", help="sync.yaml whose `registries:` settings apply")
-    p.add_argument("--output", choices=["table", "json"], default="table")
-    p.set_defaults(func=lambda args: _run(args, func))
-
-
-def registry_lookup(config: str | None) -> RegistryLookup:
-    """Registry settings from sync.yaml when one is given or present; defaults otherwise."""
-    path = Path(config) if config else Path("sync.yaml")
-    if config or path.exists():
-        return load_config(path).config.registry_config
-    return lambda _r: RegistryConfig()
-
-
-def _run(args: argparse.Namespace, func: Callable[..., Awaitable[Any]]) -> int:
-    try:
-        lookup = registry_lookup(args.config)
-        data = asyncio.run(_with_client(lookup, func, args))
-    except (ConfigError, ValueError) as exc:
-        print(f"syncer: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except SyncerError as exc:
-        print(f"syncer: error: {exc}", file=sys.stderr)
-        return EXIT_PARTIAL
-    if args.output == "json":
-        print(json.dumps(data, indent=2))
-    else:
-        _print_table(data)
-    return EXIT_OK
-
-
-async def _with_client(
-    lookup: RegistryLookup, func: Callable[..., Awaitable[Any]], args: argparse.Namespace
-) -> Any:
-    stores = Stores(RegistryClient(lookup))  # registries and `oci:` layouts alike
-    try:
-        return await func(stores, args)
-    finally:
-        await stores.aclose()
+    store_command(p, _inspect)
 
 
 async def _tags(client: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -146,25 +96,3 @@ async def _inspect(client: Store, args: argparse.Namespace) -> list[dict[str, An
     return [head] + [
         {"blob": d.media_type, "digest": d.digest, "size": d.size} for d in manifest.blobs()
     ]
-
-
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    keys: list[str] = []
-    for r in rows:
-        keys.extend(k for k in r if k not in keys)
-    table = [[k.upper() for k in keys]]
-    for r in rows:
-        table.append([_cell(r.get(k)) for k in keys])
-    widths = [max(len(row[i]) for row in table) for i in range(len(keys))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)

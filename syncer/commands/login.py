@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from syncer.commands.inspect import registry_lookup
+from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import normalise_registry
 from syncer.errors import (
     EXIT_OK,
@@ -54,7 +54,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="read the password from stdin (one trailing newline is dropped)",
     )
-    p.add_argument("-c", "--config", help="sync.yaml whose `registries:` settings apply")
+    p.add_argument(
+        "-c",
+        "--config",
+        help="sync.yaml whose `registries:` entry for the contacted registry applies, read "
+        "strictly (default: $SYNCER_CONFIG or ./sync.yaml, where a problem is only a warning)",
+    )
     p.set_defaults(func=run_login)
     p = sub.add_parser("logout", help="remove stored credentials for a registry")
     p.add_argument("registry", help="e.g. docker.io or 127.0.0.1:5000")
@@ -153,7 +158,7 @@ def _read_password(args: argparse.Namespace) -> str:
 def run_login(args: argparse.Namespace) -> int:
     try:
         registry = registry_name(args.registry)
-        config = registry_lookup(args.config)(registry)
+        config = registry_settings(args.config)(registry)
         username = _read_username(args)
         password = _read_password(args)
     except ConfigError as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from syncer.errors import (
     EXIT_OK,
@@ -40,7 +39,8 @@ path, without the implicit `library/` of official images:
   user/app  -> source: docker.io/user/app        destination: DEST_PREFIX/user/app
 Paste the output under `sync:` in sync.yaml.
 
-exit codes: 0 success, 1 the index could not be searched, 2 usage error."""
+exit codes: 0 success, 1 the index could not be searched, 2 usage error (or a bad
+registries.docker.io entry in the file given with -c)."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,8 +91,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-c",
         "--config",
         metavar="FILE",
-        help="sync.yaml whose registries.docker.io settings apply (default: ./sync.yaml if "
-        "present)",
+        help="sync.yaml whose registries.docker.io entry applies, read strictly (default: "
+        "$SYNCER_CONFIG or ./sync.yaml if present, where a problem is only a warning)",
     )
     p.set_defaults(func=run)
 
@@ -172,14 +172,11 @@ async def _search(
 
 
 def _docker_io_settings(config: str | None) -> RegistryConfig | None:
-    """docker.io's `registries:` entry from sync.yaml, or None when there is no file."""
-    path = Path(config) if config else Path("sync.yaml")
-    if not config and not path.is_file():
-        return None
+    """docker.io's `registries:` entry from sync.yaml, or None when there is none."""
     # Imported here: the sync.yaml machinery is only needed when a file is read.
-    from syncer.config.syncfile import load_config
+    from syncer.config.registryfile import registry_settings
 
-    return load_config(path).config.registry_config("docker.io")
+    return registry_settings(config).entry("docker.io")
 
 
 def _credentials(settings: RegistryConfig | None) -> tuple[str, str] | None:

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency, shard=shard)
     try:
         with for_terminal(quiet=args.quiet or dry_run) as progress:
-            report = asyncio.run(_until_terminated(Runner(loaded, options, progress=progress)))
+            report = asyncio.run(until_terminated(Runner(loaded, options, progress=progress)))
     except ConfigError as exc:  # e.g. an unreadable ca_file, found when first used
         print(f"syncer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
 
 
-async def _until_terminated(runner: Runner) -> RunReport:
+async def until_terminated(runner: Runner) -> RunReport:
     """Run; on SIGTERM (Kubernetes stopping the pod) cancel cleanly instead of being killed."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()

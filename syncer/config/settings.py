@@ -12,6 +12,8 @@ from syncer.config.yamlsource import explain
 from syncer.errors import ConfigError, rule
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# The variable naming sync.yaml (Settings.config, by pydantic-settings' prefix rule).
+CONFIG_ENV = "SYNCER_CONFIG"
 
 
 class Settings(BaseSettings):

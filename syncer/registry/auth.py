@@ -28,6 +28,7 @@ from syncer.registry.bodies import read_capped
 from syncer.registry.credentials import Credential
 from syncer.registry.options import TlsMode
 from syncer.registry.origin import check_credentials_channel
+from syncer.registry.responses import network_failure
 
 # Token servers answer a few hundred bytes; anything huge is broken or hostile.
 MAX_TOKEN_RESPONSE = 1024 * 1024
@@ -220,7 +221,8 @@ class Authenticator:
                 await resp.aclose()
         except httpx.HTTPError as exc:
             raise TransportError(
-                f"token server {redact_url(realm)} for {self.registry} failed: {type(exc).__name__}"
+                f"token server {redact_url(realm)} for {self.registry} failed: "
+                + network_failure(exc, realm)
             ) from None
         if resp.status_code != 200:
             hint = "check the credentials" if resp.status_code in (401, 403) else "try again later"

@@ -10,6 +10,7 @@ import httpx
 import structlog
 
 from syncer.errors import TransportError, redact_url
+from syncer.registry.responses import network_failure
 from syncer.registry.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.transport")
@@ -52,7 +53,7 @@ async def download(
                 if breaks >= t.config.retry.attempts:
                     raise TransportError(
                         f"GET {redact_url(t.url(path))}: connection broke {breaks} times "
-                        f"({type(exc).__name__}) talking to {t.registry}"
+                        f"({network_failure(exc, t.url(path))})"
                     ) from None
                 log.warning(
                     "download broke, resuming",

@@ -32,6 +32,13 @@ class CredentialsConfig(_Strict):
     # A registry token (Docker's `identitytoken`), exchanged at the token realm.
     identity_token: SecretStr | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # `${DOCKERHUB_USER:-}` with the variable unset gives "": no credential, so the
+        # docker login (if any) or anonymous access applies, never `Basic Og==`.
+        return None if v == "" else v
+
 
 class RateLimitConfig(_Strict):
     # Stop starting new copies from this registry when the budget would fall below this.

@@ -7,6 +7,8 @@ status picks the exception class, the body's codes travel with it.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from typing import Any
 
 import httpx
@@ -23,6 +25,74 @@ from syncer.errors import (
 from syncer.registry.ratelimit import parse_retry_after
 
 MAX_ERROR_BODY = 64 * 1024
+
+# Failures before the registry got the request: it was never reached at all.
+_CONNECTING = (httpx.ConnectError, httpx.ConnectTimeout)
+# What resolvers and sockets say, for errors that arrive as text only (aiohttp's, a test's).
+_NAME_RESOLUTION = (
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "no address associated with hostname",
+    "name resolution",
+    "getaddrinfo failed",
+)
+
+
+def network_failure(exc: httpx.HTTPError, url: str) -> str:
+    """A network fault in words a user can act on, naming the host and the cause:
+    `cannot reach HOST: name resolution failed`, not `ConnectError`.
+
+    This is the one place transport exceptions become text. Only the host is named (a
+    URL may carry a signed query; the host never carries credentials)."""
+    try:
+        target = exc.request.url
+    except RuntimeError:  # an exception raised without its request
+        target = httpx.URL(url)
+    host = target.host + (f":{target.port}" if target.port else "")
+    verb = "cannot reach" if isinstance(exc, _CONNECTING) else "connection to"
+    cause = _cause(exc)
+    return f"{verb} {host}: {cause}" if verb == "cannot reach" else f"{verb} {host} failed: {cause}"
+
+
+def _cause(exc: httpx.HTTPError) -> str:
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain and len(chain) < 8:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    text = " ".join(str(e) for e in chain).lower()
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            # aiohttp's subclass keeps the reason on the error it wraps.
+            inner = getattr(e, "certificate_error", e)
+            why = getattr(inner, "verify_message", None)
+            return "TLS handshake failed: certificate verify failed" + (f": {why}" if why else "")
+        if isinstance(e, ssl.SSLError):
+            return f"TLS handshake failed: {(e.reason or str(e)).lower().replace('_', ' ')}"
+    if "certificate verify failed" in text:
+        return "TLS handshake failed: certificate verify failed"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(
+        words in text for words in _NAME_RESOLUTION
+    ):
+        return "name resolution failed"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "connection refused" in text:
+        return "connection refused"
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "connection reset" in text:
+        return "connection reset"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection unexpectedly"
+    if "ssl" in text or "tls" in text:
+        return "TLS handshake failed"
+    return f"network error ({type(exc).__name__})"
+
+
+def attempts_note(attempts: int, seconds: float) -> str:
+    """`(5 attempts over 6 s)`: how hard syncer tried before giving up."""
+    shown = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+    return f"({attempts} attempt{'s' if attempts != 1 else ''} over {shown} s)"
 
 
 def error_from_response(resp: httpx.Response, body: bytes, registry: str) -> RegistryError:

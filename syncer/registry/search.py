@@ -218,11 +218,12 @@ async def _collect(session: RegistrySession, term: str, limit: int) -> list[Sear
 
 
 async def _fetch(session: RegistrySession, params: dict[str, str]) -> _Page:
-    where = f"the search index at {session.base_url}{SEARCH_PATH}"
     try:
         resp = await session.request("GET", SEARCH_PATH, params=params, max_bytes=MAX_ANSWER_BYTES)
     except TransportError as exc:
-        raise TransportError(f"cannot reach {where}: {exc}") from None
+        # The session's message names the host, the cause and the tries.
+        where = f"{session.base_url}{SEARCH_PATH}"
+        raise TransportError(f"searching {where} failed: {exc}") from None
     except RegistryError as exc:
         raise _explained(exc) from None
     final = str(resp.request.url.copy_with(query=None))

@@ -39,7 +39,12 @@ from syncer.registry.origin import RegistryOrigin
 from syncer.registry.pools import USER_AGENT, ConnectionPools
 from syncer.registry.ratelimit import PullBudget, counts
 from syncer.registry.request import RETRY_STATUSES, Body, RegistryRequest
-from syncer.registry.responses import error_from_response, read_error_body
+from syncer.registry.responses import (
+    attempts_note,
+    error_from_response,
+    network_failure,
+    read_error_body,
+)
 from syncer.registry.slots import HostSlots
 
 # The name log filters know; the session was called the transport before.
@@ -149,7 +154,8 @@ class RegistrySession:
         """The answer to `req`, one of its `ok` statuses, closed when the block ends (its
         body already read when `req.max_bytes` is set). Raises what retries did not fix."""
         probe = await self._gate()
-        progress = _Progress(probe, deadline=time.monotonic() + self.config.retry.deadline_s)
+        started = time.monotonic()
+        progress = _Progress(probe, started, deadline=started + self.config.retry.deadline_s)
         try:
             async with self._send_handling_retries(req, progress) as resp:
                 yield resp
@@ -185,7 +191,7 @@ class RegistrySession:
                     return
             # Retryable failure: connection error, timeout, a retry status, or a redirect
             # target refusing (its URL expired or it wants credentials it must not get).
-            error, wait = await self._failed_try(req, resp, failure, progress.attempt)
+            error, wait = await self._failed_try(req, resp, failure, progress)
             last = progress.attempt >= self.config.retry.attempts
             if last or not req.restartable or time.monotonic() + wait > progress.deadline:
                 raise error
@@ -201,13 +207,19 @@ class RegistrySession:
             await asyncio.sleep(wait)
 
     async def _failed_try(
-        self, req: RegistryRequest, resp: httpx.Response | None, failure: str | None, attempt: int
+        self,
+        req: RegistryRequest,
+        resp: httpx.Response | None,
+        failure: str | None,
+        progress: _Progress,
     ) -> tuple[Exception, float]:
         """The error a failed try ends in, if it is the last, and the pause before the next.
         A 429 asks the rate-limit policy, which may stop here (raises)."""
-        wait = self.backoff(attempt)
+        wait = self.backoff(progress.attempt)
         if resp is None:
-            return TransportError(f"{req.what}: {failure} talking to {self.registry}"), wait
+            # No answer to tell the error: say what failed and how hard we tried.
+            tried = attempts_note(progress.attempt, time.monotonic() - progress.started)
+            return TransportError(f"{failure} {tried}"), wait
         body = await read_error_body(resp)
         error = error_from_response(resp, body, self.registry)
         if resp.status_code == 429:
@@ -245,13 +257,14 @@ class RegistrySession:
         except httpx.TransportError as exc:
             if resp is not None:
                 await resp.aclose()
-            return None, type(exc).__name__
+            return None, network_failure(exc, req.url)
         except TimeoutError:
             if not timer.expired():
                 raise
             if resp is not None:
                 await resp.aclose()
-            return None, f"no complete answer within {self.config.retry.timeout_s:g}s (timeout_s)"
+            limit_s = self.config.retry.timeout_s
+            return None, f"{req.what}: no complete answer within {limit_s:g}s (timeout_s)"
 
     async def _judge(
         self, req: RegistryRequest, resp: httpx.Response, own: bool
@@ -264,7 +277,8 @@ class RegistrySession:
             # A CDN's refusal is no challenge of the registry's (its realm must never get our
             # password): this try failed; a fresh redirect may work.
             await resp.aclose()
-            return None, f"HTTP {status} from {resp.request.url.host}, which is not the registry"
+            host = resp.request.url.host
+            return None, f"{req.what}: HTTP {status} from {host}, which is not the registry"
         if status not in req.ok and status not in RETRY_STATUSES and status < 500:
             body = await read_error_body(resp)
             raise error_from_response(resp, body, self.registry)
@@ -336,6 +350,7 @@ class _Progress:
     """How one logical request is going: what the steps remember between sends."""
 
     probe: asyncio.Future[None] | None  # resolved once this first request knows the challenge
+    started: float  # time.monotonic() when the first try began
     deadline: float  # time.monotonic() after which no try starts
     attempt: int = 0
     discovered: bool = False  # a 401 without credentials taught us the challenge

@@ -3,7 +3,7 @@
 May import `syncer.config`, `syncer.verify` and `syncer.registry`; never the service layer.
 """
 
-from syncer.sync.copier import BlobLedger, Copier
+from syncer.sync.copier import BlobLedger, Copier, CopyJob
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import Plan, TagPlan, make_plan
 from syncer.sync.report import Counters, EntryReport, RunReport, TagOutcome
@@ -12,6 +12,7 @@ from syncer.sync.runner import Runner, RunOptions
 __all__ = [
     "BlobLedger",
     "Copier",
+    "CopyJob",
     "Counters",
     "EntryReport",
     "Outcome",

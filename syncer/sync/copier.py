@@ -8,6 +8,10 @@ incomplete content.
 `BlobLedger` makes each blob cross the wire at most once per run: the first
 request for a digest on a destination registry transfers it, and every other
 repository on that registry mounts it from there.
+
+A copy is asked for with one `CopyJob` value and reports one way: everything it does
+is recorded in the job's `EntryReport` as it happens, so a copy that fails halfway
+still accounts for the bytes it moved.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store import Store
 from syncer.sync.progress import Progress
-from syncer.sync.report import Counters
+from syncer.sync.report import EntryReport
 
 log = structlog.get_logger("syncer.sync.copier")
 T = TypeVar("T")
@@ -51,19 +55,30 @@ class BlobLedger:
         return self._blobs.setdefault((registry, digest), _BlobState())
 
 
-@dataclass
-class CopyResult:
-    skipped_foreign: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class CopyJob:
+    """One copy: `top` (already fetched from `src`), to publish at `dst` as `dest_ident`,
+    accounted for in `report`.
 
-
-@dataclass
-class _Job:
-    """One copy: where from, where to, what it counts, and the source GETs it reserved."""
+    `pulls` is the copy's reservation of source GETs; an index's missing children are
+    added to it before any child GET (Deferred, nothing pushed, when they do not fit).
+    Without one the copy takes its own and releases it at the end."""
 
     src: Reference
     dst: Reference
-    counters: Counters
-    result: CopyResult
+    top: FetchedManifest
+    dest_ident: str
+    report: EntryReport
+    pulls: Reservation | None = None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A job in progress: repository references and the reservation it draws on."""
+
+    src: Reference
+    dst: Reference
+    report: EntryReport
     pulls: Reservation
 
 
@@ -79,33 +94,20 @@ class Copier:
         self.ledger = ledger or BlobLedger()
         self.progress = progress or Progress()
 
-    async def copy(
-        self,
-        src: Reference,
-        dst: Reference,
-        top: FetchedManifest,
-        counters: Counters,
-        *,
-        dest_ident: str,
-        pulls: Reservation | None = None,
-    ) -> CopyResult:
-        """Copy `top` (already fetched from `src`) and publish it at `dst` as `dest_ident`.
-
-        `pulls` is the copy's reservation of source GETs; an index's missing children are
-        added to it before any child GET (Deferred, nothing pushed, when they do not fit)."""
-        job = _Job(
-            src.repo(), dst.repo(), counters, CopyResult(), pulls or self.client.reserve(src, 0)
+    async def copy(self, job: CopyJob) -> None:
+        """Make everything `job.top` references exist at the destination, then publish it."""
+        run = _Run(
+            job.src.repo(), job.dst.repo(), job.report, job.pulls or self.client.reserve(job.src, 0)
         )
         try:
-            await self._content(job, top)
+            await self._content(run, job.top)
         finally:
-            if pulls is None:
-                job.pulls.release()
-        await self.client.put_manifest(dst.repo(), dest_ident, top.data, top.media_type)
-        counters.manifests_copied += 1
-        return job.result
+            if job.pulls is None:
+                run.pulls.release()
+        await self.client.put_manifest(run.dst, job.dest_ident, job.top.data, job.top.media_type)
+        job.report.counters.manifests_copied += 1
 
-    async def _content(self, job: _Job, fetched: FetchedManifest) -> None:
+    async def _content(self, job: _Run, fetched: FetchedManifest) -> None:
         """Make everything `fetched` references exist at `dst` (not the manifest itself)."""
         manifest = parse_manifest(
             fetched.data, fetched.media_type, what=f"manifest {fetched.digest}"
@@ -121,18 +123,18 @@ class Copier:
         elif isinstance(manifest, ImageManifest):
             await _gather(self._blob(job, d) for d in manifest.blobs())
 
-    async def _child(self, job: _Job, desc: Descriptor) -> None:
+    async def _child(self, job: _Run, desc: Descriptor) -> None:
         child = await self.client.get_manifest(job.src.with_digest(desc.digest), pulls=job.pulls)
         await self._content(job, child)
         await self.client.put_manifest(job.dst, desc.digest, child.data, child.media_type)
-        job.counters.manifests_copied += 1
+        job.report.counters.manifests_copied += 1
 
-    async def _blob(self, job: _Job, desc: Descriptor) -> None:
-        src, dst, counters = job.src, job.dst, job.counters
+    async def _blob(self, job: _Run, desc: Descriptor) -> None:
         if desc.is_foreign:
             # Non-distributable layers stay where their `urls` point; registries accept that.
-            job.result.skipped_foreign.append(desc.digest)
+            job.report.skipped_foreign_layers.append(desc.digest)
             return
+        dst = job.dst
         state = self.ledger.state(dst.registry, desc.digest)
         if dst.repository in state.repos:
             return
@@ -146,22 +148,16 @@ class Copier:
         # Claimed before the first await, so concurrent tags of this repo wait for us.
         future = state.placing[dst.repository] = _new_claim()
         try:
-            await self._place(src, dst, desc, counters, state)
+            await self._place(job, desc, state)
         except BaseException as exc:
             _settle(future, exc)
             raise
         state.repos.add(dst.repository)
         future.set_result(dst.repository)
 
-    async def _place(
-        self,
-        src: Reference,
-        dst: Reference,
-        desc: Descriptor,
-        counters: Counters,
-        state: _BlobState,
-    ) -> None:
+    async def _place(self, job: _Run, desc: Descriptor, state: _BlobState) -> None:
         """Mount from a repo that has it (or is about to), else HEAD, else stream it across."""
+        src, dst, counters = job.src, job.dst, job.report.counters
         for _ in range(3):
             pending = state.transfer
             if pending is None or pending.done():
@@ -170,13 +166,13 @@ class Copier:
                 holder: str | None = await asyncio.shield(pending)
             except Exception:
                 holder = None  # that transfer failed; we may transfer ourselves
-            if holder is not None and await self._mount(dst, desc, holder, counters):
+            if holder is not None and await self._mount(job, desc, holder):
                 return
         holders = sorted(r for r in state.repos if r != dst.repository)
         if src.registry == dst.registry and src.repository != dst.repository:
             holders.append(src.repository)
         for holder in holders:
-            if await self._mount(dst, desc, holder, counters):
+            if await self._mount(job, desc, holder):
                 return
         transfer = state.transfer = _new_claim()
         try:
@@ -199,9 +195,8 @@ class Copier:
         state.repos.add(dst.repository)
         transfer.set_result(dst.repository)
 
-    async def _mount(
-        self, dst: Reference, desc: Descriptor, from_repo: str, counters: Counters
-    ) -> bool:
+    async def _mount(self, job: _Run, desc: Descriptor, from_repo: str) -> bool:
+        dst = job.dst
         if from_repo == dst.repository:
             return False
         try:
@@ -210,7 +205,7 @@ class Copier:
             log.debug("mount failed", digest=desc.digest, error=str(exc))
             return False
         if mounted:
-            counters.blobs_mounted += 1
+            job.report.counters.blobs_mounted += 1
             self.ledger.state(dst.registry, desc.digest).repos.add(dst.repository)
         return mounted
 

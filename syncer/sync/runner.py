@@ -36,7 +36,7 @@ from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
-from syncer.sync.copier import BlobLedger, Copier
+from syncer.sync.copier import BlobLedger, Copier, CopyJob
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import (
     REFERRER_TAG,
@@ -287,7 +287,7 @@ class Runner:
             if await self.client.head_manifest(dst.with_digest(desc.digest)) is not None:
                 continue
             fetched = await self.client.get_manifest(src.with_digest(desc.digest))
-            await self.copier.copy(src, dst, fetched, report.counters, dest_ident=desc.digest)
+            await self.copier.copy(CopyJob(src, dst, fetched, desc.digest, report))
             report.tags.append(
                 TagOutcome(
                     desc.digest, Outcome.COPIED, desc.digest, desc.digest, f"referrer of {digest}"
@@ -349,11 +349,10 @@ class Runner:
                             return why
                         fetched = chosen
                     pushed = fetched.digest
-                    await self.gate.carry(entry, signed, report.counters)
-                    result = await self.copier.copy(
-                        src, dst, fetched, report.counters, dest_ident=item.dest_tag, pulls=pulls
+                    await self.gate.carry(entry, signed, report)
+                    await self.copier.copy(
+                        CopyJob(src, dst, fetched, item.dest_tag, report, pulls=pulls)
                     )
-                    report.skipped_foreign_layers.extend(result.skipped_foreign)
                     if entry.referrers:
                         await self._copy_referrers(entry, digest, report)
                     return None

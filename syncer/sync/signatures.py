@@ -19,10 +19,10 @@ import structlog
 from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import Rejected, SyncerError
 from syncer.store import Store
-from syncer.sync.copier import Copier
+from syncer.sync.copier import Copier, CopyJob
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import REFERRER_TAG, TagPlan
-from syncer.sync.report import Counters, EntryReport, TagOutcome
+from syncer.sync.report import EntryReport, TagOutcome
 from syncer.verify.verifier import Signed, Verifier
 
 log = structlog.get_logger("syncer.verify")
@@ -54,12 +54,12 @@ class SignatureGate:
             raise Rejected(exc.reason, f"its subject {subject}: {exc.detail}") from None
         return None
 
-    async def carry(self, entry: ResolvedEntry, signed: Signed | None, counters: Counters) -> None:
+    async def carry(self, entry: ResolvedEntry, signed: Signed | None, report: EntryReport) -> None:
         """Copy the signature manifest to the destination's `sha256-<hex>.sig`. Done before
         the tag itself, so a mirrored tag always has its signature next to it."""
         if signed is not None:
             await self.copier.copy(
-                entry.source, entry.destination, signed.manifest, counters, dest_ident=signed.tag
+                CopyJob(entry.source, entry.destination, signed.manifest, signed.tag, report)
             )
 
     def reject(
@@ -91,7 +91,7 @@ class SignatureGate:
                 return
             there = await self.client.head_manifest(entry.destination.with_tag(signed.tag))
             if there is None or there.digest != signed.manifest.digest:
-                await self.carry(entry, signed, c)
+                await self.carry(entry, signed, report)
         except (Rejected, SyncerError) as exc:
             # The tag stays at the destination: syncer removes tags only when pruning.
             report.tags[:] = [t for t in report.tags if t.tag != item.tag]

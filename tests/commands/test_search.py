@@ -378,7 +378,7 @@ def _refused_port() -> int:
 @pytest.mark.parametrize(
     ("mode", "path", "message"),
     [
-        ("refused", "", "cannot reach the search index at http://127.0.0.1:"),
+        ("refused", "", "failed: cannot reach 127.0.0.1:"),
         ("html", "", "the answer is not JSON (text/html); is this a Docker index"),
         ("shape", "", "not a search answer: results: Input should be a valid array"),
         ("429", "", "-> 429: rate limit reached at the search index; retry after 30s"),

@@ -44,6 +44,7 @@ PUBLIC = {
     "syncer.sync": [
         "BlobLedger",
         "Copier",
+        "CopyJob",
         "Counters",
         "EntryReport",
         "Outcome",
@@ -56,7 +57,18 @@ PUBLIC = {
         "make_plan",
     ],
     "syncer.service": ["Metrics", "Scheduler", "StatusBoard", "StatusServer"],
-    "syncer.commands": ["bundle", "inspect", "login", "schedule", "search", "sync"],
+    "syncer.commands": [
+        "bundle",
+        "copy",
+        "delete",
+        "digest",
+        "inspect",
+        "login",
+        "schedule",
+        "search",
+        "sync",
+        "tag",
+    ],
 }
 
 

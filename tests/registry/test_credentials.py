@@ -411,6 +411,18 @@ def test_explicit_config_wins_over_docker_config(env: Env) -> None:
     assert cred is not None and cred.username == "docker"
 
 
+def test_empty_strings_configure_nothing(env: Env) -> None:
+    # `${DOCKERHUB_USER:-}` with the variable unset: as if no credentials were written.
+    empty = CredentialsConfig.model_validate(
+        {"username": "", "password": "", "identity_token": "", "password_file": ""}
+    )
+    assert empty.model_dump(exclude_none=True) == {}
+    assert resolve("r.example", empty) is None  # no docker login either: anonymous
+    env.write_config({"auths": {"r.example": {"auth": b64("docker:pw")}}})
+    cred = resolve("r.example", empty)
+    assert cred is not None and cred.username == "docker"
+
+
 def test_explicit_password_file(env: Env, tmp_path: Path) -> None:
     pwfile = tmp_path / "pw"
     pwfile.write_text(" pass word \n")

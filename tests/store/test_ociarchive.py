@@ -131,6 +131,27 @@ def test_an_archive_is_never_a_destination(
     asyncio.run(stores.aclose())
 
 
+def test_one_off_commands_read_an_archive_and_never_write_it(
+    bundled: tuple[Path, dict[tuple[str, str], Image | Index]],
+    registry_factory: RegistryFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tar, images = bundled
+    dst = registry_factory("anon")
+    cfg = write_sync_yaml(tmp_path / "c.yaml", [], dst)
+    ref = f"oci-archive:{tar}:library/alpine:3.20"
+    assert main(["copy", ref, f"{dst.host}/one/alpine", "-q", "-c", str(cfg)]) == 0
+    digest = images["library/alpine", "3.20"].digest
+    assert fetch_manifest_digest(dst.url, "one/alpine", "3.20") == digest
+    before = tar.read_bytes()
+    for args in (["tag", ref, "stable"], ["delete", "--force", ref]):
+        capsys.readouterr()
+        assert main([*args, "-c", str(cfg)]) == 2, args
+        assert "an oci-archive is read-only" in capsys.readouterr().err
+    assert tar.read_bytes() == before
+
+
 def test_what_is_not_an_archive_is_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,8 +18,8 @@ from syncer.errors import DigestMismatch, NotFound
 from syncer.registry.client import FetchedManifest
 from syncer.registry.oci import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 from syncer.registry.reference import Reference
-from syncer.sync.copier import BlobLedger, Copier
-from syncer.sync.report import Counters
+from syncer.sync.copier import BlobLedger, Copier, CopyJob
+from syncer.sync.report import Counters, EntryReport
 from tests.support.memory_registry import MemoryRegistry, until
 
 SRC, DST = "src.test", "dst.test"
@@ -93,15 +93,17 @@ def landed(log: list[str], repo: str, digest: str) -> int:
 
 
 async def copy(copier: Copier, src: str, dst: str, top: FetchedManifest, tag: str) -> Counters:
-    counters = Counters()
+    report = EntryReport(src, dst)
     await copier.copy(
-        Reference.parse(f"{SRC}/{src}:{tag}"),
-        Reference.parse(f"{DST}/{dst}:{tag}"),
-        top,
-        counters,
-        dest_ident=tag,
+        CopyJob(
+            Reference.parse(f"{SRC}/{src}:{tag}"),
+            Reference.parse(f"{DST}/{dst}:{tag}"),
+            top,
+            tag,
+            report,
+        )
     )
-    return counters
+    return report.counters
 
 
 async def copy_while_held(
@@ -220,6 +222,29 @@ async def test_a_failed_blob_puts_no_manifest(fault: str) -> None:
     )
     assert set(reg.repo(DST, "m/app").blobs) == set(img.digests[:2])
     assert reg.tags(DST, "m/app") == {}
+
+
+async def test_a_failed_copy_still_reports_what_it_moved() -> None:
+    """The copy reports one way, into the job's report as it goes: the blobs that crossed
+    before the failure are counted, bytes included, and no manifest is."""
+    reg = MemoryRegistry()
+    img = Img(reg, "app", b"config-1", b"layer-good", b"layer-bad")
+    reg.corrupt.add(img.digests[2])
+    report = EntryReport("app", "m/app")
+    job = CopyJob(
+        Reference.parse(f"{SRC}/app:1.0"),
+        Reference.parse(f"{DST}/m/app:1.0"),
+        img.fetched,
+        "1.0",
+        report,
+    )
+    async with reg.client() as client:
+        with pytest.raises(DigestMismatch):
+            await Copier(client).copy(job)
+
+    c = report.counters
+    assert (c.blobs_copied, c.bytes_copied, c.manifests_copied) == (2, 8 + 10, 0)
+    assert report.skipped_foreign_layers == []
 
 
 async def test_a_failed_blob_of_one_child_puts_neither_that_child_nor_the_tag() -> None:
