@@ -129,6 +129,9 @@ async def test_a_full_bundle_carries_a_layout_into_another_registry(
         assert index.read() == (layout / "index.json").read_bytes()
         assert json.loads(note.read()) == {"syncerBundleVersion": 1, "since": [], "requires": []}
     assert sorted(p.name for p in tar.parent.iterdir()) == ["full.tar"], "no temp file left"
+    again_tar = tmp_path / "again.tar"
+    bundle(capsys, layout, again_tar)
+    assert again_tar.read_bytes() == tar.read_bytes(), "the same layout packs to the same bytes"
 
     report = await import_archive(f"oci-archive:{tar}", dst, tmp_path)
     assert report.status == "ok", report.entries
