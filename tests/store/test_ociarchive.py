@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,8 @@ from syncer.registry.reference import Reference
 from syncer.store import Stores
 from syncer.store.ociarchive import OciArchive
 from syncer.sync.runner import Runner
-from tests.store.test_bundle import bundle, export, seed
+from tests.store.test_bundle import bundle, export
+from tests.store.test_layout_sync import _seed as seed
 from tests.support.fleet import app_image
 from tests.support.images import Image, Index, fetch_manifest_digest, push
 from tests.support.registry import RegistryFactory, RunningRegistry
@@ -90,7 +92,7 @@ async def test_each_source_form_in_sync_yaml(
 ) -> None:
     tar, images = bundled
     dst = registry_factory("anon")
-    entries = [
+    entries: list[dict[str, Any]] = [
         # every repository, with the catalog filters
         {
             "source": f"oci-archive:{tar}",
