@@ -270,3 +270,53 @@ def test_skopeo_reads_a_bundle_syncer_wrote(
     assert "more than one image in oci, choose an image" in whole.stderr
     docker_v2 = skopeo("inspect", "--raw", f"oci-archive:{tar}:library/alpine:3.19")
     assert 'no descriptor found for reference \\"library/alpine:3.19\\"' in docker_v2.stderr
+
+
+def test_any_tar_of_a_layout_reads_dot_slash_names_included(
+    bundled: tuple[Path, dict[tuple[str, str], Image | Index]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tar, images = bundled
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(tar) as t:
+        t.extractall(unpacked, filter="data")
+    by_gnu_tar = tmp_path / "gnu.tar"
+    subprocess.run(["tar", "-C", str(unpacked), "-cf", str(by_gnu_tar), "."], check=True)
+    with tarfile.open(by_gnu_tar) as t:
+        assert "./index.json" in t.getnames()
+    empty = str(tmp_path / "none.yaml")
+    Path(empty).write_text("version: 1\nsync: [{source: a.io/a, destination: b.io/b}]\n")
+    rows = _json(capsys, "tags", f"oci-archive:{by_gnu_tar}:library/alpine", "-c", empty)
+    assert [r["digest"] for r in rows] == [
+        images["library/alpine", "3.19"].digest,
+        images["library/alpine", "3.20"].digest,
+    ]
+
+
+@pytest.mark.skipif(SKOPEO is None, reason="skopeo not installed: run scripts/setup")
+async def test_syncer_reads_an_oci_archive_skopeo_wrote(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    assert SKOPEO is not None
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    image = app_image(0, 0, fmt="oci")
+    push(src.seed_url, "library/alpine", image, "3.20")
+    tar = tmp_path / "by-skopeo.tar"
+    subprocess.run(
+        [
+            SKOPEO,
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{src.host}/library/alpine:3.20",
+            f"oci-archive:{tar}:library/alpine:3.20",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    entry = {"source": f"oci-archive:{tar}", "destination": f"{dst.host}/far"}
+    report = await Runner(load_config(write_sync_yaml(tmp_path / "i.yaml", [entry], dst))).run()
+    assert report.status == "ok", report.entries
+    assert fetch_manifest_digest(dst.url, "far/library/alpine", "3.20") == image.digest
