@@ -1,7 +1,9 @@
 """Where images live: the `Store` interface and its implementations.
 
 `RegistryClient` (from `syncer.registry`) is the registry store as it stands; `OciLayout`
-is an OCI image layout directory. Imports `syncer.errors` and `syncer.registry` only.
+is an OCI image layout directory; `ociarchive.OciArchive` is a layout inside one tar, read in
+place (what `bundle.pack` writes for the trip across an air gap). Imports `syncer.errors`
+and `syncer.registry` only.
 """
 
 from syncer.store.base import BlobBytes, Store
