@@ -28,7 +28,7 @@ from tests.support.images import (
     random_layer,
 )
 from tests.support.registry import RegistryFactory, RunningRegistry
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import export_to_layout, write_sync_yaml
 
 CHUNK = 1024 * 1024
 TAR_OVERHEAD_PER_MEMBER = 3 * 512  # a PAX header, the ustar header, up to a block of padding
@@ -45,14 +45,6 @@ def manifests_of(item: Image | Index) -> dict[str, bytes]:
     for child in getattr(item, "children", ()):
         out[child.digest] = child.manifest
     return out
-
-
-async def export(src: RunningRegistry, layout: Path, tmp_path: Path) -> None:
-    cfg = write_sync_yaml(
-        tmp_path / "export.yaml", [{"source": f"{src.host}/*", "destination": f"oci:{layout}"}], src
-    )
-    report = await Runner(load_config(cfg)).run()
-    assert report.status == "ok", report.entries
 
 
 def bundle(
@@ -93,7 +85,7 @@ async def test_a_full_bundle_carries_a_layout_into_another_registry(
     images = seed(src)
     layout, tar = tmp_path / "layout", tmp_path / "usb" / "full.tar"
     tar.parent.mkdir()
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
 
     result = bundle(capsys, layout, tar)
     blobs = all_blobs(list(images.values()))
@@ -142,7 +134,7 @@ async def test_a_delta_carries_only_new_blobs_and_imports_onto_the_earlier_impor
     images = seed(src)
     layout = tmp_path / "layout"
     full, delta = tmp_path / "full.tar", tmp_path / "delta.tar"
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
     bundle(capsys, layout, full)
     assert (await import_archive(f"oci-archive:{full}", far, tmp_path)).status == "ok"
 
@@ -154,7 +146,7 @@ async def test_a_delta_carries_only_new_blobs_and_imports_onto_the_earlier_impor
     fresh = make_image([random_layer(64 * 1024, seed=8)], fmt="oci")
     push(src.seed_url, "library/alpine", moved, "3.20")
     push(src.seed_url, "team/new", fresh, "1")
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
 
     result = bundle(capsys, layout, delta, full)
     new_blobs = {b.digest: b.size for b in (moved.config, big, *fresh.blobs())}
@@ -222,7 +214,7 @@ async def test_a_delta_since_a_delta_counts_what_the_earlier_delta_expected(
     src = registry_factory("anon")
     images = seed(src)
     layout = tmp_path / "layout"
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
     first, second, third = (tmp_path / f"{n}.tar" for n in ("first", "second", "third"))
     bundle(capsys, layout, first)
     bundle(capsys, layout, second, first)  # nothing new: every blob left out

@@ -24,10 +24,11 @@ from syncer.registry.reference import Reference
 from syncer.store import bundle as bundle_module
 from syncer.store.bundle import BundleJob, pack
 from syncer.store.ociarchive import OciArchive
-from tests.store.test_bundle import blob_members, export
+from tests.store.test_bundle import blob_members
 from tests.support.fleet import app_image
 from tests.support.images import push
 from tests.support.registry import RegistryFactory
+from tests.support.syncer_setup import export_to_layout
 
 CHUNK = 1024 * 1024
 
@@ -182,7 +183,7 @@ def test_a_corrupt_blob_in_the_layout_fails_the_bundle_naming_it(
     image = app_image(0, 0, fmt="oci")
     push(src.seed_url, "library/alpine", image, "1")
     layout = tmp_path / "layout"
-    asyncio.run(export(src, layout, tmp_path))
+    asyncio.run(export_to_layout(src, layout, tmp_path))
     layer = image.layers[-1]
     path = layout / "blobs" / "sha256" / layer.digest.removeprefix("sha256:")
     path.write_bytes(b"\0" + path.read_bytes()[1:])

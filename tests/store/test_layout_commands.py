@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from syncer.cli import main
-from syncer.config.syncfile import load_config
-from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import make_index, push
 from tests.support.registry import RunningRegistry
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import export_to_layout
 
 
 def _json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:
@@ -33,12 +31,7 @@ def test_tags_catalog_and_inspect_read_a_layout(
     push(anon_registry.seed_url, "team/web", image, "1.0")
     push(anon_registry.seed_url, "team/web", index, "2.0")
     layout = tmp_path / "bundle"
-    cfg = write_sync_yaml(
-        tmp_path / "s.yaml",
-        [{"source": f"{anon_registry.host}/team/web", "destination": f"oci:{layout}"}],
-        anon_registry,
-    )
-    assert asyncio.run(Runner(load_config(cfg)).run()).status == "ok"
+    asyncio.run(export_to_layout(anon_registry, layout, tmp_path, "team/web"))
     capsys.readouterr()  # the run's log lines
     empty = str(tmp_path / "none.yaml")  # no sync.yaml settings needed for a layout
     Path(empty).write_text("version: 1\nsync: [{source: a.io/a, destination: b.io/b}]\n")

@@ -17,7 +17,7 @@ from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import Image, Index, fetch_manifest_digest, make_index, push
 from tests.support.registry import RegistryFactory, RunningRegistry
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import export_to_layout, write_sync_yaml
 
 REF_NAME = "org.opencontainers.image.ref.name"
 
@@ -103,10 +103,7 @@ async def test_import_a_whole_layout_into_a_registry(
     src, dst = registry_factory("anon"), registry_factory("anon")
     images = _seed(src)
     layout = tmp_path / "bundle"
-    export = write_sync_yaml(
-        tmp_path / "e.yaml", [{"source": f"{src.host}/*", "destination": f"oci:{layout}"}], src
-    )
-    assert (await Runner(load_config(export)).run()).status == "ok"
+    await export_to_layout(src, layout, tmp_path)
     entry = {
         "source": f"oci:{layout}",
         "destination": f"{dst.host}/far",
@@ -135,12 +132,7 @@ async def test_a_corrupt_blob_fails_its_tag_and_is_never_pushed(
     image = app_image(0, 0, fmt="oci")
     push(src.seed_url, "library/alpine", image, "1")
     layout = tmp_path / "bundle"
-    export = write_sync_yaml(
-        tmp_path / "e.yaml",
-        [{"source": f"{src.host}/library/alpine", "destination": f"oci:{layout}"}],
-        src,
-    )
-    assert (await Runner(load_config(export)).run()).status == "ok"
+    await export_to_layout(src, layout, tmp_path, "library/alpine")
     layer = image.layers[-1]
     path = layout / "blobs" / "sha256" / layer.digest.removeprefix("sha256:")
     path.write_bytes(b"\0" + path.read_bytes()[1:])

@@ -25,12 +25,12 @@ from syncer.registry.reference import Reference
 from syncer.store import Stores
 from syncer.store.ociarchive import OciArchive
 from syncer.sync.runner import Runner
-from tests.store.test_bundle import bundle, export
+from tests.store.test_bundle import bundle
 from tests.store.test_layout_sync import _seed as seed
 from tests.support.fleet import app_image
 from tests.support.images import Image, Index, fetch_manifest_digest, push
 from tests.support.registry import RegistryFactory, RunningRegistry
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import export_to_layout, write_sync_yaml
 
 SKOPEO = shutil.which("skopeo")
 
@@ -50,7 +50,7 @@ def bundled(
     src = registry_factory("anon")
     images = seed(src)
     layout, tar = tmp_path / "layout", tmp_path / "b.tar"
-    asyncio.run(export(src, layout, tmp_path))
+    asyncio.run(export_to_layout(src, layout, tmp_path))
     bundle(capsys, layout, tar)
     shutil.rmtree(layout)
     return tar, images
@@ -186,7 +186,7 @@ async def test_a_corrupt_blob_in_the_tar_fails_its_tag_and_is_never_pushed(
     image = app_image(0, 0, fmt="oci")
     push(src.seed_url, "library/alpine", image, "1")
     layout, tar = tmp_path / "layout", tmp_path / "b.tar"
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
     bundle(capsys, layout, tar)
     layer = image.layers[-1]
     with tarfile.open(tar) as t:
@@ -211,10 +211,10 @@ async def test_a_delta_into_a_layout_needs_the_earlier_bundle_there(
     src = registry_factory("anon")
     seed(src)
     layout, full, delta = tmp_path / "layout", tmp_path / "full.tar", tmp_path / "delta.tar"
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
     bundle(capsys, layout, full)
     push(src.seed_url, "library/alpine", app_image(0, 1, gen=1, fmt="oci"), "3.20")
-    await export(src, layout, tmp_path)
+    await export_to_layout(src, layout, tmp_path)
     bundle(capsys, layout, delta, full)
 
     archive = OciArchive(delta)

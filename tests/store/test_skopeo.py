@@ -15,7 +15,7 @@ from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import fetch_manifest_digest, make_index, push
 from tests.support.registry import RegistryFactory
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import export_to_layout, write_sync_yaml
 
 SKOPEO = shutil.which("skopeo")
 pytestmark = pytest.mark.skipif(
@@ -45,10 +45,7 @@ async def test_skopeo_reads_a_layout_syncer_wrote(
     push(src.seed_url, "library/alpine", image, "3.20")
     push(src.seed_url, "team/app", index, "1.0")
     layout = tmp_path / "bundle"
-    cfg = write_sync_yaml(
-        tmp_path / "s.yaml", [{"source": f"{src.host}/*", "destination": f"oci:{layout}"}], src
-    )
-    assert (await Runner(load_config(cfg)).run()).status == "ok"
+    await export_to_layout(src, layout, tmp_path)
 
     skopeo(
         "copy",
@@ -102,12 +99,7 @@ async def test_what_skopeo_cannot_read_docker_v2_inside_a_layout(
     image = app_image(0, 0)  # Docker v2
     push(src.seed_url, "library/alpine", image, "3.19")
     layout = tmp_path / "bundle"
-    cfg = write_sync_yaml(
-        tmp_path / "s.yaml",
-        [{"source": f"{src.host}/library/alpine", "destination": f"oci:{layout}"}],
-        src,
-    )
-    assert (await Runner(load_config(cfg)).run()).status == "ok"
+    await export_to_layout(src, layout, tmp_path, "library/alpine")
     out = skopeo(
         "copy", f"oci:{layout}:library/alpine:3.19", f"dir:{tmp_path / 'out'}", check=False
     )

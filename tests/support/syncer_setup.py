@@ -75,3 +75,18 @@ def write_sync_yaml(
     doc["sync"] = entries
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+async def export_to_layout(
+    src: RunningRegistry, layout: Path, workdir: Path, repository: str = "*"
+) -> None:
+    """Mirror `src`'s `repository` (a glob too) into the layout at `layout`, as a user's
+    sync.yaml in `workdir` would; every tag must succeed."""
+    # Imported here: the engine is only needed by the tests that export.
+    from syncer.config.syncfile import load_config
+    from syncer.sync.runner import Runner
+
+    entry = {"source": f"{src.host}/{repository}", "destination": f"oci:{layout}"}
+    cfg = write_sync_yaml(workdir / "export.yaml", [entry], src)
+    report = await Runner(load_config(cfg)).run()
+    assert report.status == "ok", report.entries
