@@ -24,6 +24,11 @@ DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST})
 
 # distribution counts the full name, registry included, against this limit.
+# Image layouts (syncer.store) are named by scheme plus path in a Reference's registry.
+LAYOUT_SCHEME = "oci:"
+ARCHIVE_SCHEME = "oci-archive:"
+LAYOUT_SCHEMES = (LAYOUT_SCHEME, ARCHIVE_SCHEME)
+
 MAX_NAME_LENGTH = 255
 MAX_TAG_LENGTH = 128
 
@@ -226,8 +231,9 @@ class Reference:
 
     @property
     def name(self) -> str:
-        # An OCI layout (`oci:PATH`, see syncer.store) separates its repositories by ':'.
-        sep = ":" if self.registry.startswith("oci:") else "/"
+        # An image layout (`oci:PATH`, `oci-archive:FILE`, see syncer.store) separates its
+        # repositories by ':', as skopeo does.
+        sep = ":" if self.registry.startswith(LAYOUT_SCHEMES) else "/"
         return f"{self.registry}{sep}{self.repository}"
 
     @property

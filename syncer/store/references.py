@@ -13,19 +13,20 @@ import os
 
 from syncer.errors import InvalidReference
 from syncer.registry.reference import (
+    ARCHIVE_SCHEME,
+    LAYOUT_SCHEME,
+    LAYOUT_SCHEMES,
     Reference,
     validate_digest,
     validate_repository,
     validate_tag,
 )
 
-LAYOUT_SCHEME = "oci:"
-ARCHIVE_SCHEME = "oci-archive:"
 _EXAMPLE = "e.g. oci:/media/usb/bundle:mirror/alpine:3.20"
 
 
 def _scheme(registry_or_text: str) -> str | None:
-    for scheme in (LAYOUT_SCHEME, ARCHIVE_SCHEME):
+    for scheme in LAYOUT_SCHEMES:
         if registry_or_text.startswith(scheme):
             return scheme
     return None
