@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,27 +208,18 @@ def _exit(res: ToolRun) -> list[str]:
     return [] if res.ok else [f"exit {res.returncode}: {res.output_tail[-300:]}"]
 
 
-def has_bundle() -> bool:
-    """`syncer bundle` exists (it came with issue 16's second half)."""
-    cmd = [syncer_binary(), "bundle", "--help"]
-    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
-
-
 def airgap_fleet(bench: Bench, src: RunningRegistry, bf: BenchFleet, runs: int) -> list[Row]:
     """Per run: reg->reg full (the yardstick), export, re-export, import; skopeo's dir
-    export and import (and, first run only, `skopeo copy` to `oci:` tag by tag); then, with
-    `syncer bundle`: a full bundle, 10% of the tags rebuilt, an incremental export, a delta
+    export and import (and, first run only, `skopeo copy` to `oci:` tag by tag); then a
+    full bundle, 10% of the tags rebuilt, an incremental export, a delta
     bundle, and on the far side the full archive into an empty registry and the delta on top."""
-    bundles = has_bundle()
     rows: list[Row] = []
     for run in range(runs):
-        rows += _fleet_round(bench, src, bf, run, bundles=bundles)
+        rows += _fleet_round(bench, src, bf, run)
     return rows
 
 
-def _fleet_round(
-    bench: Bench, src: RunningRegistry, bf: BenchFleet, run: int, *, bundles: bool
-) -> list[Row]:
+def _fleet_round(bench: Bench, src: RunningRegistry, bf: BenchFleet, run: int) -> list[Row]:
     repos = sorted(bf.fleet.repos)
     trip = Trip(bench, src, repos, f"r{run}")
     expected = bf.digests()
@@ -311,8 +301,7 @@ def _fleet_round(
             note="skopeo copy per tag; Docker v2 rewritten as OCI, digests change",
         )
 
-    if bundles:
-        _bundle_round(trip, bf, layout, run, expected)
+    _bundle_round(trip, bf, layout, run, expected)
     return trip.rows
 
 
@@ -378,24 +367,23 @@ def airgap_bigblob(bench: Bench, src: RunningRegistry, size: int) -> list[Row]:
             "big import", "syncer", lambda d: trip.into("big-import", f"oci:{layout}", d), expected
         )
     )
-    if has_bundle():
-        tar = trip.work / "big.tar"
-        trip.to_disk(
-            "big bundle",
+    tar = trip.work / "big.tar"
+    trip.to_disk(
+        "big bundle",
+        "syncer",
+        tar,
+        lambda: trip.run(
+            "big-bundle", "syncer", [syncer_binary(), "bundle", str(layout), "-o", str(tar)]
+        ),
+    )
+    bench.drop(
+        trip.to_registry(
+            "big archive imp.",
             "syncer",
-            tar,
-            lambda: trip.run(
-                "big-bundle", "syncer", [syncer_binary(), "bundle", str(layout), "-o", str(tar)]
-            ),
+            lambda d: trip.into("big-archive", f"oci-archive:{tar}", d),
+            expected,
         )
-        bench.drop(
-            trip.to_registry(
-                "big archive imp.",
-                "syncer",
-                lambda d: trip.into("big-archive", f"oci-archive:{tar}", d),
-                expected,
-            )
-        )
-        tar.unlink(missing_ok=True)
+    )
+    tar.unlink(missing_ok=True)
     shutil.rmtree(layout, ignore_errors=True)
     return trip.rows
