@@ -4,7 +4,8 @@ The tar's top level is itself a layout (`oci-layout`, `blobs/<alg>/<hex>`, `inde
 the layout's own bytes), plus `syncer-bundle.json` (see `ociarchive.BundleInfo`). Only what
 `index.json` reaches is packed: every manifest, always (they are small and the index and the
 up-to-date checks need them), and every config and layer, except, with `--since`, those the
-earlier bundles held or expected the target to hold: those are listed as `requires`.
+earlier bundles held or expected the target to hold in the same repository (a registry serves
+a blob only in the repositories that hold it): those are listed per repository as `requires`.
 
 Safety: each blob is streamed into the tar in bounded chunks, its digest and size checked
 on the way (a corrupt blob fails the bundle, naming its digest); the tar is written to a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -27,11 +29,12 @@ from syncer.registry.oci import (
     MAX_MANIFEST_BYTES,
     Descriptor,
     ImageIndex,
+    Manifest,
     manifest_media_type,
     parse_manifest,
 )
 from syncer.store.atomic import replacing
-from syncer.store.layoutread import LAYOUT_FILE, blob_name, parse_index
+from syncer.store.layoutread import LAYOUT_FILE, REF_NAME, blob_name, parse_index, split_ref_name
 from syncer.store.ociarchive import BUNDLE_FILE, BundleInfo, OciArchive
 from syncer.store.ocilayout import OciLayout
 
@@ -71,7 +74,7 @@ class BundleResult:
 class _Plan:
     manifests: list[Descriptor] = field(default_factory=list)
     blobs: list[Descriptor] = field(default_factory=list)
-    requires: set[str] = field(default_factory=set)
+    requires: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _check_paths(job: BundleJob) -> None:
@@ -90,13 +93,73 @@ def _check_paths(job: BundleJob) -> None:
         raise ConfigError(f"-o {job.out}: is also given to --since; name a new file")
 
 
-def held_by(bundles: tuple[Path, ...]) -> tuple[set[str], list[str]]:
-    """The blob digests earlier bundles carried or expected the target to hold, and their
-    names (ConfigError naming the file when one is not a bundle)."""
-    held: set[str] = set()
+def _entries(index: bytes, where: object) -> list[tuple[str | None, Descriptor]]:
+    """index.json's entries, each with the repository its ref.name names (None: no name)."""
+    out: list[tuple[str | None, Descriptor]] = []
+    for entry in parse_index(index, where).get("manifests") or []:
+        try:
+            desc = Descriptor.model_validate(entry)
+        except ValidationError:
+            raise ManifestError(
+                f"{where}/index.json: an entry is not a descriptor (digest, size, mediaType)"
+            ) from None
+        name = (desc.annotations or {}).get(REF_NAME)
+        out.append((split_ref_name(name, where)[0] if name else None, desc))
+    return out
+
+
+def _walk(
+    entries: list[tuple[str | None, Descriptor]], read: Callable[[Descriptor], bytes | None]
+) -> tuple[list[Descriptor], dict[str | None, list[Descriptor]]]:
+    """Every manifest `entries` reach (once, in index order), and the configs and layers each
+    repository reaches through its own entries and their children; `read` gives a manifest's
+    bytes (None: not here, skipped)."""
+    manifests: list[Descriptor] = []
+    parsed: dict[str, Manifest | None] = {}
+
+    def manifest(desc: Descriptor) -> Manifest | None:
+        if desc.digest not in parsed:
+            data = read(desc)
+            parsed[desc.digest] = None
+            if data is not None:
+                manifests.append(desc)
+                media_type = manifest_media_type(data, desc.media_type)
+                parsed[desc.digest] = parse_manifest(
+                    data, media_type, what=f"manifest {desc.digest}"
+                )
+        return parsed[desc.digest]
+
+    todo = [desc for _repo, desc in entries]
+    while todo:  # breadth first over every entry: the order the tar has always had
+        if isinstance(found := manifest(todo.pop(0)), ImageIndex):
+            todo.extend(found.manifests)
+    blobs: dict[str | None, list[Descriptor]] = {}
+    for repo, entry in entries:
+        mine = blobs.setdefault(repo, [])
+        seen, stack = {d.digest for d in mine}, [entry]
+        while stack:
+            found = parsed.get(stack.pop(0).digest)
+            if isinstance(found, ImageIndex):
+                stack.extend(found.manifests)
+            elif found is not None:
+                fresh = [b for b in found.blobs() if b.digest not in seen]
+                seen.update(b.digest for b in fresh)
+                mine.extend(fresh)
+    return manifests, blobs
+
+
+def held_by(bundles: tuple[Path, ...]) -> tuple[dict[str | None, set[str]], list[str]]:
+    """The blob digests the target holds, per repository, once it imported these earlier
+    bundles: those each bundle reached from that repository's tags and carried or required
+    (a registry serves a blob only in the repositories that hold it). Also the bundles'
+    names. ConfigError naming the file when one is not a bundle."""
+    held: dict[str | None, set[str]] = {}
     for path in bundles:
         earlier = OciArchive(path)
-        held |= earlier.blob_digests() | earlier.bundle.requires
+        there = earlier.blob_digests() | earlier.bundle.required()
+        _manifests, reached = _walk(_entries(earlier.index_bytes(), path), earlier.manifest_bytes)
+        for repo, blobs in reached.items():
+            held.setdefault(repo, set()).update(b.digest for b in blobs if b.digest in there)
     return held, [p.name for p in bundles]
 
 
@@ -112,38 +175,25 @@ def _manifest(layout: OciLayout, desc: Descriptor) -> bytes:
     return data
 
 
-def _plan(layout: OciLayout, index: bytes, held: set[str]) -> _Plan:
-    """Walk from index.json: every manifest, and each config and layer once."""
-    plan, seen = _Plan(), set()
-    entries = parse_index(index, layout.path).get("manifests") or []
-    try:
-        todo = [Descriptor.model_validate(e) for e in entries]
-    except ValidationError:
-        raise ManifestError(
-            f"{layout.path}/index.json: an entry is not a descriptor (digest, size, mediaType)"
-        ) from None
-    while todo:
-        desc = todo.pop(0)
-        if desc.digest in seen:
-            continue
-        seen.add(desc.digest)
-        plan.manifests.append(desc)
-        data = _manifest(layout, desc)
-        manifest = parse_manifest(
-            data, manifest_media_type(data, desc.media_type), what=f"manifest {desc.digest}"
-        )
-        if isinstance(manifest, ImageIndex):
-            todo.extend(manifest.manifests)
-            continue
-        for blob in manifest.blobs():
-            foreign = blob.is_foreign and not layout.blob_path(blob.digest).is_file()
-            if blob.digest in seen or foreign:
+def _plan(layout: OciLayout, index: bytes, held: dict[str | None, set[str]]) -> _Plan:
+    """Every manifest index.json reaches, and each config and layer once, except those the
+    target holds in every repository that needs them (listed per repository in `requires`)."""
+    manifests, reached = _walk(_entries(index, layout.path), lambda d: _manifest(layout, d))
+    plan = _Plan(manifests=manifests)
+    packed: set[str] = set()
+    wanted: dict[str, set[str]] = {}
+    for repo, blobs in reached.items():
+        for blob in blobs:
+            if blob.is_foreign and not layout.blob_path(blob.digest).is_file():
                 continue  # non-distributable layers stay where their urls point
-            seen.add(blob.digest)
-            if blob.digest in held:
-                plan.requires.add(blob.digest)
-            else:
+            if repo is not None and blob.digest in held.get(repo, ()):
+                wanted.setdefault(repo, set()).add(blob.digest)
+            elif blob.digest not in packed:  # a new repository's too: it holds nothing yet
+                packed.add(blob.digest)
                 plan.blobs.append(blob)
+    for repo, digests in wanted.items():
+        if left := digests - packed:
+            plan.requires[repo] = frozenset(left)
     return plan
 
 
@@ -211,10 +261,10 @@ def pack(job: BundleJob) -> BundleResult:
         manifests=len(plan.manifests),
         blobs=len(plan.blobs),
         blob_bytes=sum(d.size for d in plan.blobs),
-        left_out=len(plan.requires),
+        left_out=len(set().union(*plan.requires.values())),
     )
     job.progress.start(result.blob_bytes + sum(d.size for d in plan.manifests))
-    info = BundleInfo(since=since, requires=frozenset(plan.requires))
+    info = BundleInfo(since=since, requires=plan.requires)
     with replacing(job.out) as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in typeshed

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from syncer.errors import ConfigError, ManifestError, NotInBundle
-from syncer.registry.oci import Descriptor
+from syncer.registry.digests import verify_digest
+from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.reference import Reference
 from syncer.store.base import BlobBytes
 from syncer.store.layoutread import (
@@ -30,23 +31,28 @@ from syncer.store.layoutread import (
 )
 
 BUNDLE_FILE = "syncer-bundle.json"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 1 listed `requires` as one list of digests, for every repository
 _FIX = "name a tar that `syncer bundle` wrote (an OCI image layout at the tar's top level)"
 
 
 @dataclass(frozen=True)
 class BundleInfo:
     """What `syncer-bundle.json` says: the earlier bundles this one is a delta since, and
-    the blob digests it expects the target to hold already (left out of this tar)."""
+    per repository the blob digests it expects the target to hold there already (left out
+    of this tar). A version 1 file's single list reads as repository ""."""
 
     since: list[str] = field(default_factory=list)
-    requires: frozenset[str] = frozenset()
+    requires: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def required(self) -> set[str]:
+        """Every blob left out, whatever the repository."""
+        return set().union(*self.requires.values())
 
     def to_json(self) -> bytes:
         body = {
             "syncerBundleVersion": BUNDLE_VERSION,
             "since": self.since,
-            "requires": sorted(self.requires),
+            "requires": {repo: sorted(d) for repo, d in sorted(self.requires.items())},
         }
         return json.dumps(body, indent=2).encode() + b"\n"
 
@@ -94,9 +100,12 @@ class OciArchive(LayoutReader):
             return BundleInfo()  # a full bundle, or another tool's oci-archive
         try:
             raw: dict[str, Any] = json.loads(self._small(BUNDLE_FILE, MAX_INDEX_BYTES))
+            requires = raw.get("requires") or {}
+            if isinstance(requires, list):  # version 1
+                requires = {"": requires}
             return BundleInfo(
                 since=[str(s) for s in raw.get("since") or []],
-                requires=frozenset(str(d) for d in raw.get("requires") or []),
+                requires={str(r): frozenset(str(d) for d in ds) for r, ds in requires.items()},
             )
         except (ValueError, TypeError, AttributeError):
             raise ConfigError(f"{self.path}: its {BUNDLE_FILE} is not valid; {_FIX}") from None
@@ -109,6 +118,14 @@ class OciArchive(LayoutReader):
             if len(parts) == 3 and parts[0] == "blobs":
                 out.add(f"{parts[1]}:{parts[2]}")
         return out
+
+    def manifest_bytes(self, desc: Descriptor) -> bytes | None:
+        """A manifest's verified bytes; None when the tar lacks it."""
+        if blob_name(desc.digest) not in self._members:
+            return None
+        data = self._small(blob_name(desc.digest), MAX_MANIFEST_BYTES)
+        verify_digest(f"manifest {desc.digest} in {self.path}", data, desc.digest)
+        return data
 
     async def aclose(self) -> None:
         return None
@@ -134,7 +151,7 @@ class OciArchive(LayoutReader):
                 yield chunk
 
     def _missing_blob(self, digest: str) -> Exception:
-        if digest in self.bundle.requires:
+        if digest in self.bundle.required():
             return NotInBundle(digest, str(self.path), self.bundle.since)
         return super()._missing_blob(digest)
 

@@ -108,7 +108,7 @@ async def test_a_full_bundle_carries_a_layout_into_another_registry(
         note = t.extractfile("syncer-bundle.json")
         assert index is not None and note is not None
         assert index.read() == (layout / "index.json").read_bytes()
-        assert json.loads(note.read()) == {"syncerBundleVersion": 1, "since": [], "requires": []}
+        assert json.loads(note.read()) == {"syncerBundleVersion": 2, "since": [], "requires": {}}
     assert sorted(p.name for p in tar.parent.iterdir()) == ["full.tar"], "no temp file left"
     again_tar = tmp_path / "again.tar"
     bundle(capsys, layout, again_tar)
@@ -153,6 +153,7 @@ async def test_a_delta_carries_only_new_blobs_and_imports_onto_the_earlier_impor
     new_bytes = sum(new_blobs.values())
     old_blobs = all_blobs([images["library/alpine", "3.19"], moved, images["team/app", "1.0"]])
     requires = {d for d in old_blobs if d not in new_blobs}
+    alpine = {d for d in all_blobs([images["library/alpine", "3.19"], moved]) if d in requires}
     assert result["blobs"] == len(new_blobs) and result["blob_bytes"] == new_bytes
     assert result["left_out"] == len(requires)
     manifests: dict[str, bytes] = {moved.digest: moved.manifest, fresh.digest: fresh.manifest}
@@ -164,9 +165,12 @@ async def test_a_delta_carries_only_new_blobs_and_imports_onto_the_earlier_impor
         note = t.extractfile("syncer-bundle.json")
         assert note is not None
         assert json.loads(note.read()) == {
-            "syncerBundleVersion": 1,
+            "syncerBundleVersion": 2,
             "since": ["full.tar"],
-            "requires": sorted(requires),
+            "requires": {  # per repository: a registry serves a blob only where it is
+                "library/alpine": sorted(alpine),
+                "team/app": sorted(all_blobs([images["team/app", "1.0"]])),
+            },
         }
     names = members(delta)
     overhead = sum(len(m) for m in manifests.values()) + names["index.json"]
@@ -221,3 +225,42 @@ async def test_a_delta_since_a_delta_counts_what_the_earlier_delta_expected(
     result = bundle(capsys, layout, third, second)  # only the second: its `requires` count
     assert result["blobs"] == 0 and result["blob_bytes"] == 0
     assert result["left_out"] == len(all_blobs(list(images.values())))
+
+
+async def test_a_delta_carries_a_shared_blob_to_a_new_repository(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry serves a blob only in the repositories that hold it: a blob the earlier
+    bundle carried for `app` is still needed in the delta for a new repository `other`."""
+    src, far = registry_factory("anon"), registry_factory("anon")
+    base, own = random_layer(96 * 1024, seed=21), random_layer(32 * 1024, seed=22)
+    app = make_image([base, own], fmt="oci")
+    push(src.seed_url, "app", app, "2.0")
+    layout, full, delta = tmp_path / "layout", tmp_path / "full.tar", tmp_path / "delta.tar"
+    await export_to_layout(src, layout, tmp_path)
+    bundle(capsys, layout, full)
+    assert (await import_archive(f"oci-archive:{full}", far, tmp_path)).status == "ok"
+
+    other = make_image([base, random_layer(16 * 1024, seed=23)], fmt="oci")
+    push(src.seed_url, "other", other, "x")
+    await export_to_layout(src, layout, tmp_path)
+    result = bundle(capsys, layout, delta, full)
+    shared = base[0].digest
+    carried = {b.digest for b in other.blobs()}
+    assert shared in carried
+    assert blob_members(delta) == carried | {app.digest, other.digest}, "app's blobs left out"
+    assert sum(1 for n in members(delta) if n.endswith(shared.removeprefix("sha256:"))) == 1
+    app_only = sorted(b.digest for b in app.blobs() if b.digest != shared)
+    assert result["blobs"] == len(carried) and result["left_out"] == len(app_only) == 2
+    with tarfile.open(delta) as t:
+        note = t.extractfile("syncer-bundle.json")
+        assert note is not None
+        requires = json.loads(note.read())["requires"]
+    assert requires == {"app": app_only}
+    print(f"delta bundle with a new repository: {delta.stat().st_size} bytes")
+
+    report = await import_archive(f"oci-archive:{delta}", far, tmp_path, "delta")
+    assert report.status == "ok", report.entries
+    assert report.totals.tags_copied == 1 and report.totals.tags_up_to_date == 1
+    assert report.totals.bytes_copied == sum(b.size for b in other.blobs())
+    assert fetch_manifest_digest(far.url, "far/other", "x") == other.digest

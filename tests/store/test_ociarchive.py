@@ -219,7 +219,7 @@ async def test_a_delta_into_a_layout_needs_the_earlier_bundle_there(
 
     archive = OciArchive(delta)
     assert archive.bundle.since == ["full.tar"] and archive.bundle.requires
-    missing = sorted(archive.bundle.requires)[0]
+    missing = sorted(archive.bundle.required())[0]
     repo = Reference(f"oci-archive:{delta}", "library/alpine")
     with pytest.raises(NotInBundle, match="import the earlier bundle first"):
         async for _ in archive.read_blob(repo, Descriptor(digest=missing, size=1)):
