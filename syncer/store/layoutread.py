@@ -12,10 +12,22 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from syncer.errors import InvalidReference, ManifestError, NotFound, ResponseTooLarge
+from syncer.errors import (
+    InvalidReference,
+    ManifestError,
+    NotFound,
+    ResponseTooLarge,
+    SyncerError,
+)
 from syncer.registry.client import FetchedManifest, ManifestInfo
 from syncer.registry.digests import algorithm_problem, verified, verify_digest
-from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor, manifest_media_type
+from syncer.registry.oci import (
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    ImageIndex,
+    manifest_media_type,
+    parse_manifest,
+)
 from syncer.registry.ratelimit import PullBudget, Reservation
 from syncer.registry.reference import Reference, validate_repository, validate_tag
 
@@ -67,6 +79,8 @@ class LayoutReader:
         self.where = where
         self._budget = PullBudget(str(where))  # reports nothing: a layout has no quota
         self._index: dict[str, Any] | None = None
+        self._reach_of: dict[str, Any] | None = None  # the index `_reach` was walked from
+        self._reach: dict[str, set[str]] = {}
 
     # -- primitives ------------------------------------------------------------
 
@@ -116,14 +130,43 @@ class LayoutReader:
 
     # -- manifests -------------------------------------------------------------
 
-    def _resolve(self, ref: Reference) -> str | None:
+    async def _reached(self, repository: str) -> set[str]:
+        """The manifests `repository`'s index.json entries reach: each entry's digest and,
+        through image indexes, their children at any depth (those present and parseable)."""
+        index = self._read_index()
+        if self._reach_of is not index:  # index.json moved: recompute
+            self._reach_of, self._reach = index, {}
+        if repository in self._reach:
+            return self._reach[repository]
+        todo = [str(e["digest"]) for (r, _t), e in self._tags().items() if r == repository]
+        reached: set[str] = set()
+        while todo:
+            digest = todo.pop()
+            if digest in reached or self._blob_size(digest) is None:
+                continue
+            reached.add(digest)
+            if (self._blob_size(digest) or 0) > MAX_MANIFEST_BYTES:
+                continue
+            data = b"".join([c async for c in self._blob_chunks(digest)])
+            try:
+                manifest = parse_manifest(data, manifest_media_type(data, ""), what=digest)
+            except SyncerError:
+                continue  # not an index we can read: no children to reach through it
+            if isinstance(manifest, ImageIndex):
+                todo.extend(d.digest for d in manifest.manifests)
+        self._reach[repository] = reached
+        return reached
+
+    async def _resolve(self, ref: Reference) -> str | None:
+        """A tag's digest, or a digest `ref.repository` reaches (blobs/ is shared by every
+        repository, but a registry answers a digest only in a repository that holds it)."""
         if ref.digest:
-            return ref.digest if self._blob_size(ref.digest) is not None else None
+            return ref.digest if ref.digest in await self._reached(ref.repository) else None
         entry = self._tags().get((ref.repository, ref.tag or ""))
         return str(entry["digest"]) if entry and "digest" in entry else None
 
     async def head_manifest(self, ref: Reference) -> ManifestInfo | None:
-        digest = self._resolve(ref)
+        digest = await self._resolve(ref)
         if digest is None:
             return None
         got = await self.get_manifest(ref.with_digest(digest))
@@ -136,7 +179,7 @@ class LayoutReader:
         pulls: Reservation | None = None,
         limit: int = MAX_MANIFEST_BYTES,
     ) -> FetchedManifest:
-        digest = self._resolve(ref)
+        digest = await self._resolve(ref)
         if digest is None:
             raise NotFound(f"manifest {ref.repository}:{ref.identifier} not in {self.where}")
         what = f"manifest {digest} in {self.where}"

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from syncer.errors import ConfigError, ResponseTooLarge
+from syncer.errors import ConfigError, NotFound, ResponseTooLarge
 from syncer.registry.digests import digest_of, verified, verify_digest
 from syncer.registry.oci import MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor
 from syncer.registry.reference import Reference
@@ -152,17 +152,24 @@ class OciLayout(LayoutReader):
         return digest
 
     async def delete_manifest(self, repo: Reference, digest: str) -> None:
-        """Drop `repo`'s tags that name `digest`; blobs stay (other repositories share them)."""
+        """Drop `repo`'s tags that name `digest`; blobs stay (other repositories share them).
+        NotFound when `repo` has none, as a registry answers for a manifest it does not hold."""
         index = dict(self._read_index())
-        prefix = f"{repo.repository}:"
-        index["manifests"] = [
+        entries = index.get("manifests") or []
+        kept = [
             e
-            for e in index.get("manifests") or []
+            for e in entries
             if not (
                 e.get("digest") == digest
-                and str((e.get("annotations") or {}).get(REF_NAME, "")).startswith(prefix)
+                and str((e.get("annotations") or {}).get(REF_NAME, "")).rpartition(":")[0]
+                == repo.repository
             )
         ]
+        if len(kept) == len(entries):
+            raise NotFound(
+                f"manifest {repo.repository}@{digest} not in {self.where}: no tag names it"
+            )
+        index["manifests"] = kept
         self._write_index(index)
 
     async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
