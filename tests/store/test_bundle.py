@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from subprocess import PIPE
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 
 from syncer.cli import main
 from syncer.config.syncfile import load_config
+from syncer.store.atomic import file_mode
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner
 from tests.store.test_layout_sync import _seed as seed  # the same three images
@@ -264,3 +268,30 @@ async def test_a_delta_carries_a_shared_blob_to_a_new_repository(
     assert report.totals.tags_copied == 1 and report.totals.tags_up_to_date == 1
     assert report.totals.bytes_copied == sum(b.size for b in other.blobs())
     assert fetch_manifest_digest(far.url, "far/other", "x") == other.digest
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    file_mode.cache_clear()
+    try:
+        yield
+    finally:
+        os.umask(old)
+        file_mode.cache_clear()
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_bundles_and_layout_files_are_readable_as_the_umask_allows(
+    anon_registry: RunningRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Carried to other people: 0644 under umask 022, as `cp` or `tar` would write them,
+    not mkstemp's 0600."""
+    image = make_image([random_layer(8 * 1024, seed=31)], fmt="oci")
+    push(anon_registry.seed_url, "app", image, "1")
+    layout, tar = tmp_path / "layout", tmp_path / "b.tar"
+    await export_to_layout(anon_registry, layout, tmp_path)
+    bundle(capsys, layout, tar)
+    files = [tar, layout / "index.json", layout / "oci-layout"]
+    files += [layout / "blobs" / "sha256" / b.digest.removeprefix("sha256:") for b in image.blobs()]
+    assert {str(p): stat.S_IMODE(p.stat().st_mode) for p in files} == {str(p): 0o644 for p in files}
