@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
-from syncer.store.bundle import BundleJob, BundleResult, PackProgress, pack
+from syncer.store.bundle import BundleJob, BundleResult, PackProgress, Silent, pack
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,14 +58,8 @@ class _Bar:
         self._bars.stop()
 
 
-class _Silent:
-    def start(self, total_bytes: int) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def stop(self) -> None: ...
-
-
 def run(args: argparse.Namespace) -> int:
-    bar: _Bar | _Silent = _Silent() if args.quiet or not sys.stderr.isatty() else _Bar()
+    bar: _Bar | Silent = Silent() if args.quiet or not sys.stderr.isatty() else _Bar()
     progress: PackProgress = bar
     job = BundleJob(Path(args.layout), Path(args.out), tuple(Path(s) for s in args.since), progress)
     try:

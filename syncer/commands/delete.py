@@ -19,6 +19,7 @@ from syncer.commands.tag import target
 from syncer.errors import NeedsForce, NotFound
 from syncer.registry.oci import IMAGE_TYPES
 from syncer.store import Stores
+from syncer.store.references import is_archive
 from syncer.sync.prune import reachable
 
 T = TypeVar("T")
@@ -44,7 +45,7 @@ async def _unlimited(work: Callable[[], Awaitable[T]]) -> T:
 
 async def _delete(stores: Stores, args: argparse.Namespace) -> list[dict[str, Any]]:
     ref = target(args.reference)  # bad input: exit 2 before any request
-    if not args.dry_run:
+    if not args.dry_run or is_archive(ref.registry):  # read-only: refused even to a dry run
         open_for_writing(stores, ref)
     info = await stores.head_manifest(ref)
     if info is None:

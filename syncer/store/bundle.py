@@ -48,9 +48,12 @@ class PackProgress(Protocol):
     def advance(self, n: int) -> None: ...
 
 
-class _Silent:
+class Silent:
+    """No progress shown (off a terminal, `-q`, and in library use)."""
+
     def start(self, total_bytes: int) -> None: ...
     def advance(self, n: int) -> None: ...
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class BundleJob:
     layout: Path
     out: Path
     since: tuple[Path, ...] = ()
-    progress: PackProgress = field(default_factory=_Silent)
+    progress: PackProgress = field(default_factory=Silent)
 
 
 @dataclass

@@ -68,6 +68,10 @@ class OciArchive(LayoutReader):
         super().__init__(path)
         self.path = path
         self._members: dict[str, tuple[int, int]] = {}  # name -> (data offset, size)
+        if path.is_dir():
+            raise ConfigError(
+                f"{path}: is a directory, not a tar; {_FIX}, or write oci:{path} for a layout"
+            )
         if not path.is_file():
             raise ConfigError(f"{path}: no such file; {_FIX}")
         try:

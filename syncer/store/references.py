@@ -69,6 +69,10 @@ def parse_reference(text: str) -> Reference:
         return Reference.parse(text)
     registry, rest = split_layout(text)
     if not rest:
+        if is_archive(text):
+            given = text[len(ARCHIVE_SCHEME) :].partition(":")[0]
+            fix = f"name a repository after the tar file, e.g. {ARCHIVE_SCHEME}{given}:REPO"
+            raise InvalidReference(text, fix)
         raise InvalidReference(text, f"name a repository after the directory; {_EXAMPLE}")
     name, at, digest = rest.partition("@")
     repository, colon, tag = name.partition(":")

@@ -147,7 +147,7 @@ def test_one_off_commands_read_an_archive_and_never_write_it(
     digest = images["library/alpine", "3.20"].digest
     assert fetch_manifest_digest(dst.url, "one/alpine", "3.20") == digest
     before = tar.read_bytes()
-    for args in (["tag", ref, "stable"], ["delete", "--force", ref]):
+    for args in (["tag", ref, "stable"], ["delete", "--force", ref], ["delete", "--dry-run", ref]):
         capsys.readouterr()
         assert main([*args, "-c", str(cfg)]) == 2, args
         assert "an oci-archive is read-only" in capsys.readouterr().err
@@ -168,6 +168,7 @@ def test_what_is_not_an_archive_is_exit_2(
         t.add(text, arcname="notes.txt")
     for path, message in [
         (tmp_path / "gone.tar", "no such file"),
+        (tmp_path, "is a directory, not a tar"),
         (text, "not an uncompressed tar"),
         (gz, "not an uncompressed tar"),
         (no_layout, "a tar, but no oci-layout and index.json in it"),
@@ -177,6 +178,9 @@ def test_what_is_not_an_archive_is_exit_2(
         assert f"{path}: {message}" in err, err
     assert main(["tags", "oci-archive::library/alpine", "-c", empty]) == 2
     assert "oci-archive: needs a tar file" in capsys.readouterr().err
+    assert main(["copy", "--all-tags", "oci-archive:F.tar", "b.io/b", "-c", empty]) == 2
+    err = capsys.readouterr().err
+    assert "name a repository after the tar file, e.g. oci-archive:F.tar:REPO" in err, err
 
 
 async def test_a_corrupt_blob_in_the_tar_fails_its_tag_and_is_never_pushed(
