@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import json
 import shutil
 import subprocess
@@ -324,3 +325,30 @@ async def test_syncer_reads_an_oci_archive_skopeo_wrote(
     report = await Runner(load_config(write_sync_yaml(tmp_path / "i.yaml", [entry], dst))).run()
     assert report.status == "ok", report.entries
     assert fetch_manifest_digest(dst.url, "far/library/alpine", "3.20") == image.digest
+
+
+async def test_a_version_1_note_with_one_requires_list_still_reads(
+    bundled: tuple[Path, dict[tuple[str, str], Image | Index]], tmp_path: Path
+) -> None:
+    """Bundles written before `requires` went per repository: one list for all of them."""
+    tar, images = bundled
+    left_out = images["library/alpine", "3.20"].blobs()[-1].digest
+    old = tmp_path / "v1.tar"
+    note = {"syncerBundleVersion": 1, "since": ["earlier.tar"], "requires": [left_out]}
+    with tarfile.open(tar) as src, tarfile.open(old, "w") as dst:
+        for member in src.getmembers():
+            if member.name.endswith(left_out.removeprefix("sha256:")):
+                continue
+            data = src.extractfile(member)
+            if member.name == "syncer-bundle.json":
+                raw = json.dumps(note).encode()
+                member.size = len(raw)
+                dst.addfile(member, io.BytesIO(raw))
+            else:
+                dst.addfile(member, data)
+    archive = OciArchive(old)
+    assert archive.bundle.since == ["earlier.tar"] and archive.bundle.required() == {left_out}
+    repo = Reference(f"oci-archive:{old}", "library/alpine")
+    with pytest.raises(NotInBundle, match=r"a delta since earlier\.tar"):
+        async for _ in archive.read_blob(repo, Descriptor(digest=left_out, size=1)):
+            pass
