@@ -81,6 +81,7 @@ class LayoutReader:
         self._index: dict[str, Any] | None = None
         self._reach_of: dict[str, Any] | None = None  # the index `_reach` was walked from
         self._reach: dict[str, set[str]] = {}
+        self._child_digests: dict[str, list[str]] = {}
 
     # -- primitives ------------------------------------------------------------
 
@@ -145,17 +146,25 @@ class LayoutReader:
             if digest in reached or self._blob_size(digest) is None:
                 continue
             reached.add(digest)
-            if (self._blob_size(digest) or 0) > MAX_MANIFEST_BYTES:
-                continue
-            data = b"".join([c async for c in self._blob_chunks(digest)])
-            try:
-                manifest = parse_manifest(data, manifest_media_type(data, ""), what=digest)
-            except SyncerError:
-                continue  # not an index we can read: no children to reach through it
-            if isinstance(manifest, ImageIndex):
-                todo.extend(d.digest for d in manifest.manifests)
+            todo.extend(await self._children(digest))
         self._reach[repository] = reached
         return reached
+
+    async def _children(self, digest: str) -> list[str]:
+        """An image index's children (none for anything else); kept, since a digest's bytes
+        never change, so each manifest is read once whatever index.json does."""
+        if digest not in self._child_digests:
+            children: list[str] = []
+            if (self._blob_size(digest) or 0) <= MAX_MANIFEST_BYTES:
+                data = b"".join([c async for c in self._blob_chunks(digest)])
+                try:
+                    manifest = parse_manifest(data, manifest_media_type(data, ""), what=digest)
+                    if isinstance(manifest, ImageIndex):
+                        children = [d.digest for d in manifest.manifests]
+                except SyncerError:
+                    pass  # not a manifest we can read: nothing to reach through it
+            self._child_digests[digest] = children
+        return self._child_digests[digest]
 
     async def _resolve(self, ref: Reference) -> str | None:
         """A tag's digest, or a digest `ref.repository` reaches (blobs/ is shared by every
