@@ -25,7 +25,7 @@ from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, Invali
 from syncer.registry.client import RegistryClient
 from syncer.service.logs import configure
 from syncer.store import parse_reference
-from syncer.store.references import is_whole_layout
+from syncer.store.references import is_layout, is_whole_layout
 from syncer.sync.progress import for_terminal
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner, RunOptions
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = one_entry(args)
         lookup = registry_settings(args.config)
+        # Both ends' settings now: a bad entry is exit 2 before any request.
+        ends = [r.registry for e in loaded.entries for r in (e.source, e.destination)]
+        lookup.entries([r for r in ends if not is_layout(r)])
     except ConfigError as exc:
         return fail(exc, EXIT_USAGE)
     configure("auto", "warning")  # progress bars and error lines say the rest

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from syncer.config.settings import CONFIG_ENV
-from syncer.config.syncfile import load_config, normalise_registry
+from syncer.config.syncfile import check_settings_file, normalise_registry
 from syncer.config.yamlsource import (
     Problem,
     YamlDocument,
@@ -60,6 +60,8 @@ class RegistrySettings:
     _read: bool = field(default=False, init=False)
     _entries: dict[str, RegistryConfig | None] = field(default_factory=dict, init=False)
     _warned: bool = field(default=False, init=False)
+    _checked: bool = field(default=False, init=False)
+    _used: list[str] = field(default_factory=list, init=False)
 
     def __call__(self, registry: str) -> RegistryConfig:
         """The settings for `registry`, or the defaults."""
@@ -68,7 +70,18 @@ class RegistrySettings:
 
     def entry(self, registry: str) -> RegistryConfig | None:
         """The file's entry for `registry`; None when there is none (or it was ignored)."""
-        host = _host(registry)
+        return self.entries([registry])[0]
+
+    def entries(self, registries: list[str]) -> list[RegistryConfig | None]:
+        """The entries of every registry a command contacts, looked up together so that
+        a bad one stops it before any request, and a warning names every entry used."""
+        out = [self._entry(_host(r)) for r in registries]
+        doc = self._doc
+        if doc is not None and isinstance(doc.data, dict):
+            self._check_rest(doc)
+        return out
+
+    def _entry(self, host: str) -> RegistryConfig | None:
         if host not in self._entries:
             self._entries[host] = self._load(host)
         return self._entries[host]
@@ -79,9 +92,7 @@ class RegistrySettings:
             return None
         registries = doc.data.get("registries") if isinstance(doc.data, dict) else None
         if registries is None:
-            if isinstance(doc.data, dict):
-                self._check_rest(doc, None)
-            else:
+            if not isinstance(doc.data, dict):
                 self._fail(ConfigError("expected a mapping at the top level", file=str(doc.path)))
             return None
         if not isinstance(registries, dict):
@@ -91,7 +102,6 @@ class RegistrySettings:
             return None
         keys = [k for k in registries if isinstance(k, str) and _key_host(k) == host]
         if not keys:
-            self._check_rest(doc, None)
             return None
         loc = ("registries", keys[0])
         if len(keys) > 1:
@@ -108,8 +118,12 @@ class RegistrySettings:
             text = _one_line(problems_error(doc, [first])) + more
             self._say(f"{text}; the {format_loc(loc)} entry was ignored")
             return None
-        self._check_rest(doc, format_loc(loc))
+        self._used.append(format_loc(loc))
         return config
+
+    def read(self) -> None:
+        """Read the file now (ConfigError for `-c FILE` that is missing or malformed)."""
+        self._document()
 
     def _document(self) -> YamlDocument | None:
         if not self._read:
@@ -127,17 +141,22 @@ class RegistrySettings:
             raise exc
         self._say(f"{_one_line(exc)}; the registry settings in it were ignored")
 
-    def _check_rest(self, doc: YamlDocument, used: str | None) -> None:
-        """One warning when the whole file would not pass `syncer check`: the user should
-        learn of it, but this command does not depend on it."""
-        if self._warned:
+    def _check_rest(self, doc: YamlDocument) -> None:
+        """One warning when the whole file would not pass `syncer check` (a file without
+        `sync:` is fine here): the user should learn of it, but this command does not
+        depend on it. Checked once, after the first lookup of the command's registries."""
+        if self._checked or self._warned:
             return
+        self._checked = True
         try:
-            load_config(doc.path, self.env)
+            check_settings_file(doc.path, self.env)
         except ConfigError:
-            what = (
-                f"only its {used} entry was used" if used else "it has no entry for this registry"
-            )
+            if not self._used:
+                what = "it has no entry for the registries contacted"
+            elif len(self._used) == 1:
+                what = f"only its {self._used[0]} entry was used"
+            else:
+                what = f"only its {' and '.join(self._used)} entries were used"
             self._say(
                 f"{doc.path} has problems this command does not depend on "
                 f"(`syncer check -c {doc.path}` lists them); {what}"
@@ -153,7 +172,9 @@ def registry_settings(config: str | None) -> RegistrySettings:
     """The settings file of an ad-hoc command: `-c FILE` (strict), else `$SYNCER_CONFIG`
     or `./sync.yaml` (lenient); no file at all means defaults."""
     if config:
-        return RegistrySettings(Path(config), strict=True)
+        settings = RegistrySettings(Path(config), strict=True)
+        settings.read()  # missing or unreadable: exit 2 now, before any request
+        return settings
     found = os.environ.get(CONFIG_ENV)
     if found:
         return RegistrySettings(Path(found))

@@ -37,6 +37,8 @@ from syncer.config.patterns import (
 from syncer.config.schedules import When
 from syncer.config.verify import CONFIG_DIR, VerifyConfig
 from syncer.config.yamlsource import (
+    Problem,
+    YamlDocument,
     found_value,
     interpolate,
     problems_error,
@@ -248,6 +250,23 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
 
     Raises one ConfigError listing every problem; `env` defaults to os.environ.
     """
+    doc, config, problems = _validated(path, env, require_sync=True)
+    if problems or config is None:
+        raise problems_error(doc, problems)
+    return LoadedConfig(path=path, config=config, entries=config.resolve())
+
+
+def check_settings_file(path: Path, env: Mapping[str, str] | None = None) -> None:
+    """As `load_config`, for a file the one-off commands read: one without `sync:`
+    (registry settings alone) is complete. Raises one ConfigError listing every problem."""
+    doc, _, problems = _validated(path, env, require_sync=False)
+    if problems:
+        raise problems_error(doc, problems)
+
+
+def _validated(
+    path: Path, env: Mapping[str, str] | None, *, require_sync: bool
+) -> tuple[YamlDocument, SyncConfig | None, list[Problem]]:
     doc = read_yaml(path)
     if not isinstance(doc.data, dict):
         found = "an empty file" if doc.data is None else found_value(doc.data)
@@ -256,7 +275,12 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
             file=str(path),
             where="1",
         )
-    data, problems = interpolate(doc.data, os.environ if env is None else env)
+    raw = doc.data
+    no_sync = not require_sync and "sync" not in raw
+    if no_sync:
+        raw = {**raw, "sync": []}
+    data, problems = interpolate(raw, os.environ if env is None else env)
+    config: SyncConfig | None = None
     try:
         # Relative paths in the file (verify keys) start at the file's directory.
         config = SyncConfig.model_validate(data, context={CONFIG_DIR: path.parent})
@@ -267,7 +291,6 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> LoadedConfi
             # error would only repeat the same problem in worse words.
             if not any(problem.loc[: len(f)] == f for f in failed):
                 problems.append(problem)
-        raise problems_error(doc, problems) from None
-    if problems:
-        raise problems_error(doc, problems)
-    return LoadedConfig(path=path, config=config, entries=config.resolve())
+    if no_sync:  # `sync: is empty` is about the stand-in list, not the user's file
+        problems = [p for p in problems if p.loc[:1] != ("sync",)]
+    return doc, config, problems

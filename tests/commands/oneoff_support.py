@@ -8,22 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from syncer.cli import main
 from tests.support.images import Image, push
 from tests.support.registry import LoggedRequest, RunningRegistry
-from tests.support.syncer_setup import write_sync_yaml
+from tests.support.syncer_setup import registry_settings
 
 VARIANTS = ["anon", "basic", "token", "tls"]
 WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 
 
 def settings_for(tmp_path: Path, *regs: RunningRegistry) -> Path:
-    """Registry settings (credentials, CA, fast retries) for `regs`; the one entry is only
-    there because a sync.yaml needs one, and is never run."""
-    first = regs[0]
-    entry = {"source": f"{first.host}/unused", "destination": f"{regs[-1].host}/unused-copy"}
-    return write_sync_yaml(tmp_path / "sync.yaml", [entry], *regs)
+    """A sync.yaml of registry settings alone (credentials, CA, fast retries) for `regs`,
+    with no `sync:`: all a one-off command needs, and no warning for its absence."""
+    doc = {"version": 1, "registries": {r.host: registry_settings(r) for r in regs}}
+    path = tmp_path / "sync.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 def served(reg: RunningRegistry, mark: int) -> list[LoggedRequest]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from syncer.cli import main
 from tests.commands.oneoff_support import (
@@ -260,3 +261,45 @@ def test_readme_workflow_pull_to_disk_tag_push_catalog(
     assert run_json(capsys, "catalog", *base, far.host) == [{"repository": "library/alpine"}]
     rows = run_json(capsys, "tags", *base, f"{far.host}/library/alpine")
     assert [(r["tag"], r["digest"]) for r in rows] == [("prod", alpine.digest)]
+
+
+def test_a_bad_destination_entry_or_a_missing_file_is_exit_2_before_any_request(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    push(src.seed_url, "app", app_image(0, 0), "1.0")
+    cfg = settings_for(tmp_path, src, dst)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["registries"][dst.host]["tls_mode"] = "on"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    s0, d0 = src.mark(), dst.mark()
+    assert main(["copy", "-c", str(cfg), f"{src.host}/app:1.0", f"{dst.host}/app"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"syncer: error: {cfg}:") and f'["{dst.host}"].tls_mode' in err, err
+    missing = tmp_path / "nosuch.yaml"
+    assert main(["copy", "-c", str(missing), f"{src.host}/app:1.0", f"{dst.host}/app"]) == 2
+    assert capsys.readouterr().err.startswith(f"syncer: error: {missing}: file not found")
+    assert src.requests_since(s0) == [] and dst.requests_since(d0) == []
+
+
+def test_a_credentials_only_file_gives_no_warning_and_a_problem_elsewhere_names_both_entries(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = registry_factory("basic"), registry_factory("basic")
+    push(src.seed_url, "app", app_image(0, 0), "1.0")
+    cfg = settings_for(tmp_path, src, dst)  # version: and registries: only
+    assert "sync" not in yaml.safe_load(cfg.read_text())
+    capsys.readouterr()
+    assert main(["copy", "-q", "-c", str(cfg), f"{src.host}/app:1.0", f"{dst.host}/app"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["tag", "-c", str(cfg), f"{dst.host}/app:1.0", "stable"]) == 0
+    assert capsys.readouterr().err == ""
+
+    cfg.write_text(cfg.read_text() + "colour: blue\n")  # `syncer check` rejects it
+    assert main(["copy", "-q", "-c", str(cfg), f"{src.host}/app:1.0", f"{dst.host}/app"]) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert warnings == [
+        f"syncer: warning: {cfg} has problems this command does not depend on "
+        f'(`syncer check -c {cfg}` lists them); only its registries["{src.host}"] and '
+        f'registries["{dst.host}"] entries were used'
+    ]
