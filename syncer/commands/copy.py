@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from syncer.commands._common import add_config_options, fail
-from syncer.commands.sync import print_plan, summarize, until_terminated
+from syncer.commands.sync import print_plan, summarize, until_terminated, write_report
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import LoadedConfig, SyncConfig
 from syncer.config.yamlsource import validation_problems
@@ -27,7 +27,7 @@ from syncer.service.logs import configure
 from syncer.store import parse_reference
 from syncer.store.references import is_layout, is_whole_layout
 from syncer.sync.progress import for_terminal
-from syncer.sync.report import RunReport
+from syncer.sync.report import RunReport, check_report_path
 from syncer.sync.runner import Runner, RunOptions
 
 _ARGUMENT = {"source": "SRC", "destination": "DST", "platforms": "--platform"}
@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = one_entry(args)
         lookup = registry_settings(args.config)
+        if args.report:
+            check_report_path(Path(args.report))
         # Both ends' settings now: a bad entry is exit 2 before any request.
         ends = [r.registry for e in loaded.entries for r in (e.source, e.destination)]
         lookup.entries([r for r in ends if not is_layout(r)])
@@ -120,11 +122,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_PARTIAL
-    if args.report:
-        report.write(Path(args.report))
+    written = not args.report or write_report(report, Path(args.report))
     print_plan(report, args.output)
     summarize(report)
-    return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+    return EXIT_OK if report.status == "ok" and written else EXIT_PARTIAL
 
 
 async def _copy(

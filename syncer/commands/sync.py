@@ -20,7 +20,7 @@ from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact
 from syncer.service.logs import configure
 from syncer.sync.outcome import Outcome
 from syncer.sync.progress import for_terminal
-from syncer.sync.report import RunReport
+from syncer.sync.report import RunReport, check_report_path
 from syncer.sync.runner import Runner, RunOptions
 from syncer.sync.shard import parse_shard, shard_from_env
 
@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         settings, loaded = load(args)
         only = re.compile(args.only) if args.only else None
         shard = parse_shard(args.shard) if args.shard else shard_from_env(os.environ)
+        if settings.report is not None:
+            check_report_path(settings.report)
     except ConfigError as exc:
         print(f"syncer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -109,15 +111,25 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_PARTIAL
-    if settings.report is not None:
-        report.write(settings.report)
+    written = settings.report is None or write_report(report, settings.report)
     publish_metrics(report, args, loaded)
     if dry_run:
         print_plan(report, args.output)
     summarize(report)
     if args.check:
-        return EXIT_PARTIAL if report.pending or report.status != "ok" else EXIT_OK
-    return EXIT_OK if report.status == "ok" else EXIT_PARTIAL
+        return EXIT_PARTIAL if report.pending or report.status != "ok" or not written else EXIT_OK
+    return EXIT_OK if report.status == "ok" and written else EXIT_PARTIAL
+
+
+def write_report(report: RunReport, path: Path) -> bool:
+    """The `--report` file; False, with one error line, when it could not be written
+    (its path was checked before the run, so only something changed since lands here)."""
+    try:
+        report.write(path)
+    except OSError as exc:
+        print(f"syncer: error: --report {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 async def until_terminated(runner: Runner) -> RunReport:

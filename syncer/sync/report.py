@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from syncer.errors import ConfigError
+from syncer.store.atomic import replacing
 from syncer.sync.outcome import PENDING, Outcome
+
+
+def check_report_path(path: Path) -> None:
+    """ConfigError (exit 2, before any request) when the report could not be written
+    there: a run must not copy for an hour and then fail to say what it did."""
+    fix = "give a file path whose parent folder exists and is writable"
+    if path.is_dir():
+        raise ConfigError(f"--report {path}: is a directory; {fix}, e.g. {path / 'report.json'}")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"--report {path}: folder {path.parent} does not exist; create it or {fix}"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {path}: folder {path.parent} is not writable; {fix}")
 
 
 @dataclass
@@ -120,10 +135,6 @@ class RunReport:
         }
 
     def write(self, path: Path) -> None:
-        """Atomically, so a reader never sees half a report."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_json(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
+        """Atomically, so a reader never sees half a report (`check_report_path` first)."""
+        with replacing(path) as fh:
+            fh.write(json.dumps(self.to_json(), indent=2).encode() + b"\n")

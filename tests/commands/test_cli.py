@@ -33,6 +33,7 @@ def test_sync_report_and_exit_codes(
         {"source": f"{src.host}/{r}", "destination": f"{dst.host}/m/{r}"} for r in fleet.repos
     ]
     cfg = write_sync_yaml(tmp_path / "sync.yaml", entries, src, dst)
+    (tmp_path / "out").mkdir()  # --report never creates folders
     report = tmp_path / "out" / "report.json"
 
     assert main(["check", "-c", str(cfg), "--log-format", "json"]) == 1  # out of sync
@@ -228,3 +229,20 @@ def test_sigterm_stops_a_sync_cleanly(registry_factory: RegistryFactory, tmp_pat
     assert assert_no_broken_tags(fleet, dst.url, "m/") < fleet.tag_count
     assert main(["sync", "-c", str(cfg), "-q"]) == 0
     assert assert_no_broken_tags(fleet, dst.url, "m/") == fleet.tag_count
+
+
+def test_sync_report_to_a_directory_or_missing_folder_is_exit_2_before_any_request(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = pair(registry_factory)
+    make_fleet(1, 1).push(src.seed_url)
+    entry = {"source": f"{src.host}/*", "destination": f"{dst.host}/m"}
+    cfg = write_sync_yaml(tmp_path / "sync.yaml", [entry], src, dst)
+    s0, d0 = src.mark(), dst.mark()
+    for path in (tmp_path, tmp_path / "missing" / "r.json"):
+        assert main(["sync", "-c", str(cfg), "-q", "--report", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"syncer: error: --report {path}: "), err
+        assert "give a file path whose parent folder exists" in err
+    assert src.requests_since(s0) == [] and dst.requests_since(d0) == []
+    assert not (tmp_path / "missing").exists()

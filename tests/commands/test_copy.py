@@ -303,3 +303,29 @@ def test_a_credentials_only_file_gives_no_warning_and_a_problem_elsewhere_names_
         f'(`syncer check -c {cfg}` lists them); only its registries["{src.host}"] and '
         f'registries["{dst.host}"] entries were used'
     ]
+
+
+def test_a_report_path_that_cannot_be_written_is_exit_2_before_any_request(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    push(src.seed_url, "app", app_image(0, 0), "1.0")
+    cfg = settings_for(tmp_path, src, dst)
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    s0, d0 = src.mark(), dst.mark()
+    for path, message in (
+        (folder, f"--report {folder}: is a directory; give a file path whose parent folder"),
+        (tmp_path / "nope" / "r.json", f"--report {tmp_path / 'nope' / 'r.json'}: folder "),
+    ):
+        argv = ["copy", "-q", "-c", str(cfg), f"{src.host}/app:1.0", f"{dst.host}/app"]
+        assert main([*argv, "--report", str(path)]) == 2
+        assert capsys.readouterr().err.startswith(f"syncer: error: {message}")
+    assert src.requests_since(s0) == [] and dst.requests_since(d0) == []
+    assert not (tmp_path / "nope").exists()  # never created behind the user's back
+    assert list(folder.iterdir()) == []  # no temp file left
+
+    report = folder / "r.json"
+    assert main([*argv, "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["status"] == "ok"
+    assert [p.name for p in folder.iterdir()] == ["r.json"]
