@@ -32,6 +32,29 @@ class CredentialsConfig(_Strict):
     # A registry token (Docker's `identitytoken`), exchanged at the token realm.
     identity_token: SecretStr | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _both_or_neither(cls, data: Any) -> Any:
+        # `${USER:-}` unset beside a password that is set would drop the name silently and
+        # send a password alone: a 401 whose hint misleads. Half a login is a config error.
+        if not isinstance(data, dict):
+            return data
+        user, password = data.get("username"), data.get("password") or data.get("password_file")
+        if user == "" and password:
+            raise rule(
+                "is empty (an unset ${VAR:-}?) while a password is set; set both "
+                "username and password, or leave both empty for anonymous access",
+                at="username",
+            )
+        other_secret = data.get("password_file") or data.get("identity_token")
+        if data.get("password") == "" and user and not other_secret:
+            raise rule(
+                "is empty (an unset ${VAR:-}?) while username is set; set both "
+                "username and password, or leave both empty for anonymous access",
+                at="password",
+            )
+        return data
+
     @field_validator("*", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:

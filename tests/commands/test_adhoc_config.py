@@ -312,3 +312,33 @@ def test_empty_credentials_send_no_authorization(
     assert f"unauthorized at {reg.host}" in err
     # One 401 and no second try: there was no credential to answer the challenge with.
     assert [(r.path, r.status) for r in reg.requests()] == [("/v2/_catalog?n=1000", 401)]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "key"),
+    [
+        ({"username": f"${{{UNSET}:-}}", "password": "s3cret-pw"}, "username"),
+        ({"username": "tester", "password": f"${{{UNSET}:-}}"}, "password"),
+    ],
+)
+def test_half_set_credentials_are_exit_2_before_any_request(
+    basic_registry: RunningRegistry,
+    here: Path,
+    capsys: pytest.CaptureFixture[str],
+    credentials: dict[str, str],
+    key: str,
+) -> None:
+    # One of the pair unset would otherwise be dropped silently, and the other sent alone.
+    reg = basic_registry
+    entry = {**settings_for(reg, creds=False), "credentials": credentials}
+    path = here / "creds.yaml"
+    path.write_text(f"version: 1\nregistries:\n  {json.dumps(reg.host)}: {json.dumps(entry)}\n")
+    assert main(["catalog", "-c", str(path), reg.host]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f'syncer: error: {path}:3: registries["{reg.host}"].credentials.{key}: is empty '
+        "(an unset ${VAR:-}?)"
+    ), err
+    assert "set both username and password, or leave both empty" in err
+    assert "s3cret-pw" not in err
+    assert reg.requests() == []

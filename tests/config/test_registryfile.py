@@ -22,14 +22,15 @@ def test_variables_are_expanded_inside_the_entry_alone(tmp_path: Path) -> None:
         "version: 1\n"
         "registries:\n"
         "  index.docker.io:\n"  # an alias: the key is normalised as references are
-        "    credentials: {username: '${HUB_USER}', password: '${HUB_TOKEN:-}'}\n"
+        "    credentials: {username: '${HUB_USER}', password: '${HUB_TOKEN:-x}'}\n"
         "  reg.example:5000: {tls: '${NOT_SET}'}\n"
         "sync: []\n"
     )
     lookup, said = settings(path, HUB_USER="me")
     hub = lookup("docker.io")
     assert hub.credentials is not None and hub.credentials.username == "me"
-    assert hub.credentials.password is None  # "" is unset
+    assert hub.credentials.password is not None
+    assert hub.credentials.password.get_secret_value() == "x"  # the default applied
     assert lookup("ghcr.io") == RegistryConfig()  # no entry: the defaults
     assert lookup.entry("ghcr.io") is None
     # `sync: []` and the other entry's unset variable: one warning, once.
