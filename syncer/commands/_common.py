@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from syncer.config.registryfile import registry_settings
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
@@ -18,8 +18,9 @@ from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
 from syncer.store import Stores
 from syncer.store.ocilayout import LAYOUT_FILE
-from syncer.store.references import is_archive, is_layout, layout_path
+from syncer.store.references import is_archive, is_layout, layout_path, parse_reference
 
+T = TypeVar("T")
 RegistryLookup = Callable[[str], RegistryConfig]
 StoreCommand = Callable[[Stores, argparse.Namespace], Awaitable[Any]]
 
@@ -46,13 +47,17 @@ def fail(exc: BaseException, code: int) -> int:
 
 
 def run_on_stores(args: argparse.Namespace, func: StoreCommand) -> int:
-    """Exit 2 for bad input (found before any request), 1 for a failure, else 0."""
+    """Exit 2 for bad input (found before any request), 1 for a failure, else 0.
+
+    Only ConfigError is bad input: commands read their arguments through `argument` and
+    `user_input`, so an InvalidReference or ValueError from a registry's answer mid-command
+    (a tag list naming an impossible tag, malformed JSON) is that registry's failure."""
     try:
         lookup = registry_settings(args.config)
         data = asyncio.run(_with_stores(lookup, func, args))
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         return fail(exc, EXIT_USAGE)
-    except SyncerError as exc:
+    except (SyncerError, ValueError) as exc:
         return fail(exc, EXIT_PARTIAL)
     print_data(data, args.output)
     return EXIT_OK
@@ -93,6 +98,26 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(str(v) for v in value) or "-"
     return str(value)
+
+
+def argument(text: str) -> Reference:
+    """A reference the user typed, with `latest` when it names no tag or digest;
+    ConfigError (exit 2) when it is malformed."""
+    return with_default_tag(user_input(parse_reference, text))
+
+
+def with_default_tag(ref: Reference) -> Reference:
+    """`latest` when `ref` names no tag or digest, as docker does: the one place it is added."""
+    return ref if ref.identifier is not None else ref.with_tag("latest")
+
+
+def user_input(check: Callable[[str], T], text: str) -> T:
+    """`check(text)` for text the user typed: its InvalidReference or ValueError is a
+    ConfigError (exit 2), never mistaken for a registry's bad answer."""
+    try:
+        return check(text)
+    except ValueError as exc:  # InvalidReference is a ValueError too
+        raise ConfigError(str(exc)) from None
 
 
 def open_for_writing(stores: Stores, ref: Reference) -> None:

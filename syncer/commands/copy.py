@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from syncer.commands._common import add_config_options, fail
+from syncer.commands._common import add_config_options, fail, with_default_tag
 from syncer.commands.sync import print_plan, summarize, until_terminated, write_report
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import LoadedConfig, SyncConfig
@@ -75,7 +75,7 @@ def one_entry(args: argparse.Namespace) -> LoadedConfig:
             "the repository; remove it, e.g. " + str(src.repo())
         )
     if not args.all_tags and src.tag is None and src.digest is None:
-        source = str(src.with_tag("latest"))  # as `docker pull` does
+        source = str(with_default_tag(src))  # as `docker pull` does
     if src.digest and not src.tag and is_whole_layout(args.destination):
         raise ConfigError(
             f"SRC {source!r} is a digest without a tag, so DST must name the tag to "

@@ -14,8 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from syncer.commands._common import open_for_writing, store_command
-from syncer.commands.tag import target
+from syncer.commands._common import argument, open_for_writing, store_command
 from syncer.errors import NeedsForce, NotFound
 from syncer.registry.oci import IMAGE_TYPES
 from syncer.store import Stores
@@ -44,7 +43,7 @@ async def _unlimited(work: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _delete(stores: Stores, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ref = target(args.reference)  # bad input: exit 2 before any request
+    ref = argument(args.reference)  # bad input: exit 2, no request
     if not args.dry_run or is_archive(ref.registry):  # read-only: refused even to a dry run
         open_for_writing(stores, ref)
     info = await stores.head_manifest(ref)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from syncer.commands._common import store_command
-from syncer.commands.tag import target
+from syncer.commands._common import argument, store_command, user_input
 from syncer.errors import NotFound
 from syncer.registry.oci import ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
@@ -36,14 +35,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _digest(stores: Stores, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ref = target(args.reference)  # bad input: exit 2 before any request
+    ref = argument(args.reference)  # bad input: exit 2, no request
     if args.platform:
-        spec_matches(args.platform, "linux", "amd64", None)  # ValueError (exit 2) if malformed
+        user_input(_platform, args.platform)  # malformed: exit 2 before any request
         return [await _child(stores, ref, args.platform)]
     info = await stores.head_manifest(ref)
     if info is None:
         raise NotFound(f"{ref}: not found")
     return [{"reference": str(ref), "digest": info.digest, "media_type": info.media_type}]
+
+
+def _platform(spec: str) -> bool:
+    try:
+        return spec_matches(spec, "linux", "amd64", None)
+    except ValueError as exc:
+        raise ValueError(f"--platform: {exc}") from None
 
 
 async def _child(stores: Stores, ref: Reference, platform: str) -> dict[str, Any]:

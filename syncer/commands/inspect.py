@@ -7,7 +7,7 @@ import asyncio
 import re
 from typing import Any
 
-from syncer.commands._common import store_command
+from syncer.commands._common import argument, store_command, user_input
 from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
 from syncer.store import Store, parse_reference
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _tags(client: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
-    repo = parse_reference(args.repository).repo()
+    repo = user_input(parse_reference, args.repository).repo()
     tags = sorted(await client.list_tags(repo))
     if args.no_digests:
         return [{"tag": t} for t in tags]
@@ -65,16 +65,21 @@ async def _catalog(client: Store, args: argparse.Namespace) -> list[dict[str, An
     if is_layout(args.registry):
         registry_ref = Reference(split_layout(args.registry)[0], "x")
     else:
-        registry_ref = Reference.parse(f"{args.registry}/x")
-    pattern = re.compile(args.filter) if args.filter else None
+        registry_ref = user_input(Reference.parse, f"{args.registry}/x")
+    pattern = user_input(_regex, args.filter) if args.filter else None
     repos = await client.catalog(registry_ref)
     return [{"repository": r} for r in repos if pattern is None or pattern.search(r)]
 
 
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"--filter: invalid regex: {exc}") from None
+
+
 async def _inspect(client: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ref = parse_reference(args.reference)
-    if ref.identifier is None:
-        ref = ref.with_tag("latest")
+    ref = argument(args.reference)
     got = await client.get_manifest(ref)
     manifest = parse_manifest(got.data, got.media_type)
     head = {

@@ -12,10 +12,10 @@ import argparse
 import asyncio
 from typing import Any
 
-from syncer.commands._common import open_for_writing, store_command
+from syncer.commands._common import argument, open_for_writing, store_command, user_input
 from syncer.errors import NeedsForce, NotFound
-from syncer.registry.reference import Reference, validate_tag
-from syncer.store import Stores, parse_reference
+from syncer.registry.reference import validate_tag
+from syncer.store import Stores
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,15 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store_command(p, _tag)
 
 
-def target(text: str) -> Reference:
-    """REF, with `latest` when it names no tag or digest (as docker does)."""
-    ref = parse_reference(text)
-    return ref if ref.tag or ref.digest else ref.with_tag("latest")
-
-
 async def _tag(stores: Stores, args: argparse.Namespace) -> list[dict[str, Any]]:
-    ref = target(args.reference)  # bad input: exit 2 before any request
-    new_tags = list(dict.fromkeys(validate_tag(t) for t in args.new_tags))
+    ref = argument(args.reference)  # bad input: exit 2, no request
+    new_tags = list(dict.fromkeys(user_input(validate_tag, t) for t in args.new_tags))
     open_for_writing(stores, ref)
     try:
         got = await stores.get_manifest(ref)

@@ -107,3 +107,32 @@ def test_digest_in_a_layout(
     cfg, usb = layout_holding(reg, capsys, tmp_path, image)
     rows = run_json(capsys, "digest", "-c", str(cfg), f"oci:{usb}:app:1")
     assert rows[0]["digest"] == image.digest
+
+
+def test_a_malformed_registry_answer_is_exit_1_and_bad_input_is_exit_2(
+    registry_factory: RegistryFactory,
+    fault_proxy_factory: FaultProxyFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reg = registry_factory("anon")
+    push(reg.seed_url, "app", app_image(0, 0), "1.0")
+    # The registry's tag list names a tag no reference can hold: its fault, not the user's.
+    proxy = fault_proxy_factory(reg, extra_listed={"tags": ["-not/a tag"]})
+    cfg = settings_for(tmp_path, behind(reg, proxy))
+    capsys.readouterr()
+    assert main(["tags", "-c", str(cfg), f"{proxy.host}/app"]) == 1
+    assert "-not/a tag" in capsys.readouterr().err
+    assert main(["delete", "-c", str(cfg), "--dry-run", f"{proxy.host}/app:1.0"]) == 1
+    capsys.readouterr()
+    # The user's own malformed input stays exit 2, before any request.
+    mark = reg.mark()
+    for argv in (
+        ["digest", f"{proxy.host}/app:1.0", "--platform", "linux/"],
+        ["tag", f"{proxy.host}/app:1.0", "bad:tag"],
+        ["inspect", f"{proxy.host}/App:1.0"],
+        ["catalog", proxy.host, "--filter", "("],
+    ):
+        assert main([*argv, "-c", str(cfg)]) == 2, argv
+        assert capsys.readouterr().err.startswith("syncer: error: "), argv
+    assert reg.requests_since(mark) == []
