@@ -26,13 +26,19 @@ StoreCommand = Callable[[Stores, argparse.Namespace], Awaitable[Any]]
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
+    add_config_option(p)
+    p.add_argument("--output", choices=["table", "json"], default="table")
+
+
+def add_config_option(p: argparse.ArgumentParser, what: str = "the contacted registries") -> None:
+    """`-c/--config`, the same words for every command that reads `registries:` alone."""
     p.add_argument(
         "-c",
         "--config",
-        help="sync.yaml whose `registries:` entry for the contacted registry applies, read "
-        "strictly (default: $SYNCER_CONFIG or ./sync.yaml, where a problem is only a warning)",
+        metavar="FILE",
+        help=f"sync.yaml giving the `registries:` settings of {what}, read strictly "
+        "(default: $SYNCER_CONFIG or ./sync.yaml if present, where a problem is only a warning)",
     )
-    p.add_argument("--output", choices=["table", "json"], default="table")
 
 
 def store_command(p: argparse.ArgumentParser, func: StoreCommand) -> None:

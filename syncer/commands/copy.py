@@ -25,7 +25,7 @@ from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, Invali
 from syncer.registry.client import RegistryClient
 from syncer.service.logs import configure
 from syncer.store import parse_reference
-from syncer.store.references import is_layout, is_whole_layout
+from syncer.store.references import is_layout, is_whole_layout, split_layout
 from syncer.sync.progress import for_terminal
 from syncer.sync.report import RunReport, check_report_path
 from syncer.sync.runner import Runner, RunOptions
@@ -80,6 +80,13 @@ def one_entry(args: argparse.Namespace) -> LoadedConfig:
         raise ConfigError(
             f"SRC {source!r} is a digest without a tag, so DST must name the tag to "
             f"write it as, e.g. {args.destination}:REPO:TAG"
+        )
+    if is_whole_layout(args.destination) and src.registry == split_layout(args.destination)[0]:
+        # `oci:L` keeps SRC's repository path: into SRC's own layout that is SRC itself,
+        # as `oci:L:app` would be (the sync.yaml check sees only the `{path}` template).
+        raise ConfigError(
+            f"DST {args.destination!r} is the same as the source, so nothing would be copied; "
+            "point DST at another layout or registry"
         )
     entry: dict[str, Any] = {"source": source, "destination": args.destination}
     if args.platform:

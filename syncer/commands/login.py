@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from syncer.commands._common import add_config_option
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import normalise_registry
 from syncer.errors import (
@@ -54,12 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="read the password from stdin (one trailing newline is dropped)",
     )
-    p.add_argument(
-        "-c",
-        "--config",
-        help="sync.yaml whose `registries:` entry for the contacted registry applies, read "
-        "strictly (default: $SYNCER_CONFIG or ./sync.yaml, where a problem is only a warning)",
-    )
+    add_config_option(p)
     p.set_defaults(func=run_login)
     p = sub.add_parser("logout", help="remove stored credentials for a registry")
     p.add_argument("registry", help="e.g. docker.io or 127.0.0.1:5000")

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 
+from syncer.commands._common import add_config_option
 from syncer.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -87,13 +88,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(e.g. registry.example.com/mirror) instead of the table; see the rule below",
     )
     p.add_argument("--index", metavar="URL", help="index to search, e.g. https://index.docker.io")
-    p.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        help="sync.yaml whose registries.docker.io entry applies, read strictly (default: "
-        "$SYNCER_CONFIG or ./sync.yaml if present, where a problem is only a warning)",
-    )
+    add_config_option(p, "docker.io (its index)")
     p.set_defaults(func=run)
 
 

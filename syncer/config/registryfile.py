@@ -1,13 +1,15 @@
-"""sync.yaml's `registries:` entries for the commands that contact a registry but do not
-sync (`search`, `catalog`, `tags`, `inspect`, `login`).
+"""sync.yaml's `registries:` entries for the commands that contact registries but do not
+run sync.yaml (`search`, `catalog`, `tags`, `inspect`, `login`, `copy`, `tag`, `delete`,
+`digest`).
 
-Those commands need one thing from the file: the settings of the registry they contact.
-So they read that entry alone, and nothing else in the file can stop them, as
+Those commands need one thing from the file: the settings of the registries they contact.
+So they read those entries alone (a file without `sync:` is complete for them), and nothing
+else in the file can stop them, as
 `docker search` is not stopped by a half-written sync.yaml in the current folder:
 
 - `./sync.yaml` or `$SYNCER_CONFIG` (found, not asked for): any problem, even in the
   contacted registry's entry, is one warning line, and the defaults apply instead.
-- `-c FILE` (asked for): the file and the contacted registry's entry are read strictly
+- `-c FILE` (asked for): the file and the contacted registries' entries are read strictly
   (exit 2 naming file:line and key); a problem elsewhere is still one warning line.
 
 `sync`, `check` and `schedule` read the whole file strictly (`syncfile.load_config`).

@@ -175,6 +175,9 @@ def test_missing_source_tag_is_exit_1(
         ("{src}/app:1", "{dst}/app", ["--all-tags"], "--all-tags copies every tag"),
         ("{src}/app:1", "{dst}/app", ["--platform", "linux"], "--platform"),
         ("{src}/app:1", "{src}/app:1", [], "same as the source"),
+        ("oci:{layout}:app:1", "oci:{layout}:app", [], "same as the source"),
+        ("oci:{layout}:app:1", "oci:{layout}", [], "same as the source"),
+        ("oci:{layout}:app", "oci:{layout}", ["--all-tags"], "same as the source"),
     ],
 )
 def test_bad_input_is_exit_2_before_any_request(
@@ -189,10 +192,12 @@ def test_bad_input_is_exit_2_before_any_request(
     src, dst = registry_factory("anon"), registry_factory("anon")
     cfg = settings_for(tmp_path, src, dst)
     s0, d0 = src.mark(), dst.mark()
-    args = [
-        src_text.format(src=src.host, dst=dst.host),
-        dst_text.format(src=src.host, dst=dst.host),
-    ]
+    layout = tmp_path / "usb"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    names = {"src": src.host, "dst": dst.host, "layout": layout}
+    args = [src_text.format(**names), dst_text.format(**names)]
     assert main(["copy", "-c", str(cfg), *args, *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("syncer: error: ") and message in err, err
