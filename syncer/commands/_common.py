@@ -16,6 +16,7 @@ from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, Syncer
 from syncer.registry.client import RegistryClient
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
+from syncer.service.logs import configure
 from syncer.store import Stores
 from syncer.store.ocilayout import LAYOUT_FILE
 from syncer.store.references import is_archive, is_layout, layout_path, parse_reference
@@ -47,6 +48,13 @@ def store_command(p: argparse.ArgumentParser, func: StoreCommand) -> None:
     p.set_defaults(func=lambda args: run_on_stores(args, func))
 
 
+def log_for_people() -> None:
+    """Warnings and errors only, as console lines on stderr even off a terminal: a one-off
+    command's machine-readable output is `--output json` (and `--report`), and its log lines
+    sit between human ones (the table, the `syncer:` lines), where JSON would be noise."""
+    configure("console", "warning")
+
+
 def fail(exc: BaseException, code: int) -> int:
     print(f"syncer: error: {exc}", file=sys.stderr)
     return code
@@ -58,6 +66,7 @@ def run_on_stores(args: argparse.Namespace, func: StoreCommand) -> int:
     Only ConfigError is bad input: commands read their arguments through `argument` and
     `user_input`, so an InvalidReference or ValueError from a registry's answer mid-command
     (a tag list naming an impossible tag, malformed JSON) is that registry's failure."""
+    log_for_people()
     try:
         lookup = registry_settings(args.config)
         data = asyncio.run(_with_stores(lookup, func, args))

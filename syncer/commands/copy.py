@@ -16,14 +16,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from syncer.commands._common import add_config_options, fail, with_default_tag
+from syncer.commands._common import add_config_options, fail, log_for_people, with_default_tag
 from syncer.commands.sync import print_plan, summarize, until_terminated, write_report
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import LoadedConfig, SyncConfig
 from syncer.config.yamlsource import validation_problems
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, InvalidReference
 from syncer.registry.client import RegistryClient
-from syncer.service.logs import configure
 from syncer.store import parse_reference
 from syncer.store.references import is_layout, is_whole_layout, split_layout
 from syncer.sync.progress import for_terminal
@@ -116,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         lookup.entries([r for r in ends if not is_layout(r)])
     except ConfigError as exc:
         return fail(exc, EXIT_USAGE)
-    configure("auto", "warning")  # progress bars and error lines say the rest
+    log_for_people()  # progress bars, the table and the `syncer:` lines say the rest
     options = RunOptions(dry_run=args.dry_run)
     try:
         with for_terminal(quiet=args.quiet or args.dry_run) as progress:

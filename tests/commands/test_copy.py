@@ -163,7 +163,10 @@ def test_missing_source_tag_is_exit_1(
     cfg = settings_for(tmp_path, src, dst)
     d0 = dst.mark()
     assert main(["copy", "-c", str(cfg), f"{src.host}/app:nope", f"{dst.host}/app"]) == 1
-    assert "app:nope not found at source" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "app:nope not found at source" in err
+    # Off a terminal too, log lines are console text beside the table and `syncer:` lines.
+    assert [line for line in err.splitlines() if line.startswith("{")] == [], err
     assert not any(r.method in WRITES for r in dst.requests_since(d0))
 
 
@@ -219,7 +222,11 @@ def test_interrupted_copy_never_moves_the_tag_and_a_rerun_finishes(
     cfg = settings_for(tmp_path, src, behind(dst, proxy))
     args = ["copy", "-c", str(cfg), f"{src.host}/app:1.0", f"{proxy.host}/app", "-q"]
     assert main(args) == 1
-    assert "503" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "503" in err
+    # Off a terminal too, log lines are console text beside the table and `syncer:` lines.
+    assert [line for line in err.splitlines() if line.startswith("{")] == [], err
+    assert "[error    ] tag failed" in err
     assert fetch_manifest_digest(dst.url, "app", "1.0") == old.digest  # not moved
     assert not any(m == "PUT" and "/manifests/" in p for m, p, _ in proxy.requests)
     proxy.error_burst = None
