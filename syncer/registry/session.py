@@ -7,8 +7,7 @@ follows redirects without leaking Authorization to other hosts.
 
 Each concern is one step, and each step calls the next, as httpx's client does:
 
-    send                        the first figure of a pull budget, the first-request probe,
-                                the request's deadline
+    send                        a pull budget's first figure, first-request probe, deadline
     _send_handling_retries      host slot, backoff, Retry-After, the 429 policy, final error
     _attempt                    one try: its time limit, the body read whole, network faults
     _judge                      the answer: success, a try to repeat, or an error to raise
@@ -173,7 +172,8 @@ class RegistrySession:
         """Before a counted request to a registry with a reserve whose budget is not known
         yet, one free HEAD of the same URL learns it (Docker Hub reports the figure on HEADs
         and does not count them); concurrent counted requests wait for that answer. A HEAD
-        answered without a figure is not repeated: the registry reports none on HEADs."""
+        answered without a figure is not repeated (the registry reports none on HEADs); one
+        that fails fails this request, and the next counted request asks again."""
         budget = self.ratelimit
         while budget.wants_figure():
             if budget.learning is not None:

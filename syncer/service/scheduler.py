@@ -65,9 +65,9 @@ class Scheduler:
     ) -> None:
         self.config_path = config_path
         # One pull budget per registry for the whole process, whatever the groups.
-        self.options = (
-            options if options.budgets else dataclasses.replace(options, budgets=Budgets())
-        )
+        if options.budgets is None:
+            options = dataclasses.replace(options, budgets=Budgets())
+        self.options = options
         self.run_now = run_now
         self.grace_s = grace_s
         self.metrics = metrics or Metrics()
