@@ -17,6 +17,7 @@ import structlog
 from syncer.config.settings import Settings, default_config_path, load_settings
 from syncer.config.syncfile import LoadedConfig, load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
+from syncer.registry.ratelimit import Budgets
 from syncer.service.logs import configure
 from syncer.sync.outcome import Outcome
 from syncer.sync.progress import for_terminal
@@ -97,7 +98,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"syncer: error: --only: invalid regex: {exc}", file=sys.stderr)
         return EXIT_USAGE
     dry_run = bool(args.check or getattr(args, "dry_run", False))
-    options = RunOptions(dry_run=dry_run, only=only, concurrency=settings.concurrency, shard=shard)
+    options = RunOptions(
+        dry_run=dry_run,
+        only=only,
+        concurrency=settings.concurrency,
+        shard=shard,
+        budgets=Budgets(),  # the process's: one per registry
+    )
     try:
         with for_terminal(quiet=args.quiet or dry_run) as progress:
             report = asyncio.run(until_terminated(Runner(loaded, options, progress=progress)))

@@ -2,7 +2,8 @@
 
 One `RegistryClient` serves a whole run. It keeps one `RegistrySession` per registry
 (so tokens, connection pools and concurrency limits are shared by every entry)
-and speaks in `Reference`s and descriptors. It never retries: the session does.
+and speaks in `Reference`s and descriptors. It never retries: the session does. Pull
+budgets outlive it: they come from the process's `Budgets`, shared by all its runs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from syncer.registry.oci import (
 from syncer.registry.options import RegistryConfig
 from syncer.registry.origin import endpoint_url
 from syncer.registry.pagination import next_link
-from syncer.registry.ratelimit import Reservation
+from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
 from syncer.registry.session import RegistrySession
 from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
@@ -84,8 +85,11 @@ class RegistryClient:
         *,
         credentials: CredentialLookup = _default_credentials,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
+        """`budgets`: the process's pull budgets; without them this client keeps its own."""
         self._configs = configs
+        self._budgets = budgets or Budgets()
         self._http_transport = http_transport
         self._credentials = credentials
         self._sessions: dict[str, RegistrySession] = {}
@@ -112,6 +116,7 @@ class RegistryClient:
                 config,
                 self._credentials(ref.registry, config),
                 http_transport=self._http_transport,
+                budget=self._budgets.get(ref.registry, config.ratelimit),
             )
             self._sessions[ref.registry] = t
         return t

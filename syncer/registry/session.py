@@ -7,7 +7,7 @@ follows redirects without leaking Authorization to other hosts.
 
 Each concern is one step, and each step calls the next, as httpx's client does:
 
-    send                        the first-request probe, the request's deadline
+    send                        a pull budget's first figure, first-request probe, deadline
     _send_handling_retries      host slot, backoff, Retry-After, the 429 policy, final error
     _attempt                    one try: its time limit, the body read whole, network faults
     _judge                      the answer: success, a try to repeat, or an error to raise
@@ -62,8 +62,10 @@ class RegistrySession:
         credential: Credential | None,
         *,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        budget: PullBudget | None = None,
     ) -> None:
-        """`http_transport` replaces the network, for fault-injection tests."""
+        """`budget`: the process's pull budget for `registry` (shared with other sessions);
+        `http_transport` replaces the network, for fault-injection tests."""
         self.registry = registry
         self.base_url = base_url.rstrip("/")
         self.origin = RegistryOrigin(self.base_url)
@@ -88,7 +90,7 @@ class RegistrySession:
             http=self._client,
         )
         self._probe: asyncio.Future[None] | None = None
-        self.ratelimit = PullBudget(registry, config.ratelimit)
+        self.ratelimit = budget or PullBudget(registry, config.ratelimit)
 
     async def aclose(self) -> None:
         await self._client.aclose()  # closes the registry's pool too
@@ -153,6 +155,8 @@ class RegistrySession:
     async def send(self, req: RegistryRequest) -> AsyncIterator[httpx.Response]:
         """The answer to `req`, one of its `ok` statuses, closed when the block ends (its
         body already read when `req.max_bytes` is set). Raises what retries did not fix."""
+        if counts(req.method, req.url):
+            await self._learn_budget(req)
         probe = await self._gate()
         started = time.monotonic()
         progress = _Progress(probe, started, deadline=started + self.config.retry.deadline_s)
@@ -163,6 +167,27 @@ class RegistrySession:
             _release(probe)
 
     # -- the steps, outermost first --------------------------------------------
+
+    async def _learn_budget(self, req: RegistryRequest) -> None:
+        """Before a counted request to a registry with a reserve whose budget is not known
+        yet, one free HEAD of the same URL learns it (Docker Hub reports the figure on HEADs
+        and does not count them); concurrent counted requests wait for that answer. A HEAD
+        answered without a figure is not repeated (the registry reports none on HEADs); one
+        that fails fails this request, and the next counted request asks again."""
+        budget = self.ratelimit
+        while budget.wants_figure():
+            if budget.learning is not None:
+                await asyncio.shield(budget.learning)
+                continue
+            learning = budget.learning = asyncio.get_running_loop().create_future()
+            try:
+                head = RegistryRequest("HEAD", req.url, req.scopes, dict(req.headers))
+                async with self.send(head):
+                    pass
+                budget.probed = True  # answered: with a figure, or the registry shows none
+            finally:
+                budget.learning = None
+                learning.set_result(None)
 
     async def _gate(self) -> asyncio.Future[None] | None:
         """Let the very first request go alone, so concurrent first requests don't all
@@ -327,13 +352,15 @@ class RegistrySession:
     ) -> tuple[httpx.Response, bool]:
         """Send, keeping the pull budget: a counted request needs room (Deferred when there
         is none left), and every answer tells the budget what the registry reports."""
-        counted = counts(req.method, req.url)
-        if counted:
-            # Only a logical request's very first send is a new pull; a resend is not.
-            resend = progress.attempt > 1 or progress.reauthed or progress.discovered
-            self.ratelimit.sending(first=not resend)
-        resp, own = await self._send_with_credentials(req)
-        self.ratelimit.update(resp.headers, counted=counted)
+        # Only a logical request's very first send is a new pull; a resend is not.
+        resend = progress.attempt > 1 or progress.reauthed or progress.discovered
+        sent = self.ratelimit.sending(counted=counts(req.method, req.url), first=not resend)
+        try:
+            resp, own = await self._send_with_credentials(req)
+        except BaseException:
+            self.ratelimit.lost(sent)
+            raise
+        self.ratelimit.update(resp.headers, sent)
         return resp, own
 
     async def _send_with_credentials(self, req: RegistryRequest) -> tuple[httpx.Response, bool]:

@@ -5,7 +5,8 @@ cross the wire once. A job still running at its next fire time is skipped
 (never two at once). SIGTERM/SIGINT stop scheduling and give running copies a
 grace period, then cancel them: cancellation is safe because a tag is only
 moved after its content is complete. SIGHUP re-reads sync.yaml; a bad new
-config is rejected and the old one keeps running.
+config is rejected and the old one keeps running. All groups share one pull budget per
+registry (`Budgets`), so groups running at once never spend a reserve between them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from syncer.config.schedules import When
 from syncer.config.syncfile import LoadedConfig, ResolvedEntry, load_config
 from syncer.errors import ConfigError
+from syncer.registry.ratelimit import Budgets
 from syncer.service.http import Page, StatusServer
 from syncer.service.metrics import Metrics
 from syncer.service.status import GroupRun, StatusBoard
@@ -62,6 +64,9 @@ class Scheduler:
         load: Callable[[Path], LoadedConfig] = load_config,
     ) -> None:
         self.config_path = config_path
+        # One pull budget per registry for the whole process, whatever the groups.
+        if options.budgets is None:
+            options = dataclasses.replace(options, budgets=Budgets())
         self.options = options
         self.run_now = run_now
         self.grace_s = grace_s

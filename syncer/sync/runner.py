@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
@@ -32,7 +32,7 @@ from syncer.errors import (
 )
 from syncer.registry.client import FetchedManifest, RegistryClient
 from syncer.registry.oci import INDEX_TYPES, ImageManifest, parse_manifest
-from syncer.registry.ratelimit import Reservation
+from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
@@ -64,6 +64,9 @@ class RunOptions:
     only: re.Pattern[str] | None = None
     concurrency: int = 16
     shard: Shard | None = None  # this process handles only the tags this shard owns
+    # The process's pull budgets, one per registry, shared by every run it makes (all
+    # schedule groups); None: this run keeps its own.
+    budgets: Budgets | None = field(default=None, compare=False)
 
 
 def error_line(exc: BaseException) -> str:
@@ -87,7 +90,7 @@ class Runner:
         self.options = options or RunOptions()
         # Every store the run touches behind one: registries and `oci:` layouts alike.
         self.stores = Stores(
-            client or RegistryClient(loaded.config.registry_config),
+            client or RegistryClient(loaded.config.registry_config, budgets=self.options.budgets),
             owns_registries=client is None,
         )
         self.client: Store = self.stores

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import random
 import re
 import secrets
 import socket
@@ -43,7 +44,7 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}
 FAULTS = frozenset(
     {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
-    | {"ratelimit_retry_after"}
+    | {"ratelimit_retry_after", "manifest_latency"}
     | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after", "strip_mount"}
     | {"extra_listed", "manifest_content_type", "lose_response_to"}
 )
@@ -76,6 +77,9 @@ class _ProxyHandler(Handler):
             return self.reply_error(burst, code, f"injected error burst ({burst})")
         rate: Headers = []
         if kind == "manifest" and method in ("GET", "HEAD"):
+            if proxy.manifest_latency is not None:
+                # Before the pull is counted, as a slow registry would: GETs overlap.
+                time.sleep(random.uniform(*proxy.manifest_latency))
             retry_after = proxy._take_too_many() if method == "GET" else None
             allowed, rate = proxy._spend_pull(method, spend=retry_after is None)
             if retry_after is not None or not allowed:
@@ -207,6 +211,7 @@ class FaultProxy(Service):
         self._cadence: tuple[int | None, int] = (None, 0)  # (drop_blob_every, blob GETs)
         self._limit: int | None = None
         self.ratelimit_retry_after: str | None = "2"  # on the 429 once the budget is gone
+        self.manifest_latency: tuple[float, float] | None = None  # seconds (low, high)
         self._remaining: int | None = None
         self._cdns: list[CdnServer] = []
 
