@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from syncer.registry.oci import (
+    DOCKER_CONFIG,
     OCI_CONFIG,
     OCI_EMPTY,
     Descriptor,
@@ -59,8 +60,9 @@ ANY = ArtifactKind("the referrers", frozenset().union(*(k.media_types for k in K
 # schema's index) and other suffixes may hold any kind.
 _SUFFIXES = {"sig": SIGNATURE, "att": ATTESTATION, "sbom": SBOM}
 
-# An artifact's config is metadata: cosign's small image config, or OCI's empty one.
-CONFIG_TYPES = frozenset({OCI_CONFIG, OCI_EMPTY})
+# An artifact's config is metadata: cosign's small image config (Docker-typed when cosign ran
+# with COSIGN_DOCKER_MEDIA_TYPES=1, for registries without OCI support), or OCI's empty one.
+CONFIG_TYPES = frozenset({OCI_CONFIG, OCI_EMPTY, DOCKER_CONFIG})
 
 
 def expected_kind(tag: str) -> ArtifactKind:

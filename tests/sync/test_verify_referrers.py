@@ -14,9 +14,7 @@ import pytest
 
 from syncer.cli import main
 from syncer.config.syncfile import load_config
-from syncer.registry.oci import ImageManifest, is_filesystem_layer
 from syncer.sync.runner import Runner
-from syncer.verify.artifacts import artifact_flaw, expected_kind
 from tests.support import cosign
 from tests.support.cosign import SigningKey, attach_tag, sig_tag
 from tests.support.fleet import app_image
@@ -345,53 +343,3 @@ async def test_referrers_api_lists_an_image(
     assert got[bundle] == ("copied", f"referrer of {image.digest}")
     assert fetch_manifest_digest(dst.url, "mirror/app", intruder.digest) is None
     assert fetch_manifest_digest(dst.url, "mirror/app", bundle) == bundle
-
-
-@pytest.mark.parametrize(
-    ("layer", "runnable"),
-    [
-        ("application/vnd.oci.image.layer.v1.tar", True),
-        ("application/vnd.oci.image.layer.v1.tar+zstd", True),
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", True),
-        ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", True),
-        ("application/x-tar", True),
-        ("application/vnd.example.startup+json", False),  # "tar" inside a word is no tar
-        (cosign.DSSE_ENVELOPE, False),
-    ],
-)
-def test_filesystem_layers_are_told_by_type(layer: str, runnable: bool) -> None:
-    assert is_filesystem_layer(layer) is runnable
-
-
-@pytest.mark.parametrize(
-    ("tag_suffix", "layer", "flaw"),
-    [
-        ("sig", cosign.SIMPLE_SIGNING, None),
-        ("att", cosign.DSSE_ENVELOPE, None),
-        ("att", cosign.IN_TOTO, None),
-        ("sbom", "text/spdx", None),
-        ("sbom", "application/vnd.cyclonedx+xml", None),
-        ("sbom", "application/vnd.syft+json", None),
-        ("", BUNDLE, None),
-        ("", "application/vnd.dev.sigstore.bundle+json;version=0.2", None),
-        ("att", SPDX, f"an artifact with a layer of type {SPDX}"),  # an SBOM is no attestation
-        (
-            "sbom",
-            "application/vnd.wasm.content.layer.v1+wasm",
-            "an artifact with a layer of type application/vnd.wasm.content.layer.v1+wasm",
-        ),
-    ],
-)
-def test_artifact_kinds_follow_the_tag_suffix(
-    tag_suffix: str, layer: str, flaw: str | None
-) -> None:
-    subject = "sha256:" + "a" * 64
-    tag = subject.replace(":", "-") + (f".{tag_suffix}" if tag_suffix else "")
-    manifest = ImageManifest.model_validate(
-        {
-            "schemaVersion": 2,
-            "config": {"mediaType": OCI_EMPTY, "digest": subject, "size": 2},
-            "layers": [{"mediaType": layer, "digest": subject, "size": 10}],
-        }
-    )
-    assert artifact_flaw(manifest, expected_kind(tag), subject, need_subject=False) == flaw
