@@ -8,6 +8,7 @@ only a parsed *view* used to find children and blobs. Unknown fields are kept
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +28,12 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 OCI_NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
+# Every layer type a container runtime unpacks as a filesystem: OCI's (tar, +gzip, +zstd,
+# non-distributable) and Docker's (rootfs diff, foreign).
+FILESYSTEM_LAYER_PREFIXES = (
+    "application/vnd.oci.image.layer.",
+    "application/vnd.docker.image.rootfs.",
+)
 
 INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
@@ -46,6 +53,14 @@ MANIFEST_ACCEPT = ", ".join(
 
 # Manifests are small; a "manifest" larger than this is hostile or broken.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+def is_filesystem_layer(media_type: str) -> bool:
+    """A layer a runtime would unpack: what makes a manifest a runnable image. Any other
+    type with a `tar` part counts too (`application/x-tar`, `...tar+gzip`)."""
+    return media_type.startswith(FILESYSTEM_LAYER_PREFIXES) or "tar" in re.split(
+        r"[./+;=-]", media_type
+    )
 
 
 class Platform(BaseModel):

@@ -17,7 +17,7 @@ still accounts for the bytes it moved.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
@@ -62,7 +62,8 @@ class CopyJob:
 
     `pulls` is the copy's reservation of source GETs; an index's missing children are
     added to it before any child GET (Deferred, nothing pushed, when they do not fit).
-    Without one the copy takes its own and releases it at the end."""
+    Without one the copy takes its own and releases it at the end. `children` are child
+    manifests already fetched (to judge a referrers index), used instead of a second GET."""
 
     src: Reference
     dst: Reference
@@ -70,6 +71,7 @@ class CopyJob:
     dest_ident: str
     report: EntryReport
     pulls: Reservation | None = None
+    children: Mapping[str, FetchedManifest] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class _Run:
     dst: Reference
     report: EntryReport
     pulls: Reservation
+    children: Mapping[str, FetchedManifest]
 
 
 class Copier:
@@ -96,9 +99,8 @@ class Copier:
 
     async def copy(self, job: CopyJob) -> None:
         """Make everything `job.top` references exist at the destination, then publish it."""
-        run = _Run(
-            job.src.repo(), job.dst.repo(), job.report, job.pulls or self.client.reserve(job.src, 0)
-        )
+        pulls = job.pulls or self.client.reserve(job.src, 0)
+        run = _Run(job.src.repo(), job.dst.repo(), job.report, pulls, job.children)
         try:
             await self._content(run, job.top)
         finally:
@@ -118,13 +120,15 @@ class Copier:
                 self.client.head_manifest(job.dst.with_digest(d.digest)) for d in manifest.manifests
             )
             missing = [d for d, f in zip(manifest.manifests, found, strict=True) if f is None]
-            job.pulls.cover(len(missing))
+            job.pulls.cover(len([d for d in missing if d.digest not in job.children]))
             await _gather(self._child(job, d) for d in missing)
         elif isinstance(manifest, ImageManifest):
             await _gather(self._blob(job, d) for d in manifest.blobs())
 
     async def _child(self, job: _Run, desc: Descriptor) -> None:
-        child = await self.client.get_manifest(job.src.with_digest(desc.digest), pulls=job.pulls)
+        child = job.children.get(desc.digest) or await self.client.get_manifest(
+            job.src.with_digest(desc.digest), pulls=job.pulls
+        )
         await self._content(job, child)
         await self.client.put_manifest(job.dst, desc.digest, child.data, child.media_type)
         job.report.counters.manifests_copied += 1

@@ -290,7 +290,10 @@ class Runner:
             if await self.client.head_manifest(dst.with_digest(desc.digest)) is not None:
                 continue
             fetched = await self.client.get_manifest(src.with_digest(desc.digest))
-            await self.copier.copy(CopyJob(src, dst, fetched, desc.digest, report))
+            children = await self.gate.admit_listed(entry, digest, fetched, report)
+            if children is None:
+                continue  # rejected, and reported so
+            await self.copier.copy(CopyJob(src, dst, fetched, desc.digest, report, None, children))
             report.tags.append(
                 TagOutcome(
                     desc.digest, Outcome.COPIED, desc.digest, desc.digest, f"referrer of {digest}"
@@ -344,6 +347,8 @@ class Runner:
                     skip = _unwanted_referrer(entry, item.tag, fetched)
                     if skip is not None:
                         return skip
+                    # Judged on this very fetch: a referrer tag costs no second GET.
+                    children = await self.gate.admit(entry, item, fetched, pulls)  # raises Rejected
                     if entry.platforms != "all":
                         chosen, why = await select_platforms(
                             self.client, src, fetched, entry.platforms
@@ -354,7 +359,7 @@ class Runner:
                     pushed = fetched.digest
                     await self.gate.carry(entry, signed, report)
                     await self.copier.copy(
-                        CopyJob(src, dst, fetched, item.dest_tag, report, pulls=pulls)
+                        CopyJob(src, dst, fetched, item.dest_tag, report, pulls, children)
                     )
                     if entry.referrers:
                         await self._copy_referrers(entry, digest, report)

@@ -4,13 +4,15 @@ and the signature that travels with each copied tag.
 A tag is verified when it is about to be copied, before any of its content is read;
 an up-to-date tag was verified when it was copied and costs nothing more, unless the
 policy says `recheck: true`. Referrer tags (`sha256-<hex>[.sig|.att|...]`) follow
-the verdict on their subject digest.
+the verdict on their subject digest, and are copied only when what they hold is an
+artifact about that digest (`Verifier.referrer`): a runnable image pushed under a
+referrer-shaped name is rejected like an unsigned tag.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import TypeVar
 
@@ -18,6 +20,8 @@ import structlog
 
 from syncer.config.syncfile import ResolvedEntry
 from syncer.errors import Rejected, SyncerError
+from syncer.registry.client import FetchedManifest
+from syncer.registry.ratelimit import Reservation
 from syncer.store import Store
 from syncer.sync.copier import Copier, CopyJob
 from syncer.sync.outcome import Outcome
@@ -54,6 +58,38 @@ class SignatureGate:
             raise Rejected(exc.reason, f"its subject {subject}: {exc.detail}") from None
         return None
 
+    async def admit(
+        self,
+        entry: ResolvedEntry,
+        item: TagPlan,
+        fetched: FetchedManifest,
+        pulls: Reservation | None = None,
+    ) -> Mapping[str, FetchedManifest]:
+        """For a referrer tag under a policy, judge `fetched` (its manifest, the one fetched
+        to copy it) after `check` passed its subject. Raises Rejected; returns the child
+        manifests it fetched, for the copy to reuse."""
+        referrer = REFERRER_TAG.fullmatch(item.tag)
+        if entry.verify is None or referrer is None:
+            return {}
+        subject = f"sha256:{referrer.group(1)}"
+        return await self.verifier.referrer(entry.source, item.tag, subject, fetched, pulls=pulls)
+
+    async def admit_listed(
+        self, entry: ResolvedEntry, subject: str, fetched: FetchedManifest, report: EntryReport
+    ) -> Mapping[str, FetchedManifest] | None:
+        """The same for an artifact the referrers API lists for the verified `subject`;
+        None when it is rejected, which is reported under its digest."""
+        if entry.verify is None:
+            return {}
+        try:
+            return await self.verifier.referrer(
+                entry.source, fetched.digest, subject, fetched, listed=True
+            )
+        except Rejected as exc:
+            ident = fetched.digest
+            self.reject(entry, TagPlan(ident, ident, Outcome.COPY, ident), exc, report)
+            return None
+
     async def carry(self, entry: ResolvedEntry, signed: Signed | None, report: EntryReport) -> None:
         """Copy the signature manifest to the destination's `sha256-<hex>.sig`. Done before
         the tag itself, so a mirrored tag always has its signature next to it."""
@@ -88,6 +124,10 @@ class SignatureGate:
         try:
             signed = await self.check(entry, item)
             if signed is None:
+                if item.source_digest and REFERRER_TAG.fullmatch(item.tag):
+                    # Its content is judged again too: a mirror may predate that judgement.
+                    source = entry.source.with_digest(item.source_digest)
+                    await self.admit(entry, item, await self.client.get_manifest(source))
                 return
             there = await self.client.head_manifest(entry.destination.with_tag(signed.tag))
             if there is None or there.digest != signed.manifest.digest:

@@ -33,6 +33,8 @@ class Reason(StrEnum):
     IDENTITY = "identity mismatch"
     OTHER_DIGEST = "signature for another digest"
     MALFORMED = "malformed payload"
+    IMPURE = "not a pure signature"  # the signature manifest holds more than signatures
+    NOT_REFERRER = "not a referrer"  # a referrer tag holds no artifact of its subject
     NO_KEY = "no key matched"
     BAD_SIGNATURE = "bad signature"
     TOO_LARGE = "signature over limits"

@@ -1,8 +1,11 @@
-"""Verify a digest's cosign signatures at the source before anything of it is copied.
+"""Verify a digest's cosign signatures at the source before anything of it is copied,
+and judge what a referrer tag of a verified digest holds before it is copied with it.
 
 Cost per verified digest: one GET of the signature manifest, then one GET per payload
 blob until a signature is accepted. Signatures that cannot verify (too large, not
-shaped like any trusted key's) are judged without fetching their payload.
+shaped like any trusted key's) are judged without fetching their payload. A referrer is
+judged on the manifest already fetched to copy it; a referrers index costs one GET per
+child, which the copy then reuses.
 """
 
 from __future__ import annotations
@@ -13,9 +16,20 @@ from dataclasses import dataclass
 from syncer.config.verify import CosignPolicy, VerifyConfig
 from syncer.errors import ContentError, NotFound, Rejected, ResponseTooLarge
 from syncer.registry.client import FetchedManifest
-from syncer.registry.oci import Descriptor, ImageManifest, parse_manifest
+from syncer.registry.oci import Descriptor, ImageIndex, ImageManifest, parse_manifest
+from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store import Store
+from syncer.verify.artifacts import (
+    ANY,
+    SIGNATURE,
+    ArtifactKind,
+    artifact_flaw,
+    child_flaw,
+    expected_kind,
+    index_flaw,
+    refusal,
+)
 from syncer.verify.cosign import (
     MAX_BYTES,
     MAX_SIGNATURES,
@@ -78,6 +92,17 @@ class Verifier:
             raise Rejected(
                 Reason.TOO_LARGE, f"{tag} holds {len(layers)} signatures, over {MAX_SIGNATURES}"
             )
+        # The manifest travels whole with the tag, so all of it must be signatures.
+        assert isinstance(manifest, ImageManifest)
+        flaw = artifact_flaw(manifest, SIGNATURE, digest, need_subject=False)
+        if flaw is not None:
+            raise Rejected(Reason.IMPURE, refusal(tag, flaw, SIGNATURE, digest))
+        big = next((d for d in layers if d.size > MAX_BYTES), None)
+        if big is not None:
+            raise Rejected(
+                Reason.TOO_LARGE,
+                f"payload {big.digest} is {big.size} bytes, over the limit of {MAX_BYTES}",
+            )
         refusals: list[Rejected] = []
         for layer in layers:
             try:
@@ -92,11 +117,6 @@ class Verifier:
         self, repo: Reference, digest: str, layer: Descriptor, policy: CosignPolicy
     ) -> None:
         """Returns when this one signature is acceptable, else raises Rejected."""
-        if layer.size > MAX_BYTES:
-            raise Rejected(
-                Reason.TOO_LARGE,
-                f"payload {layer.digest} is {layer.size} bytes, over the limit of {MAX_BYTES}",
-            )
         signature = decode_signature(layer.annotations)
         keys = policy.trusted
         names = ", ".join(k.path for k in keys)
@@ -120,3 +140,70 @@ class Verifier:
                 Reason.IDENTITY,
                 f"payload names {claims.reference}, which does not match {policy.identity}",
             )
+
+    async def referrer(
+        self,
+        repo: Reference,
+        name: str,
+        subject: str,
+        fetched: FetchedManifest,
+        *,
+        listed: bool = False,
+        pulls: Reservation | None = None,
+    ) -> dict[str, FetchedManifest]:
+        """Raises Rejected(NOT_REFERRER) unless `fetched`, the manifest of referrer `name`
+        of the verified digest `subject`, is an artifact about it: a signature, attestation
+        or SBOM (what its tag's suffix names), or a referrers index of such artifacts, each
+        with `subject` set to that digest. Returns the index's children, fetched to judge
+        them, for the copy to reuse.
+
+        `listed=True`: found through the referrers API, so it must name its subject.
+        `pulls`: the copy's reservation, which the children's GETs draw on."""
+        kind = ANY if listed else expected_kind(name)
+
+        def reject(flaw: str) -> Rejected:
+            return Rejected(Reason.NOT_REFERRER, refusal(name, flaw, kind, subject))
+
+        try:
+            manifest = parse_manifest(fetched.data, fetched.media_type, what=name)
+        except ContentError as exc:
+            raise Rejected(Reason.NOT_REFERRER, str(exc)) from None
+        if isinstance(manifest, ImageManifest):
+            flaw = artifact_flaw(manifest, kind, subject, need_subject=listed)
+            if flaw is not None:
+                raise reject(flaw)
+            return {}
+        flaw = index_flaw(manifest, subject)
+        if flaw is not None:
+            raise reject(flaw)
+        children: dict[str, FetchedManifest] = {}
+        for desc in manifest.manifests:
+            child = await self._child(repo.repo(), desc, pulls)
+            flaw = _child_flaw(child, kind, subject)
+            if flaw is not None:
+                raise reject(child_flaw(desc.digest, flaw))
+            children[desc.digest] = child
+        return children
+
+    async def _child(
+        self, repo: Reference, desc: Descriptor, pulls: Reservation | None
+    ) -> FetchedManifest:
+        try:
+            return await self.client.get_manifest(
+                repo.with_digest(desc.digest), pulls=pulls, limit=MAX_BYTES
+            )
+        except ResponseTooLarge:
+            raise Rejected(
+                Reason.NOT_REFERRER, f"referrer {desc.digest} is over the limit of {MAX_BYTES}"
+            ) from None
+
+
+def _child_flaw(child: FetchedManifest, kind: ArtifactKind, subject: str) -> str | None:
+    """Why one child of a referrers index is not an artifact about `subject`, or None."""
+    try:
+        manifest = parse_manifest(child.data, child.media_type, what=child.digest)
+    except ContentError as exc:
+        return f"no manifest ({exc})"
+    if isinstance(manifest, ImageIndex):
+        return "an index"
+    return artifact_flaw(manifest, kind, subject, need_subject=True)

@@ -30,6 +30,9 @@ from tests.support.images import (
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+SLSA_PROVENANCE = "https://slsa.dev/provenance/v0.2"
 
 KeyKind = Literal["ecdsa", "rsa-pkcs1", "rsa-pss", "ed25519"]
 KINDS: tuple[KeyKind, ...] = ("ecdsa", "rsa-pkcs1", "rsa-pss", "ed25519")
@@ -103,14 +106,21 @@ def signed(key: SigningKey, body: bytes) -> Signature:
 def signature_manifest(signatures: list[Signature]) -> tuple[bytes, Blob]:
     """The manifest and config blob go-containerregistry writes for cosign's signature
     image: empty.Image with OCI media types, one appended layer per signature."""
+    return cosign_image([s.blob for s in signatures], [s.layer() for s in signatures])
+
+
+def cosign_image(blobs: list[Blob], layers: list[dict[str, Any]]) -> tuple[bytes, Blob]:
+    """What cosign pushes for `.sig`, `.att` and `.sbom` (pkg/oci/static over
+    go-containerregistry's empty.Image): an OCI image config whose rootfs lists the layer
+    blobs (uncompressed, so diff_id = digest), and `layers` as their descriptors."""
     config = Blob.of(
         go_json(
             {
                 "architecture": "",
                 "created": GO_ZERO_TIME,
-                "history": [{"created": GO_ZERO_TIME} for _ in signatures],
+                "history": [{"created": GO_ZERO_TIME} for _ in blobs],
                 "os": "",
-                "rootfs": {"type": "layers", "diff_ids": [s.blob.digest for s in signatures]},
+                "rootfs": {"type": "layers", "diff_ids": [b.digest for b in blobs]},
                 "config": {},
             }
         ),
@@ -121,10 +131,63 @@ def signature_manifest(signatures: list[Signature]) -> tuple[bytes, Blob]:
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": config.descriptor(),
-            "layers": [s.layer() for s in signatures],
+            "layers": layers,
         }
     )
     return manifest, config
+
+
+def push_cosign_image(
+    base_url: str, repo: str, tag: str, blobs: list[Blob], layers: list[dict[str, Any]]
+) -> str:
+    """Push a `cosign_image` (its blobs first) at `tag`; returns the manifest's digest."""
+    manifest, config = cosign_image(blobs, layers)
+    with httpx.Client(trust_env=False, timeout=60.0) as c:
+        for blob in [config, *blobs]:
+            push_blob(c, base_url, repo, blob)
+        push_manifest(c, base_url, repo, manifest, OCI_MANIFEST, tag)
+    return Blob.of(manifest, OCI_MANIFEST).digest
+
+
+def attest(base_url: str, repo: str, digest: str, key: SigningKey) -> str:
+    """`cosign attest --key --type slsaprovenance`: an in-toto statement about `digest` in a
+    DSSE envelope, one layer of a manifest at `sha256-<hex>.att` (specs/ATTESTATION_SPEC.md).
+    The layer's cosign signature annotation is empty: the envelope carries the signature."""
+    statement = go_json(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": SLSA_PROVENANCE,
+            "subject": [{"name": repo, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicate": {"builder": {"id": "syncer-tests"}},
+        }
+    )
+    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(statement), statement)
+    envelope = go_json(
+        {
+            "payloadType": IN_TOTO,
+            "payload": base64.b64encode(statement).decode(),
+            "signatures": [{"keyid": "", "sig": base64.b64encode(key.sign(pae)).decode()}],
+        }
+    )
+    blob = Blob.of(envelope, DSSE_ENVELOPE)
+    layer = {
+        **blob.descriptor(),
+        "annotations": {SIGNATURE_ANNOTATION: "", "predicateType": SLSA_PROVENANCE},
+    }
+    return push_cosign_image(base_url, repo, attach_tag(digest, "att"), [blob], [layer])
+
+
+def attach_sbom(base_url: str, repo: str, digest: str) -> str:
+    """`cosign attach sbom --type spdxjson`: the SBOM as the one layer at `sha256-<hex>.sbom`."""
+    document = go_json({"spdxVersion": "SPDX-2.3", "name": repo, "packages": []})
+    blob = Blob.of(document, "text/spdx+json")
+    return push_cosign_image(
+        base_url, repo, attach_tag(digest, "sbom"), [blob], [blob.descriptor()]
+    )
+
+
+def attach_tag(digest: str, suffix: str) -> str:
+    return digest.replace(":", "-") + "." + suffix
 
 
 def sig_tag(digest: str) -> str:
