@@ -34,6 +34,7 @@ from syncer.registry.oci import (
     parse_manifest,
 )
 from syncer.store.atomic import replacing
+from syncer.store.diskerror import on_disk
 from syncer.store.layoutread import LAYOUT_FILE, REF_NAME, addressable, blob_name, parse_index
 from syncer.store.ociarchive import BUNDLE_FILE, BundleInfo, OciArchive
 from syncer.store.ocilayout import OciLayout
@@ -257,7 +258,13 @@ def _add_blob(tar: tarfile.TarFile, layout: OciLayout, desc: Descriptor, job: Bu
 
 
 def pack(job: BundleJob) -> BundleResult:
-    """Write the bundle `job` describes; nothing at `job.out` unless it completes."""
+    """Write the bundle `job` describes; nothing at `job.out` unless it completes. A file
+    that cannot be read or written is a DiskError naming it."""
+    with on_disk(job.layout):
+        return _pack(job)
+
+
+def _pack(job: BundleJob) -> BundleResult:
     _check_paths(job)
     layout = OciLayout(job.layout)  # read only: no lock; a writer never removes blobs
     held, since = held_by(job.since)
