@@ -47,8 +47,10 @@ class _Target(io.FileIO):
         self.path = path
 
     def write(self, b: ReadableBuffer, /) -> int:
-        with disk_errors(self.path):
+        try:  # not `disk_errors`: this runs once per buffer, as cheap as it can be
             return super().write(b)
+        except OSError as exc:
+            raise DiskError(self.path, exc) from exc
 
 
 @contextmanager
@@ -67,8 +69,9 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     are a DiskError naming `path`; the caller's own exceptions pass through as they are."""
     with disk_errors(path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
-    raw = _Target(fd, path)
+    raw: _Target | None = None
     try:
+        raw = _Target(fd, path)
         f = io.BufferedWriter(raw)
         with disk_errors(path):
             os.fchmod(fd, file_mode())
@@ -79,7 +82,11 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
             raw.close()
             os.replace(tmp, path)
     except BaseException:
-        raw.close()  # unflushed: what is still buffered goes with the temp file
+        with suppress(OSError):  # unflushed: what is still buffered goes with the file
+            if raw is None:
+                os.close(fd)
+            else:
+                raw.close()
         with suppress(OSError):
             os.unlink(tmp)
         raise

@@ -124,6 +124,15 @@ def test_a_layout_on_a_read_only_mount_is_one_error_line(tmp_path: Path, command
     assert _temp_files(layout) == [] and not (layout / ".syncer.lock").exists()
 
 
+def _fill(mnt: Path, free: int) -> str:
+    """A command that fills the file system at `mnt` (a file `filler`) to `free` bytes."""
+    code = (
+        "import os, sys; st = os.statvfs(sys.argv[1]); n = st.f_bavail * st.f_frsize; "
+        "open(sys.argv[1] + '/filler', 'wb').write(bytes(n - int(sys.argv[2])))"
+    )
+    return shlex.join([sys.executable, "-c", code, str(mnt), str(free)])
+
+
 def _on_full_tmpfs(tmp_path: Path, layout: Path, free: int, *commands: list[object]) -> Path:
     """Run `commands` on a copy of `layout` on a 1 MiB tmpfs with `free` bytes left; the
     layout afterwards is copied to the returned folder, with each command's exit code and
@@ -131,10 +140,6 @@ def _on_full_tmpfs(tmp_path: Path, layout: Path, free: int, *commands: list[obje
     mnt, out = tmp_path / "mnt", tmp_path / "out"
     mnt.mkdir()
     out.mkdir()
-    fill = (
-        "import os, sys; st = os.statvfs(sys.argv[1]); n = st.f_bavail * st.f_frsize; "
-        "open(sys.argv[1] + '/filler', 'wb').write(bytes(n - int(sys.argv[2])))"
-    )
     runs = "".join(
         f"{_syncer(*c)} 2>{out}/stderr{i} && echo 0 >{out}/rc{i} || echo $? >{out}/rc{i}\n"
         for i, c in enumerate(commands)
@@ -142,7 +147,7 @@ def _on_full_tmpfs(tmp_path: Path, layout: Path, free: int, *commands: list[obje
     got = _in_namespace(
         f"mount -t tmpfs -o size=1m tmpfs {mnt}\n"
         f"cp -a {layout} {mnt}/L\n"
-        f"{shlex.join([sys.executable, '-c', fill, str(mnt), str(free)])}\n"
+        f"{_fill(mnt, free)}\n"
         f"{runs}rm {mnt}/filler\ncp -a {mnt}/L {out}/L\n"
     )
     assert got.returncode == 0, got.stderr
@@ -203,6 +208,26 @@ def test_copy_and_sync_on_a_full_disk_fail_the_tag_and_stop_writing(tmp_path: Pa
     assert _temp_files(out / "L") == []
     for image in big.values():
         assert not (out / "L" / "blobs" / "sha256" / image.layers[0].digest[7:]).exists()
+
+
+def test_a_bundle_onto_a_full_or_read_only_disk_is_one_error_line(tmp_path: Path) -> None:
+    _mounts_or_skip(tmp_path)
+    layout = _layout(tmp_path / "L", {"1": _image(1, 300_000)})
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir()
+    full.mkdir()
+    got = _in_namespace(
+        f"mount --bind {ro} {ro}; mount -o remount,bind,ro {ro}\n"
+        f"mount -t tmpfs -o size=1m tmpfs {full}; {_fill(full, 65536)}\n"
+        f"{_syncer('bundle', '-q', layout, '-o', ro / 'b.tar')} || echo rc=$?\n"
+        f"{_syncer('bundle', '-q', layout, '-o', full / 'b.tar')} || echo rc=$?\n"
+        f"ls -A {full}\n"
+    )
+    assert got.stdout == "rc=1\nrc=1\nfiller\n", got.stderr
+    assert got.stderr.splitlines() == [
+        f"syncer: error: {ro / 'b.tar'}: {ROFS}; no bundle written",
+        f"syncer: error: {full / 'b.tar'}: {FULL}; no bundle written",
+    ]
 
 
 def test_a_layout_without_index_json_is_one_error_line(
