@@ -22,7 +22,9 @@ from syncer.errors import DiskError
 from syncer.registry import Descriptor, Reference
 from syncer.store import OciLayout, atomic
 from syncer.store.atomic import atomic_write, replacing
-from tests.support.images import Image, make_image, make_layer, random_layer
+from tests.support.images import Image, make_image, make_layer, push, random_layer
+from tests.support.registry import RegistryFactory
+from tests.support.syncer_setup import write_sync_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = Reference("oci:x", "app")
@@ -168,22 +170,28 @@ def test_tag_on_a_full_disk_is_one_error_line(tmp_path: Path) -> None:
     assert _temp_files(out / "L") == []
 
 
-def test_copy_and_sync_on_a_full_disk_fail_the_tag_and_stop_writing(tmp_path: Path) -> None:
+def test_copy_and_sync_on_a_full_disk_fail_the_tag_and_stop_writing(
+    tmp_path: Path, registry_factory: RegistryFactory
+) -> None:
     """A layer that does not fit fails its tag with the path and the cause; the run then
-    writes no more to that layout (each later tag: `not tried`), and reads nothing for it."""
+    writes no more to that layout: each later tag is `not tried`, and its source is not
+    read (not one GET: no pull spent on a copy that cannot land)."""
     _mounts_or_skip(tmp_path)
-    small = _image(1)
     big = {"1": _image(2, 300_000), "2": _image(3, 300_000)}
-    layout = _layout(tmp_path / "L", {"1": small})
+    layout = _layout(tmp_path / "L", {"1": _image(1)})
     source = _layout(tmp_path / "S", big)
+    reg = registry_factory("anon")
+    for tag, image in big.items():
+        push(reg.seed_url, "app", image, tag)
     before = (layout / "index.json").read_bytes()
     mounted = tmp_path / "mnt" / "L"
-    sync_cfg = tmp_path / "sync-full.yaml"
-    entry = {"source": f"oci:{source}:app", "destination": f"oci:{mounted}:big"}
-    sync_cfg.write_text(json.dumps({"version": 1, "sync": [entry]}))
+    entry = {"source": f"{reg.host}/app", "destination": f"oci:{mounted}:big"}
+    sync_cfg = write_sync_yaml(tmp_path / "sync-full.yaml", [entry], reg)
     copy = ["copy", "-q", f"oci:{source}:app:1", f"oci:{mounted}:big:1", "-c", _config(tmp_path)]
     sync = ["sync", "-q", "--concurrency", "1", "-c", sync_cfg]
+    mark = reg.mark()
     out = _on_full_tmpfs(tmp_path, layout, 64 * 1024, copy, sync)
+    gets = {r.path.rpartition("/")[2] for r in reg.requests_since(mark) if r.method == "GET"}
 
     def lines(i: int) -> list[str]:
         err = (out / f"stderr{i}").read_text()
@@ -199,11 +207,13 @@ def test_copy_and_sync_on_a_full_disk_fail_the_tag_and_stop_writing(tmp_path: Pa
     ]
     assert (out / "rc1").read_text() == "1\n"
     failed, skipped = sorted(lines(1), key=lambda line: "not tried" in line)
-    first = "1" if f"app -> oci:{mounted}:big tag 1: {layer('1')}" in failed else "2"
+    first = "1" if f" tag 1: {layer('1')}" in failed else "2"
     then = "2" if first == "1" else "1"
-    prefix = f"syncer: oci:{source}:app -> oci:{mounted}:big tag "
+    prefix = f"syncer: {reg.host}/app -> oci:{mounted}:big tag "
     assert failed == f"{prefix}{first}: {layer(first)}: {FULL}"
     assert skipped == f"{prefix}{then}: not tried, as a write failed: {layer(first)}: {FULL}"
+    assert {big[first].digest, big[first].layers[0].digest} <= gets
+    assert not {big[then].digest, big[then].config.digest, big[then].layers[0].digest} & gets
     assert (out / "L" / "index.json").read_bytes() == before
     assert _temp_files(out / "L") == []
     for image in big.values():
