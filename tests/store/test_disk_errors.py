@@ -98,8 +98,11 @@ def _config(tmp_path: Path) -> Path:
 
 def _read_only_commands(tmp_path: Path, layout: Path, source: Path) -> dict[str, list[object]]:
     sync_cfg = tmp_path / "sync-ro.yaml"
-    entry = {"source": f"oci:{source}:app", "destination": f"oci:{layout}:mirror"}
-    sync_cfg.write_text(json.dumps({"version": 1, "sync": [entry]}))
+    entries = [  # the writable layout, opened first, is released when the second fails
+        {"source": f"oci:{source}:app", "destination": f"oci:{tmp_path / 'W'}:mirror"},
+        {"source": f"oci:{source}:app", "destination": f"oci:{layout}:mirror"},
+    ]
+    sync_cfg.write_text(json.dumps({"version": 1, "sync": entries}))
     cfg = _config(tmp_path)
     return {
         "tag": ["tag", f"oci:{layout}:app:1", "stable", "-c", cfg],
@@ -124,6 +127,7 @@ def test_a_layout_on_a_read_only_mount_is_one_error_line(tmp_path: Path, command
     assert got.stderr.splitlines() == [f"syncer: error: {layout}: {ROFS}"]
     assert (layout / "index.json").read_bytes() == before
     assert _temp_files(layout) == [] and not (layout / ".syncer.lock").exists()
+    assert not (tmp_path / "W" / ".syncer.lock").exists()
 
 
 def _fill(mnt: Path, free: int) -> str:
