@@ -7,6 +7,7 @@ credential; URLs are passed through `redact_url` before they are stored.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -182,6 +183,35 @@ class NotInBundle(SyncerError):
             f"blob {digest} is not in {bundle} (a delta since {earlier}): "
             "import the earlier bundle first"
         )
+
+
+_DISK_FIXES = {
+    errno.ENOSPC: "free some space there and run again",
+    errno.EDQUOT: "free some space there (disk quota) and run again",
+    errno.EROFS: "remount it read-write, or write somewhere else",
+    errno.EACCES: "check its owner and permissions",
+    errno.EPERM: "check its owner and permissions",
+    errno.EISDIR: "it must be a file",
+}
+# Failures of the whole file system: every later write to it would fail the same way.
+DISK_WIDE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+class DiskError(SyncerError):
+    """A layout's or bundle's file could not be read or written: disk full, read-only
+    file system, permissions. The environment, not the command line: exit 1. Writes are
+    atomic, so what was on disk before is still there, whole."""
+
+    def __init__(self, path: object, exc: OSError, *, prefix: str = "") -> None:
+        self.path = str(path)
+        self.errno = exc.errno
+        self.cause = exc.strerror or str(exc)
+        fix = _DISK_FIXES.get(exc.errno or 0)
+        super().__init__(f"{prefix}{path}: {self.cause}{'; ' + fix if fix else ''}")
+
+    @property
+    def disk_wide(self) -> bool:
+        return self.errno in DISK_WIDE
 
 
 class Deferred(SyncerError):

@@ -21,7 +21,14 @@ from syncer.commands.sync import print_plan, summarize, until_terminated, write_
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import LoadedConfig, SyncConfig
 from syncer.config.yamlsource import validation_problems
-from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, InvalidReference
+from syncer.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    ConfigError,
+    DiskError,
+    InvalidReference,
+)
 from syncer.registry.client import RegistryClient
 from syncer.store import parse_reference
 from syncer.store.references import is_layout, is_whole_layout, split_layout
@@ -122,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
             report = asyncio.run(_copy(loaded, options, RegistryClient(lookup), progress))
     except ConfigError as exc:  # e.g. SRC names a folder that is no OCI layout
         return fail(exc, EXIT_USAGE)
+    except DiskError as exc:  # e.g. DST is a layout on a read-only mount
+        return fail(exc, EXIT_PARTIAL)
     except asyncio.CancelledError:
         print(
             "syncer: stopped; no tag points at incomplete content, a re-run finishes the copy",

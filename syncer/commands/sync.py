@@ -16,7 +16,7 @@ import structlog
 
 from syncer.config.settings import Settings, default_config_path, load_settings
 from syncer.config.syncfile import LoadedConfig, load_config
-from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, redact_url
+from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, DiskError, redact_url
 from syncer.registry.ratelimit import Budgets
 from syncer.service.logs import configure
 from syncer.sync.outcome import Outcome
@@ -111,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # e.g. an unreadable ca_file, found when first used
         print(f"syncer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DiskError as exc:  # a destination layout that cannot be opened for writing
+        print(f"syncer: error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
     except asyncio.CancelledError:
         print(
             "syncer: stopped by SIGTERM; no tag points at incomplete content, "

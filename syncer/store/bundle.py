@@ -34,7 +34,8 @@ from syncer.registry.oci import (
     parse_manifest,
 )
 from syncer.store.atomic import replacing
-from syncer.store.layoutread import LAYOUT_FILE, REF_NAME, blob_name, parse_index, split_ref_name
+from syncer.store.diskerror import on_disk
+from syncer.store.layoutread import LAYOUT_FILE, REF_NAME, addressable, blob_name, parse_index
 from syncer.store.ociarchive import BUNDLE_FILE, BundleInfo, OciArchive
 from syncer.store.ocilayout import OciLayout
 
@@ -97,7 +98,9 @@ def _check_paths(job: BundleJob) -> None:
 
 
 def _entries(index: bytes, where: object) -> list[tuple[str | None, Descriptor]]:
-    """index.json's entries, each with the repository its ref.name names (None: no name)."""
+    """index.json's entries, each with the repository its ref.name names (None: no name,
+    or one syncer cannot address, such as skopeo's bare `2`: packed all the same, so the
+    bundle carries the whole layout)."""
     out: list[tuple[str | None, Descriptor]] = []
     for entry in parse_index(index, where).get("manifests") or []:
         try:
@@ -107,7 +110,8 @@ def _entries(index: bytes, where: object) -> list[tuple[str | None, Descriptor]]
                 f"{where}/index.json: an entry is not a descriptor (digest, size, mediaType)"
             ) from None
         name = (desc.annotations or {}).get(REF_NAME)
-        out.append((split_ref_name(name, where)[0] if name else None, desc))
+        key = addressable(name) if name else None
+        out.append((key[0] if key else None, desc))
     return out
 
 
@@ -254,7 +258,13 @@ def _add_blob(tar: tarfile.TarFile, layout: OciLayout, desc: Descriptor, job: Bu
 
 
 def pack(job: BundleJob) -> BundleResult:
-    """Write the bundle `job` describes; nothing at `job.out` unless it completes."""
+    """Write the bundle `job` describes; nothing at `job.out` unless it completes. A file
+    that cannot be read or written is a DiskError naming it."""
+    with on_disk(job.layout):
+        return _pack(job)
+
+
+def _pack(job: BundleJob) -> BundleResult:
     _check_paths(job)
     layout = OciLayout(job.layout)  # read only: no lock; a writer never removes blobs
     held, since = held_by(job.since)

@@ -12,6 +12,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
+
 from syncer.errors import (
     InvalidReference,
     ManifestError,
@@ -36,6 +38,8 @@ LAYOUT_FILE = "oci-layout"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 
+log = structlog.get_logger("syncer.store.layout")
+
 
 def blob_name(digest: str) -> str:
     """`blobs/<alg>/<hex>`, refusing what is not a digest (no path tricks through it)."""
@@ -57,6 +61,33 @@ def split_ref_name(name: str, where: object) -> tuple[str, str]:
         return validate_repository(repo), validate_tag(tag)
     except InvalidReference as exc:
         raise ManifestError(f"{where}/index.json: ref.name {name!r} is invalid: {exc}") from None
+
+
+def addressable(name: str) -> tuple[str, str] | None:
+    """`(REPOSITORY, TAG)` for a ref.name syncer can address, None for any other: a bare
+    name (`2`, `v1.0`: skopeo's `oci:PATH:2`, the spec's own examples), or one that is
+    no valid reference (never a path, whatever it says)."""
+    try:
+        return split_ref_name(name, "")
+    except ManifestError:
+        return None
+
+
+_warned: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def warn_unaddressable(where: object, names: list[str]) -> None:
+    """One warning per layout and set of names per process (a schedule reads a layout
+    every run): the entries are kept, just not syncer's to address."""
+    key = (str(where), tuple(sorted(set(names))))
+    if key in _warned:
+        return
+    _warned.add(key)
+    log.warning(
+        "index.json entries skipped: their ref.name is not REPOSITORY:TAG",
+        layout=str(where),
+        ref_names=list(key[1]),
+    )
 
 
 def parse_index(data: bytes, where: object) -> dict[str, Any]:
@@ -81,6 +112,8 @@ class LayoutReader:
         self._index: dict[str, Any] | None = None
         self._reach_of: dict[str, Any] | None = None  # the index `_reach` was walked from
         self._reach: dict[str, set[str]] = {}
+        self._tags_of: dict[str, Any] | None = None  # the index `_tag_map` was read from
+        self._tag_map: dict[tuple[str, str], dict[str, Any]] = {}
         self._child_digests: dict[str, list[str]] = {}
 
     # -- primitives ------------------------------------------------------------
@@ -106,11 +139,24 @@ class LayoutReader:
         return self._index
 
     def _tags(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """`(REPOSITORY, TAG)` -> entry. Entries whose ref.name syncer cannot address are
+        left out (one warning names them); writes keep them in index.json untouched."""
+        index = self._read_index()
+        if self._tags_of is index:
+            return self._tag_map
         out: dict[tuple[str, str], dict[str, Any]] = {}
-        for entry in self._read_index().get("manifests") or []:
-            name = ((entry or {}).get("annotations") or {}).get(REF_NAME)
+        foreign: list[str] = []
+        for entry in index.get("manifests") or []:
+            annotations = entry.get("annotations") if isinstance(entry, dict) else None
+            name = (annotations or {}).get(REF_NAME) if isinstance(annotations, dict) else None
             if isinstance(name, str):
-                out[split_ref_name(name, self.where)] = entry
+                if (key := addressable(name)) is None:
+                    foreign.append(name)
+                else:
+                    out[key] = entry
+        if foreign:
+            warn_unaddressable(self.where, foreign)
+        self._tags_of, self._tag_map = index, out
         return out
 
     # -- budgets ---------------------------------------------------------------

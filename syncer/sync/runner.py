@@ -118,12 +118,12 @@ class Runner:
             started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
         )
         selected = self.selected_entries()
-        self.stores.open_layouts(
-            (e.source for e in selected),
-            (e.destination for e in selected),
-            create=not self.options.dry_run,
-        )
         try:
+            self.stores.open_layouts(  # in the try: those opened before a failure are closed
+                (e.source for e in selected),
+                (e.destination for e in selected),
+                create=not self.options.dry_run,
+            )
             entries: list[ResolvedEntry] = []
             for entry in selected:
                 try:
@@ -333,6 +333,7 @@ class Runner:
             try:
 
                 async def work() -> str | None:
+                    self.stores.check_writable(dst)  # a full disk: no GET for nothing
                     # The copy's whole counted cost, reserved before its first GET.
                     pulls = self.client.reserve(src, 2 if digest in self._indexes else 1)
                     try:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from syncer.cli import main
+from syncer.errors import DiskError
 from syncer.registry.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor
 from syncer.registry.reference import Reference
 from syncer.store import bundle as bundle_module
@@ -130,7 +131,7 @@ def test_a_failure_mid_write_leaves_no_bundle(
         return real_read(self, n)
 
     monkeypatch.setattr(bundle_module._Verifying, "read", failing_read)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskError, match="No space left"):
         pack(BundleJob(tmp_path / "layout", usb / "old.tar"))
     assert calls == 5
     assert sorted(p.name for p in usb.iterdir()) == ["old.tar"], "no temp file left behind"
@@ -146,6 +147,7 @@ def slow(self, n=-1):
     return real(self, n)
 bundle._Verifying.read = slow
 from syncer.cli import main
+from syncer.errors import DiskError
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from syncer.errors import ConfigError, DigestMismatch, ManifestError, ResponseTooLarge, SizeMismatch
+from syncer.errors import ConfigError, DigestMismatch, ResponseTooLarge, SizeMismatch
 from syncer.registry import Descriptor, Reference, RegistryClient
 from syncer.store import BlobBytes, OciLayout, Store
 from syncer.store.ocilayout import REF_NAME
@@ -144,6 +145,18 @@ async def test_oversized_manifests_and_bad_names_are_refused(tmp_path: Path) -> 
         ],
     }
     (tmp_path / "l" / "index.json").write_text(json.dumps(index))
-    with pytest.raises(ManifestError, match=r"ref.name '../../etc:x' is invalid"):
-        await OciLayout(tmp_path / "l").catalog(REPO)
+    # Never a path: a name that is no valid REPOSITORY:TAG is skipped, with one warning.
+    reader = OciLayout(tmp_path / "l")
+    with capture_logs() as logs:
+        assert await reader.catalog(REPO) == []
+        assert await reader.list_tags(Reference("oci:x", "etc")) == []
+        assert await reader.head_manifest(Reference("oci:x", "../../etc", "x")) is None
+    assert logs == [
+        {
+            "event": "index.json entries skipped: their ref.name is not REPOSITORY:TAG",
+            "layout": str(tmp_path / "l"),
+            "ref_names": ["../../etc:x"],
+            "log_level": "warning",
+        }
+    ]
     await layout.aclose()
