@@ -185,17 +185,18 @@ class OciLayout(LayoutReader):
         return self.path / blob_name(digest)
 
     def _blob_size(self, digest: str) -> int | None:
+        """None when absent; a FIFO or device there is an error, not a missing blob."""
         path = self.blob_path(digest)
-        return path.stat().st_size if path.is_file() else None
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        return st.st_size
 
     def _blob_chunks(self, digest: str) -> AsyncIterator[bytes]:
         return _chunks(self.blob_path(digest))
-
-    def _missing_blob(self, digest: str) -> Exception:
-        path = self.blob_path(digest)
-        if os.path.exists(path):  # there, but a FIFO, a device, a directory
-            return _not_regular(path, os.stat(path).st_mode)
-        return super()._missing_blob(digest)
 
     # -- writes ----------------------------------------------------------------
 

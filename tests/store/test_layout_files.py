@@ -143,19 +143,21 @@ def test_metadata_that_is_not_a_regular_file_is_a_clear_error(
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("which", ["layer", "manifest"])
 def test_a_blob_that_is_not_a_regular_file_fails_naming_it(
-    pristine: tuple[Path, Image], tmp_path: Path, kind: str
+    pristine: tuple[Path, Image], tmp_path: Path, which: str, kind: str
 ) -> None:
     layout = tmp_path / "l"
     shutil.copytree(pristine[0], layout, symlinks=True)
-    layer = pristine[1].blobs()[1]
-    _break(layout / "blobs" / "sha256" / layer.digest.removeprefix("sha256:"), kind)
+    image = pristine[1]
+    digest = image.blobs()[1].digest if which == "layer" else image.digest
+    path = layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    _break(path, kind)
     commands = _commands(layout, tmp_path)
-    _check(_run(commands["bundle"], tmp_path), 1, f"blob {layer.digest} in {layout}: missing")
+    if which == "manifest":  # `tags` reads each manifest for its platforms
+        _check(_run(commands["tags"], tmp_path), 1, f"syncer: error: {path}: is {KINDS[kind]}")
+    bundle = _run(commands["bundle"], tmp_path)
+    _check(bundle, 1, f"{'blob' if which == 'layer' else 'manifest'} {digest} in {layout}: missing")
     assert not (tmp_path / "out.tar").exists()
-    copy = _run(commands["copy"], tmp_path)
-    _check(copy, 1, f"{layout}/blobs/sha256/{layer.digest[7:]}: is {KINDS[kind]}")
-    assert (
-        not (tmp_path / "dest" / "index.json").exists()
-        or "app:1" not in (tmp_path / "dest" / "index.json").read_text()
-    )
+    _check(_run(commands["copy"], tmp_path), 1, f"{path}: is {KINDS[kind]}, not a regular file")
+    assert _dest_tags(tmp_path) == [], "nothing copied"
