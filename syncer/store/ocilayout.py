@@ -79,7 +79,13 @@ def read_bounded(path: Path, cap: int) -> bytes:
     whatever `st_size` claims)."""
     try:
         with os.fdopen(_open_regular(path), "rb") as f:
-            data = f.read(cap + 1)
+            # In pieces: read(cap + 1) would allocate all cap bytes up front.
+            parts: list[bytes] = []
+            left = cap + 1
+            while left > 0 and (part := f.read(min(CHUNK, left))):
+                parts.append(part)
+                left -= len(part)
+            data = b"".join(parts)
     except FileNotFoundError:
         raise ManifestError(f"{path}: missing; the layout is incomplete") from None
     except OSError as exc:

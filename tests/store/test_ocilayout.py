@@ -164,3 +164,14 @@ async def test_oversized_manifests_and_bad_names_are_refused(tmp_path: Path) -> 
     with pytest.raises(ManifestError, match=r"ref.name '../../etc:x' is invalid"):
         await OciLayout(tmp_path / "l").catalog(REPO)
     await layout.aclose()
+
+
+async def test_oversized_metadata_files_are_refused(tmp_path: Path) -> None:
+    await OciLayout(tmp_path / "l", writable=True).aclose()
+    with (tmp_path / "l" / "index.json").open("r+b") as f:
+        f.truncate(64 * 1024 * 1024 + 1)  # sparse: one byte over the cap
+    with pytest.raises(ResponseTooLarge, match=f"{tmp_path}/l/index.json"):
+        await OciLayout(tmp_path / "l").catalog(REPO)
+    (tmp_path / "l" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}' + " " * 65536)
+    with pytest.raises(ConfigError, match=f"{tmp_path}/l/oci-layout"):
+        OciLayout(tmp_path / "l")
