@@ -153,7 +153,8 @@ class OciLayout(LayoutReader):
 
     def _prepare(self) -> None:
         """Under the lock: clear what a killed writer left half-done, create what is missing."""
-        _remove_partial_writes(self.path)
+        if self._lock is not None and self._lock.users == 1:
+            _remove_partial_writes(self.path)  # not while another run in this process writes
         if not os.path.lexists(self.path / LAYOUT_FILE):
             atomic_write(self.path / LAYOUT_FILE, json.dumps(LAYOUT_VERSION).encode())
         self._check_version()

@@ -117,7 +117,11 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_goes_with_it(tmp_pat
 
 def test_one_process_opening_a_layout_twice_holds_one_lock(tmp_path: Path) -> None:
     first = OciLayout(tmp_path / "l", writable=True)
-    second = OciLayout(tmp_path / "l" / ".." / "l", writable=True)  # the same folder
+    in_flight = tmp_path / "l" / ".tmp-upload"  # the first one's blob, half written
+    in_flight.write_bytes(b"partial")
+    # The same folder, as two schedule groups running at once in one `syncer schedule`.
+    second = OciLayout(tmp_path / "l" / ".." / "l", writable=True)
+    assert in_flight.read_bytes() == b"partial", "not removed under the first one's feet"
     asyncio.run(first.aclose())
     assert holder_text(tmp_path / "l") != "", "still held for the second"
     asyncio.run(second.aclose())
