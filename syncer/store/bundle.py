@@ -281,7 +281,7 @@ def _pack(job: BundleJob) -> BundleResult:
     with replacing(job.out) as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in typeshed
-            _add_bytes(tar, LAYOUT_FILE, (job.layout / LAYOUT_FILE).read_bytes())
+            _add_bytes(tar, LAYOUT_FILE, layout.layout_file_bytes())
             _add_bytes(tar, BUNDLE_FILE, info.to_json())
             for desc in plan.manifests:
                 _add_bytes(tar, blob_name(desc.digest), _manifest(layout, desc))

@@ -16,6 +16,7 @@ from syncer.errors import ConfigError
 from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
 from tests.support.images import Image, Index, fetch_manifest_digest, make_index, push
+from tests.support.layout_lock import holder_text, lock_held
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import export_to_layout, write_sync_yaml
 
@@ -73,7 +74,7 @@ async def test_export_to_a_layout_keeps_digests_and_a_rerun_writes_nothing(
         path = layout / "blobs" / "sha256" / item.digest.removeprefix("sha256:")
         assert path.read_bytes() == item.manifest
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
-    assert not (layout / ".syncer.lock").exists()
+    assert holder_text(layout) == "", "released"
 
     before = _blob_files(layout)
     index_before = (layout / "index.json").read_bytes()
@@ -222,25 +223,18 @@ def test_dry_run_creates_nothing_and_prune_and_platforms_apply(
 def test_a_second_writer_is_exit_2(
     registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import subprocess
-    import sys
-
     src = registry_factory("anon")
     layout = tmp_path / "bundle"
     layout.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (layout / ".syncer.lock").write_text(f"{holder.pid}\n")
+    with lock_held(layout) as holder:
         entry = {"source": f"{src.host}/library/alpine", "destination": f"oci:{layout}"}
         cfg = write_sync_yaml(tmp_path / "s.yaml", [entry], src)
         assert main(["sync", "-c", str(cfg), "-q"]) == 2
         assert (
-            f"another syncer (pid {holder.pid}) is writing this layout" in capsys.readouterr().err
+            f"{layout}: another syncer is writing this layout (pid {holder.pid} on "
+            in capsys.readouterr().err
         )
         missing = {"source": f"oci:{tmp_path}/nothing", "destination": f"{src.host}/x"}
         cfg = write_sync_yaml(tmp_path / "m.yaml", [missing], src)
         assert main(["sync", "-c", str(cfg), "-q"]) == 2
         assert "no OCI image layout here" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import subprocess
-import sys
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from syncer.registry import Descriptor, Reference, RegistryClient
 from syncer.store import BlobBytes, OciLayout, Store
 from syncer.store.ocilayout import REF_NAME
 from tests.support.images import Blob, make_image, make_layer
+from tests.support.layout_lock import holder_text, lock_held
 
 REPO = Reference.parse("example.test/mirror/alpine")
 
@@ -60,7 +61,7 @@ async def test_writes_a_layout_other_tools_read(tmp_path: Path) -> None:
     assert entry["annotations"][REF_NAME] == "mirror/alpine:3.20"
     for blob in blobs:
         assert (path / "blobs" / "sha256" / blob.digest[7:]).read_bytes() == blob.data
-    assert not (path / ".syncer.lock").exists()
+    assert holder_text(path) == "", "released: the lock file stays, empty"
     assert not list(path.rglob(".tmp-*"))
 
     reader = OciLayout(path)
@@ -94,20 +95,40 @@ def test_an_existing_directory_that_is_not_a_layout_is_refused(tmp_path: Path) -
         OciLayout(tmp_path / "missing")
 
 
-def test_a_second_writer_is_refused_and_a_stale_lock_recovered(tmp_path: Path) -> None:
-    OciLayout(tmp_path / "l", writable=True)
-    # Another live process holds the lock.
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (tmp_path / "l" / ".syncer.lock").write_text(f"{sleeper.pid}\n")
-        with pytest.raises(ConfigError, match=rf"another syncer \(pid {sleeper.pid}\) is writing"):
+def test_a_second_writer_is_refused_and_a_dead_writers_lock_goes_with_it(tmp_path: Path) -> None:
+    asyncio.run(OciLayout(tmp_path / "l", writable=True).aclose())
+    with lock_held(tmp_path / "l") as holder:
+        with pytest.raises(ConfigError) as err:
             OciLayout(tmp_path / "l", writable=True)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    # The holder is dead now: its lock is stale and taken over.
-    OciLayout(tmp_path / "l", writable=True)
-    assert (tmp_path / "l" / ".syncer.lock").read_text().strip() == str(os.getpid())
+        host = socket.gethostname()
+        assert (
+            f"{tmp_path / 'l'}: another syncer is writing this layout "
+            f"(pid {holder.pid} on {host} since " in str(err.value)
+        )
+        assert "wait for it to finish and run again, or stop it" in str(err.value)
+        # Reading needs no lock: a writer never removes a blob.
+        assert asyncio.run(OciLayout(tmp_path / "l").catalog(REPO)) == []
+        holder.kill()  # as kill -9: no release, the kernel drops the lock with the process
+        holder.wait()
+        layout = OciLayout(tmp_path / "l", writable=True)
+    assert holder_text(tmp_path / "l").startswith(f"pid {os.getpid()} on {host} since ")
+    asyncio.run(layout.aclose())
+    assert holder_text(tmp_path / "l") == "", "a free lock reads empty"
+
+
+def test_one_process_opening_a_layout_twice_holds_one_lock(tmp_path: Path) -> None:
+    first = OciLayout(tmp_path / "l", writable=True)
+    in_flight = tmp_path / "l" / ".tmp-upload"  # the first one's blob, half written
+    in_flight.write_bytes(b"partial")
+    # The same folder, as two schedule groups running at once in one `syncer schedule`.
+    second = OciLayout(tmp_path / "l" / ".." / "l", writable=True)
+    assert in_flight.read_bytes() == b"partial", "not removed under the first one's feet"
+    asyncio.run(first.aclose())
+    assert holder_text(tmp_path / "l") != "", "still held for the second"
+    asyncio.run(second.aclose())
+    assert holder_text(tmp_path / "l") == ""
+    with lock_held(tmp_path / "l"):
+        pass  # free for another process now
 
 
 async def test_a_corrupt_blob_fails_naming_its_digest(tmp_path: Path) -> None:
@@ -160,3 +181,14 @@ async def test_oversized_manifests_and_bad_names_are_refused(tmp_path: Path) -> 
         }
     ]
     await layout.aclose()
+
+
+async def test_oversized_metadata_files_are_refused(tmp_path: Path) -> None:
+    await OciLayout(tmp_path / "l", writable=True).aclose()
+    with (tmp_path / "l" / "index.json").open("r+b") as f:
+        f.truncate(64 * 1024 * 1024 + 1)  # sparse: one byte over the cap
+    with pytest.raises(ResponseTooLarge, match=f"{tmp_path}/l/index.json"):
+        await OciLayout(tmp_path / "l").catalog(REPO)
+    (tmp_path / "l" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}' + " " * 65536)
+    with pytest.raises(ConfigError, match=f"{tmp_path}/l/oci-layout"):
+        OciLayout(tmp_path / "l")
