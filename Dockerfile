@@ -21,6 +21,9 @@ COPY syncer ./syncer
 RUN pip wheel --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
+# Declared again: an ARG from before the first FROM is visible to FROM lines only, and the
+# base.name label below would otherwise be empty.
+ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="syncer" \
