@@ -6,7 +6,6 @@ gets and for how long. Routes live on `StatusServer.app`, so more can be added t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -49,9 +48,7 @@ class StatusServer:
         for path, page in pages.items():
             self.app.router.add_get(path, self._page(page))
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
         self.guard: ConnectionGuard | None = None
-        self._restore: Callable[[], None] = lambda: None
 
     async def start(self, host: str, port: int) -> int:
         runner = web.AppRunner(self.app, access_log=None, logger=_aiohttp_log, keepalive_timeout=0)
@@ -59,26 +56,16 @@ class StatusServer:
         assert runner.server is not None
         self._runner = runner
         self.guard = ConnectionGuard(runner.server, self.limits)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.guard, host, port)
-        self._restore = self.guard.accept_errors_of(self._server.sockets, loop)
-        return int(self._server.sockets[0].getsockname()[1])
+        return self.guard.listen(host, port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._restore()
         if self.guard is not None:
-            self.guard.close_all()
+            self.guard.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._server is not None:
-            await self._server.wait_closed()
 
     @web.middleware
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.guard is not None:
-            self.guard.answering(request.transport)
         try:
             response = await handler(request)
         except web.HTTPException as exc:  # 404, 405 ...: answered like the pages

@@ -8,16 +8,20 @@ newcomer; past that, newcomers are closed at once and counted in one log line a 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import resource
 import socket
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import structlog
 
 from syncer.service.connections import ConnectionGuard, Limits
 from syncer.service.http import StatusServer
-from tests.support.slowloris import Stalled, stalled
+from tests.support.slowloris import Attack, Stalled, stalled, trickle
 
 BIG = b"x" * (16 * 1024 * 1024)  # far more than the socket buffers hold
 PAGES = {"/big": lambda: ("application/octet-stream", BIG)}
@@ -81,15 +85,16 @@ async def test_slow_clients_are_cut_at_the_deadline() -> None:
 
 async def test_the_cap_holds_and_stalled_connections_make_room() -> None:
     cap = min(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
+    slots = cap - cap // 8  # the rest is the reserve for clients that sent nothing yet
     server = StatusServer(PAGES, lambda: True)
     port = await server.start("127.0.0.1", 0)
     conns: list[Stalled] = []
     try:
-        for _ in range(cap + 10):
+        for _ in range(slots + 10):
             conns.append(await stalled("127.0.0.1", port))
             await asyncio.sleep(0.005)  # in order, oldest first
         closed = await asyncio.gather(*(c.closed_within(1.0) for c in conns))
-        assert closed == [True] * 10 + [False] * cap  # the ten oldest made room
+        assert closed == [True] * 10 + [False] * slots  # the ten oldest made room
         started = time.monotonic()
         async with httpx.AsyncClient() as c:
             health = await c.get(f"http://127.0.0.1:{port}/healthz")
@@ -97,13 +102,13 @@ async def test_the_cap_holds_and_stalled_connections_make_room() -> None:
         assert time.monotonic() - started < 1.0
         assert await conns[10].closed_within(1.0)  # and the next oldest, for /healthz
         assert isinstance(server.guard, ConnectionGuard)
-        assert server.guard.open_connections == cap - 1
+        assert server.guard.open_connections == slots - 1
         counts = dict(server.guard.totals)
     finally:
         for conn in conns:
             conn.close()
         await server.stop()
-    assert counts == {"accepted": cap + 11, "cut_stalled": 11}
+    assert counts == {"accepted": slots + 11, "cut_stalled": 11}
 
 
 async def test_past_the_cap_newcomers_are_closed_at_once_and_logged_once_a_second() -> None:
@@ -142,3 +147,94 @@ async def test_past_the_cap_newcomers_are_closed_at_once_and_logged_once_a_secon
     assert 3 <= len(lines) <= 4  # one a second at most over ~3.7 s
     assert sum(e["refused"] for e in lines) == 50
     assert {(e["cap"], e["deadline_s"], e["log_level"]) for e in lines} == {(3, 30.0, "warning")}
+
+
+async def test_a_client_arriving_with_a_burst_is_judged_on_its_first_bytes() -> None:
+    limits = Limits(deadline_s=30.0, max_connections=8, silent_s=2.0)  # 7 slots, 1 in reserve
+    server = StatusServer(PAGES, lambda: True, limits)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        silent = [await stalled("127.0.0.1", port, b"") for _ in range(7)]
+        first = await stalled("127.0.0.1", port, b"")  # nothing to tell: on the reserve
+        second = await stalled("127.0.0.1", port, b"")  # the reserve is full
+        assert await second.closed_within(0.2)
+        first.writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(first.reader.read(), 1.0)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok\n")
+        closed = await asyncio.gather(*(c.closed_within(0.2) for c in silent))
+        assert closed == [True] + [False] * 6  # the oldest silent one made room
+        silent.append(await stalled("127.0.0.1", port, b""))  # the slot that freed up
+        third = await stalled("127.0.0.1", port, b"")
+        assert await third.closed_within(3.0)  # said nothing for silent_s
+        waited = time.monotonic() - third.opened
+        assert server.guard is not None
+        counts = dict(server.guard.totals)
+    finally:
+        await server.stop()
+    assert 1.9 < waited < 2.5, waited
+    assert counts == {"accepted": 10, "refused": 2, "cut_stalled": 1}
+
+
+# A status endpoint in a process whose file descriptors are all in use but four, as when the
+# sync side holds the rest: accepting then fails with EMFILE.
+STARVED = """
+import asyncio, json, os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+from syncer.service.http import StatusServer
+from syncer.service.logs import configure
+
+async def main():
+    configure("json")
+    server = StatusServer({}, lambda: True)
+    print(await server.start("127.0.0.1", 0), flush=True)
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in held[:4]:
+        os.close(fd)
+    await asyncio.sleep(float(sys.argv[1]))
+    await server.stop()
+
+asyncio.run(main())
+"""
+
+
+async def test_accept_errors_neither_spin_nor_flood_the_log(tmp_path: Path) -> None:
+    script = tmp_path / "starved.py"
+    script.write_text(STARVED)
+    err = tmp_path / "err.log"
+    with err.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), "9", stdout=asyncio.subprocess.PIPE, stderr=log
+        )
+    assert proc.stdout is not None
+    port = int(await proc.stdout.readline())
+    await asyncio.sleep(0.3)  # the descriptors are taken
+    cpu_before = _cpu_seconds(proc.pid)
+    attack = Attack("127.0.0.1", port, connections=40, every_s=1.0, duration_s=4.0)
+    stats = await trickle(attack)
+    cpu = _cpu_seconds(proc.pid) - cpu_before
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=4.0) as c:
+        health = await c.get(f"http://127.0.0.1:{port}/healthz")
+    waited = time.monotonic() - started
+    assert await proc.wait() == 0
+    # Served once the attack's leftovers in the accept queue are taken and dropped: asyncio
+    # takes a few each second while the descriptors are this short.
+    assert health.status_code == 200 and waited < 2.0, waited
+    assert stats.peak_open == 40  # the kernel took them all; the process could not
+    assert cpu < 1.0, cpu  # no busy loop over a listening socket it cannot accept from
+    text = err.read_text()
+    assert "Traceback" not in text and "out of system resource" not in text, text[:2000]
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines and all(e["event"].startswith("status endpoint: connections") for e in lines)
+    assert len(lines) <= 6  # one a second at most
+    assert sum(e.get("accept_failed", 0) for e in lines) >= 3
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
