@@ -28,7 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         help="serve /metrics, /healthz and the status page (/, /status.json) on this port",
     )
-    p.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port")
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
     p.add_argument("--grace", type=float, default=30.0, help="seconds to let copies finish")
     p.add_argument("--concurrency", type=int, help="global limit of concurrent tag copies")
     p.set_defaults(func=run, report=None, only=None)

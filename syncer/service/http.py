@@ -1,61 +1,96 @@
-"""A tiny HTTP endpoint for `/metrics`, `/healthz` and the status page (no web framework)."""
+"""The HTTP endpoint of `syncer schedule`: `/metrics`, `/healthz` and the status page.
+
+aiohttp.web answers the requests; syncer/service/connections.py decides which connections it
+gets and for how long. Routes live on `StatusServer.app`, so more can be added there.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import structlog
+from aiohttp import web
+
+from syncer.service.connections import ConnectionGuard, Limits
+
+log = structlog.get_logger("syncer.service.http")
 
 Health = Callable[[], bool]
 # A page: its Content-Type and body, computed per request.
 Page = Callable[[], tuple[str, bytes]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_R = TypeVar("_R", bound=web.StreamResponse)
 # The status page embeds text from remote registries: even if escaping ever failed, the
 # browser must run no script and load nothing from elsewhere.
-_HEADERS = (
-    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n"
-    "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
-)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+# aiohttp logs each malformed request with a traceback: a client could fill the log with
+# them. The endpoint's own failures are logged by `_guarded` instead.
+_aiohttp_log = logging.getLogger("syncer.service.http.aiohttp")
+_aiohttp_log.addHandler(logging.NullHandler())
+_aiohttp_log.propagate = False
 
 
 class StatusServer:
-    def __init__(self, pages: Mapping[str, Page], healthy: Health) -> None:
-        self._pages = dict(pages)
+    def __init__(
+        self, pages: Mapping[str, Page], healthy: Health, limits: Limits | None = None
+    ) -> None:
+        self.limits = limits or Limits()
         self._healthy = healthy
-        self._server: asyncio.Server | None = None
+        self.app = web.Application(middlewares=[self._guarded])
+        self.app.router.add_get("/healthz", self._health)
+        for path, page in pages.items():
+            self.app.router.add_get(path, self._page(page))
+        self._runner: web.AppRunner | None = None
+        self.guard: ConnectionGuard | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._handle, host, port)
-        return int(self._server.sockets[0].getsockname()[1])
+        runner = web.AppRunner(self.app, access_log=None, logger=_aiohttp_log, keepalive_timeout=0)
+        await runner.setup()
+        assert runner.server is not None
+        self._runner = runner
+        self.guard = ConnectionGuard(runner.server, self.limits)
+        return self.guard.listen(host, port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self.guard is not None:
+            self.guard.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
-    def _respond(self, path: str) -> tuple[str, str, bytes]:
-        if path == "/healthz":
-            ok = self._healthy()
-            status = "200 OK" if ok else "503 Service Unavailable"
-            return status, "text/plain", b"ok\n" if ok else b"unhealthy\n"
-        page = self._pages.get(path)
-        if page is None:
-            return "404 Not Found", "text/plain", b"not found\n"
-        return ("200 OK", *page())
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    @web.middleware
+    async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=10)
-            while (await asyncio.wait_for(reader.readline(), timeout=10)) not in (b"\r\n", b""):
-                pass  # headers are not needed
-            parts = line.decode("latin-1").split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-            status, ctype, body = self._respond(path)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n{_HEADERS}"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+            response = await handler(request)
+        except web.HTTPException as exc:  # 404, 405 ...: answered like the pages
+            raise _answer(exc) from None
+        except Exception as exc:
+            log.error("status endpoint failed", path=request.path, error=repr(exc))
+            raise _answer(web.HTTPInternalServerError(text="internal error\n")) from None
+        return _answer(response)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if self._healthy():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="unhealthy\n")
+
+    @staticmethod
+    def _page(page: Page) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
+            ctype, body = page()
+            return web.Response(body=body, headers={"Content-Type": ctype})
+
+        return handle
+
+
+def _answer(response: _R) -> _R:
+    response.headers.update(SECURITY_HEADERS)
+    # One request per connection: the guard's deadline then covers the whole exchange.
+    response.force_close()
+    return response

@@ -169,7 +169,7 @@ class Scheduler:
     def healthy(self) -> bool:
         return bool(self._aps.running) and not self._stop.is_set()
 
-    async def run(self, *, metrics_port: int | None = None, metrics_host: str = "0.0.0.0") -> int:
+    async def run(self, *, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> int:
         self.install(self._load(self.config_path))  # ConfigError here: exit 2 from the CLI
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -179,7 +179,12 @@ class Scheduler:
         server = StatusServer(self.pages(), self.healthy)
         if metrics_port is not None:
             self.metrics_port = await server.start(metrics_host, metrics_port)
-            log.info("serving /metrics, /healthz and the status page", port=self.metrics_port)
+            log.info(
+                "serving /metrics, /healthz and the status page",
+                host=metrics_host,
+                port=self.metrics_port,
+                max_connections=server.limits.max_connections,
+            )
         self._aps.start()
         if self.run_now:
             # Fire every job once now; each then continues on its own schedule.

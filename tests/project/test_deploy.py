@@ -291,6 +291,8 @@ def test_rendered_scheduler_replaces_the_cronjob_and_has_probes() -> None:
     args = container["args"]
     assert args[0] == "schedule"
     port = int(args[args.index("--metrics-port") + 1])
+    # syncer binds 127.0.0.1 by default: the probes and the Service need every interface.
+    assert args[args.index("--metrics-host") + 1] == "0.0.0.0"
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
