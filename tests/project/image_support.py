@@ -18,13 +18,11 @@ import base64
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
-import yaml
 
 from tests.support import tools
 from tests.support.container import BuiltImage, Container, Mount
@@ -59,13 +57,7 @@ EXPECTED = {
 }
 
 
-def render(directory: Path) -> dict[str, dict[str, Any]]:
-    proc = subprocess.run(
-        [tools.kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    docs = [d for d in yaml.safe_load_all(proc.stdout) if d is not None]
-    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+render = tools.kustomize
 
 
 def job_spec(doc: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 
 def require(program: str, package: str) -> str:
@@ -34,6 +37,16 @@ def kubectl() -> str:
     if m is None or int(m.group(1)) < 4:
         pytest.skip(f"{path} has no kustomize v4 or later (`kubectl version --client`: {out!r})")
     return path
+
+
+def kustomize(directory: Path) -> dict[str, dict[str, Any]]:
+    """`kubectl kustomize DIRECTORY`, as `kubectl apply -k` would send it: "Kind/name" -> object."""
+    proc = subprocess.run(
+        [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d is not None]
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
 
 
 def chromium() -> str:
