@@ -52,6 +52,13 @@ def _syncer(*args: str) -> list[str]:
     return [*UNSHARE, sys.executable, "-m", "syncer", *args]
 
 
+def _pod(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `syncer ARGS` as a pod (see `_syncer`) to its end."""
+    return subprocess.run(
+        _syncer(*args), env=env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _child(pid: int) -> int:
     """The process unshare forked (syncer, pid 1 inside), by its pid out here."""
     deadline = time.monotonic() + 30
@@ -76,13 +83,7 @@ def test_two_pods_on_one_volume_and_syncer_tag_during_a_copy(
     entry = {"source": "a.test/a", "destination": "b.test/b"}  # only `registries:` is read
     settings = write_sync_yaml(tmp_path / "s.yaml", [entry], anon_registry)
     copy = ["copy", "--all-tags", "-q", "-c", str(settings)]
-    seed = subprocess.run(
-        _syncer("copy", "-q", "-c", str(settings), f"{src}/team/app0:1.0", f"oci:{layout}"),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    seed = _pod("copy", "-q", "-c", str(settings), f"{src}/team/app0:1.0", f"oci:{layout}")
     assert seed.returncode == 0, seed.stderr
 
     first = subprocess.Popen(
@@ -101,13 +102,7 @@ def test_two_pods_on_one_volume_and_syncer_tag_during_a_copy(
         os.kill(syncer_pid, signal.SIGSTOP)
         assert first.poll() is None, "the first copy ended before it could be paused"
 
-        second = subprocess.run(
-            _syncer(*copy, f"{src}/team/app1", f"oci:{layout}"),
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = _pod(*copy, f"{src}/team/app1", f"oci:{layout}")
         assert second.returncode == 2, second.stderr
         assert (
             f"syncer: error: {layout}: another syncer is writing this layout (pid 1 on "
@@ -116,24 +111,12 @@ def test_two_pods_on_one_volume_and_syncer_tag_during_a_copy(
         assert "wait for it to finish and run again, or stop it" in second.stderr
         assert holder_text(layout).startswith(f"pid 1 on {socket.gethostname()} since ")
 
-        tag = subprocess.run(
-            _syncer("tag", "-c", str(settings), f"oci:{layout}:team/app0:1.0", "stable"),
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        tag = _pod("tag", "-c", str(settings), f"oci:{layout}:team/app0:1.0", "stable")
         assert tag.returncode == 2, tag.stderr
         assert f"syncer: error: {layout}: another syncer is writing this layout" in tag.stderr
 
         # Reading takes no lock: `syncer tags` answers while the writer holds the layout.
-        tags = subprocess.run(
-            _syncer("tags", "-c", str(settings), f"oci:{layout}:team/app0", "--output", "json"),
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        tags = _pod("tags", "-c", str(settings), f"oci:{layout}:team/app0", "--output", "json")
         assert tags.returncode == 0, tags.stderr
         os.kill(syncer_pid, signal.SIGCONT)
         _out, err = first.communicate(timeout=300)
@@ -147,13 +130,7 @@ def test_two_pods_on_one_volume_and_syncer_tag_during_a_copy(
     assert holder_text(layout) == ""
 
     # Once the first is done, the second writer runs, and both repositories' tags are there.
-    again = subprocess.run(
-        _syncer(*copy, f"{src}/team/app1", f"oci:{layout}"),
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = _pod(*copy, f"{src}/team/app1", f"oci:{layout}", timeout=300)
     assert again.returncode == 0, again.stderr
     app1 = {f"team/app1:{t}": i.digest for t, i in fleet.repos["team/app1"].items()}
     assert _refs(layout) == {**app0, **app1}
