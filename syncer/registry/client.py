@@ -39,6 +39,7 @@ from syncer.registry.origin import endpoint_url
 from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
+from syncer.registry.request import RACY_MANIFEST_CODES
 from syncer.registry.session import RegistrySession
 from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
 
@@ -268,6 +269,7 @@ class RegistryClient:
             headers={"Content-Type": media_type},
             content=data,
             ok=(200, 201, 202),
+            retry_codes=RACY_MANIFEST_CODES,
         )
         what = f"manifest pushed to {repo.name}"
         digest = ident if ":" in ident else digest_of(data)  # tags never contain ':'

@@ -9,6 +9,7 @@ a redirect leaves it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -113,3 +114,9 @@ class ConnectionPools:
                 redirect_ssl_context(self.config), connections_for(self.config.max_concurrency)
             )
         return self._foreign
+
+
+def no_cookies() -> CookieJar:
+    """A jar that keeps nothing: a token server's cookie is not replayed on later requests,
+    as the registry pool keeps none either (aiohttp_transport.py)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))

@@ -15,6 +15,11 @@ from syncer.registry.bodies import DEFAULT_MAX_BODY
 
 # Statuses that a later try may answer differently.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# A manifest PUT refused for a blob or child pushed moments before: distribution's filesystem
+# driver rewrites a link file in place (truncate, then write), so a concurrent writer of the
+# same link (another tag of this run, another shard) can make it read as missing for an
+# instant (distribution/distribution#4489). The next try finds it.
+RACY_MANIFEST_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN"})
 
 
 class ReplayableBody(AsyncIterable[bytes]):
@@ -40,6 +45,8 @@ class RegistryRequest:
     retry: bool = True
     # Read the answer into memory, at most this much; None: the caller streams it.
     max_bytes: int | None = DEFAULT_MAX_BODY
+    # Error codes of a 4xx answer that a later try may answer differently.
+    retry_codes: frozenset[str] = frozenset()
 
     @property
     def what(self) -> str:

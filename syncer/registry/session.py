@@ -25,7 +25,6 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 import structlog
@@ -36,7 +35,7 @@ from syncer.registry.bodies import DEFAULT_MAX_BODY, read_capped
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig
 from syncer.registry.origin import RegistryOrigin
-from syncer.registry.pools import USER_AGENT, ConnectionPools
+from syncer.registry.pools import USER_AGENT, ConnectionPools, no_cookies
 from syncer.registry.ratelimit import PullBudget, counts
 from syncer.registry.request import RETRY_STATUSES, Body, RegistryRequest
 from syncer.registry.responses import (
@@ -79,7 +78,7 @@ class RegistrySession:
             follow_redirects=False,
             trust_env=False,
             headers={"User-Agent": USER_AGENT},
-            cookies=_no_cookies(),
+            cookies=no_cookies(),
         )
         self.slots = HostSlots(registry, config.max_concurrency)
         self.auth = Authenticator(
@@ -119,6 +118,7 @@ class RegistrySession:
         ok: tuple[int, ...] = (200,),
         retry: bool = True,
         max_bytes: int = DEFAULT_MAX_BODY,
+        retry_codes: frozenset[str] = frozenset(),
     ) -> httpx.Response:
         """A request whose (small) body is read whole, as part of the attempt (a break while
         reading is retried), and refused past `max_bytes`. Raises on statuses not in `ok`.
@@ -131,7 +131,9 @@ class RegistrySession:
             url = str(httpx.URL(url).copy_merge_params(dict(params)))
         # The headers are copied: a caller changing its dict later changes nothing here.
         headers = dict(headers or {})
-        req = RegistryRequest(method, url, scopes, headers, content, ok, retry, max_bytes)
+        req = RegistryRequest(
+            method, url, scopes, headers, content, ok, retry, max_bytes, retry_codes
+        )
         async with self.send(req) as resp:
             return resp
 
@@ -305,8 +307,10 @@ class RegistrySession:
             host = resp.request.url.host
             return None, f"{req.what}: HTTP {status} from {host}, which is not the registry"
         if status not in req.ok and status not in RETRY_STATUSES and status < 500:
-            body = await read_error_body(resp)
-            raise error_from_response(resp, body, self.registry)
+            resp._content = body = await read_error_body(resp)  # kept for _failed_try
+            error = error_from_response(resp, body, self.registry)
+            if not req.retry_codes.intersection(error.codes):
+                raise error
         if status not in req.ok:
             return resp, f"HTTP {status}"
         return resp, None
@@ -387,11 +391,6 @@ class _Progress:
 def _loop_time(monotonic_deadline: float) -> float:
     loop = asyncio.get_running_loop()
     return loop.time() + (monotonic_deadline - time.monotonic())
-
-
-def _no_cookies() -> CookieJar:
-    # Like the registry pool: a token server's cookie is not replayed on later requests.
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _release(probe: asyncio.Future[None] | None) -> None:

@@ -43,7 +43,8 @@ MOUNT = ("mount", "from")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+)")
 _ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 429: "TOOMANYREQUESTS"}
 FAULTS = frozenset(
-    {"drop_blob_every", "honour_range", "error_burst", "error_paths", "too_many", "ratelimit"}
+    {"drop_blob_every", "honour_range", "error_burst", "error_paths", "error_code", "too_many"}
+    | {"ratelimit"}
     | {"ratelimit_retry_after", "manifest_latency"}
     | {"redirect_blobs_to", "flip_byte_in", "cut_upload_after", "strip_mount"}
     | {"extra_listed", "manifest_content_type", "lose_response_to"}
@@ -69,11 +70,12 @@ class _ProxyHandler(Handler):
 
     def serve(self, proxy: FaultProxy, path: str, kind: str) -> int:
         method, body = self.command, self.request_body()
-        if (burst := proxy._take_burst(path)) is not None:
+        if (burst := proxy._take_burst(f"{method} {path}")) is not None:
             for _ in body or ():  # read the body so the connection stays usable
                 pass
             proxy.count("burst")
-            code = _ERROR_CODES.get(burst, "UNAVAILABLE" if burst >= 500 else "UNKNOWN")
+            default = _ERROR_CODES.get(burst, "UNAVAILABLE" if burst >= 500 else "UNKNOWN")
+            code = proxy.error_code or default
             return self.reply_error(burst, code, f"injected error burst ({burst})")
         rate: Headers = []
         if kind == "manifest" and method in ("GET", "HEAD"):
@@ -195,7 +197,8 @@ class FaultProxy(Service):
         self.drop_blob_every: int | None = None
         self.honour_range = True
         self.error_burst: tuple[int, int] | None = None  # (status, count)
-        self.error_paths: str | None = None
+        self.error_paths: str | None = None  # a regex searched in "METHOD path"
+        self.error_code: str | None = None  # the burst's error code, if not the status's own
         self.too_many: tuple[int, str] | None = None  # (count, Retry-After)
         self.redirect_blobs_to: CdnServer | None = None
         self.flip_byte_in: set[str] = set()
@@ -247,9 +250,11 @@ class FaultProxy(Service):
                 cdn.stop()
 
     # _take_*: use up one injected answer; the fault reads None again once used up.
-    def _take_burst(self, path: str) -> int | None:
+    def _take_burst(self, request: str) -> int | None:
+        """`request` is "METHOD path": `error_paths` may name a method too ("^PUT .*")."""
         with self.lock:
-            if not self.error_burst or (self.error_paths and not re.search(self.error_paths, path)):
+            paths = self.error_paths
+            if not self.error_burst or (paths and not re.search(paths, request)):
                 return None
             status, n = self.error_burst
             self.error_burst = (status, n - 1) if n > 1 else None

@@ -16,12 +16,20 @@ from syncer.config.syncfile import load_config
 from syncer.sync.runner import Runner
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import Fleet, assert_no_broken_tags, wait_for_requests
-from tests.support.images import make_image, make_index, make_layer, push, random_layer
+from tests.support.images import (
+    fetch_manifest_digest,
+    make_image,
+    make_index,
+    make_layer,
+    push,
+    random_layer,
+)
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
+RACY = "MANIFEST_BLOB_UNKNOWN"
 
 
 def big_fleet(repos: int = 2, tags: int = 3, size: int = 3 * MiB) -> Fleet:
@@ -184,3 +192,39 @@ def test_kill_9_mid_copy_then_rerun_completes(
     assert assert_no_broken_tags(fleet, dst.url, "m/") < fleet.tag_count
     assert main(["sync", "-c", str(cfg), "-q"]) == 0
     assert assert_no_broken_tags(fleet, dst.url, "m/") == fleet.tag_count
+
+
+async def test_manifest_put_refused_for_a_blob_just_pushed_is_tried_again(
+    registry_factory: RegistryFactory, fault_proxy_factory: FaultProxyFactory, tmp_path: Path
+) -> None:
+    """distribution rewrites link files in place, so a concurrent writer (another tag of the
+    run, another shard) can make a blob read as missing for an instant: the PUT is repeated."""
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    image = make_image([make_layer({"a": b"a"})], fmt="oci")
+    push(src.seed_url, "app", image, "1.0")
+    proxy = fault_proxy_factory(
+        dst, error_burst=(400, 1), error_paths=r"^PUT .*/manifests/", error_code=RACY
+    )
+    cfg = config_for(tmp_path, Fleet({"app": {}}), src, behind(dst, proxy))
+    report = await Runner(load_config(cfg)).run()
+    assert report.status == "ok", report.to_json()
+    assert proxy.counts["burst"] == 1
+    puts = [(m, p, s) for m, p, s in proxy.requests if m == "PUT" and "/manifests/" in p]
+    assert [s for _, _, s in puts] == [400, 201], puts
+    assert report.totals.tags_copied == 1 and report.totals.manifests_copied == 1
+    assert fetch_manifest_digest(dst.url, "m/app", "1.0") == image.digest
+
+
+async def test_manifest_put_refused_for_another_reason_is_not_repeated(
+    registry_factory: RegistryFactory, fault_proxy_factory: FaultProxyFactory, tmp_path: Path
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    push(src.seed_url, "app", make_image([make_layer({"a": b"a"})], fmt="oci"), "1.0")
+    proxy = fault_proxy_factory(
+        dst, error_burst=(400, 5), error_paths=r"^PUT .*/manifests/", error_code="MANIFEST_INVALID"
+    )
+    cfg = config_for(tmp_path, Fleet({"app": {}}), src, behind(dst, proxy))
+    report = await Runner(load_config(cfg)).run()
+    (tag,) = report.entries[0].tags
+    assert tag.action == "failed" and "MANIFEST_INVALID" in tag.reason, tag
+    assert proxy.counts["burst"] == 1
