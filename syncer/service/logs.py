@@ -27,6 +27,22 @@ class _StderrLogger:
     log = debug = info = warning = warn = error = critical = exception = msg
 
 
+class _FromStdlib(logging.Handler):
+    """Warnings of libraries that log through `logging` (apscheduler, asyncio) become our own
+    lines: in a JSON log, one object per line, never a raw traceback that its reader chokes
+    on (without a handler, Python prints them bare to stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {"logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                fields["error"] = f"{type(exc).__name__}: {exc}"
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:
+            self.handleError(record)
+
+
 def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
@@ -51,3 +67,7 @@ def configure(fmt: LogFormat = "auto", level: str = "info") -> None:
         logger_factory=lambda *_args: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _FromStdlib)]:
+        root.removeHandler(handler)  # configured again (tests, a second main()): one handler
+    root.addHandler(_FromStdlib(logging.WARNING))

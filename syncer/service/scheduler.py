@@ -115,8 +115,8 @@ class Scheduler:
     async def _run_group(self, job_id: str) -> None:
         loaded = self._groups.get(job_id)
         task = asyncio.current_task()
-        if loaded is None or task is None:
-            return
+        if loaded is None or task is None or self._stop.is_set():
+            return  # a run due as the stop came in is not started
         self._running.add(task)
         job = self._aps.get_job(job_id)
         schedule = job.name if job else ""
@@ -146,6 +146,11 @@ class Scheduler:
             error = f"{type(exc).__name__}: {exc}"
             log.error("scheduled run crashed", error=error)
             self.status.crashed(job_id, error, datetime.now(UTC))
+        except asyncio.CancelledError:
+            # Only `_drain` cancels a run, once the grace period is over, and it waits for
+            # the task itself. Raised on, the cancellation would reach apscheduler, which
+            # logs it as a failed job, with a raw traceback, into the JSON log.
+            log.warning("scheduled run cancelled", group=job_id)
         finally:
             self.runs_finished += 1
             self._running.discard(task)
@@ -193,8 +198,11 @@ class Scheduler:
         try:
             await self._stop.wait()
             log.info("stopping: no new runs; waiting for running copies", grace_s=self.grace_s)
-            self._aps.shutdown(wait=False)
+            # Paused, not shut down: apscheduler's shutdown cancels running jobs at once,
+            # and the grace period is ours to give.
+            self._aps.pause()
             await self._drain()
+            self._aps.shutdown(wait=False)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

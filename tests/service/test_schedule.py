@@ -21,7 +21,7 @@ from syncer.errors import ConfigError
 from syncer.service.scheduler import Scheduler
 from syncer.sync.report import RunReport
 from syncer.sync.runner import RunOptions
-from tests.support.fleet import assert_no_broken_tags, make_fleet, wait_for_requests
+from tests.support.fleet import Fleet, assert_no_broken_tags, make_fleet, wait_for_requests
 from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -145,9 +145,11 @@ def test_schedule_without_any_schedule_is_a_config_error(
         Scheduler(cfg, RunOptions()).install(load_config(cfg))
 
 
-def test_sigterm_mid_copy_exits_0_and_leaves_destination_consistent(
-    registry_factory: RegistryFactory, tmp_path: Path
-) -> None:
+def sigterm_mid_copy(
+    registry_factory: RegistryFactory, tmp_path: Path, grace: str
+) -> tuple[list[dict[str, object]], int, Path, RunningRegistry, Fleet]:
+    """`syncer schedule --grace GRACE`, SIGTERM once the first blob PUT arrived: (its log
+    events, the fleet's complete tags at the destination, the config, dst, the fleet)."""
     src, dst = registry_factory("anon"), registry_factory("anon")
     fleet = make_fleet(3, 3, app_size=4 * 1024 * 1024)
     fleet.push(src.seed_url)
@@ -157,20 +159,9 @@ def test_sigterm_mid_copy_exits_0_and_leaves_destination_consistent(
     cfg = write_sync_yaml(
         tmp_path / "sync.yaml", entries, src, dst, defaults={"schedule": "0 0 1 1 *"}
     )
+    args = ["schedule", "-c", str(cfg), "--run-now", "--grace", grace, "--log-format", "json"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "syncer.cli",
-            "schedule",
-            "-c",
-            str(cfg),
-            "--run-now",
-            "--grace",
-            "0",
-            "--log-format",
-            "json",
-        ],
+        [sys.executable, "-m", "syncer.cli", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -178,14 +169,37 @@ def test_sigterm_mid_copy_exits_0_and_leaves_destination_consistent(
     )
     wait_for_requests(dst, "PUT", "/blobs/")
     os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "stopping" in err
-    assert assert_no_broken_tags(fleet, dst.url, "m/") < fleet.tag_count
+    # Every line is a JSON object: no raw traceback (apscheduler's) in between.
+    logged = [json.loads(line) for line in err.splitlines()]
+    assert "stopping: no new runs; waiting for running copies" in [e["event"] for e in logged]
+    return logged, assert_no_broken_tags(fleet, dst.url, "m/"), cfg, dst, fleet
+
+
+def test_sigterm_with_no_grace_cancels_and_leaves_destination_consistent(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    logged, complete, cfg, dst, fleet = sigterm_mid_copy(registry_factory, tmp_path, "0")
+    assert complete < fleet.tag_count
+    assert [e["event"] for e in logged if e["level"] == "warning"] == [
+        "grace period over: cancelled running copies",
+        "scheduled run cancelled",
+    ]
     # A one-shot run afterwards finishes the job.
     assert main(["sync", "-c", str(cfg), "-q"]) == 0
     for repo, tag, item in fleet.items():
         assert fetch_manifest_digest(dst.url, f"m/{repo}", tag) == item.digest
+
+
+def test_sigterm_within_grace_lets_the_running_copy_finish(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    logged, complete, *_, fleet = sigterm_mid_copy(registry_factory, tmp_path, "60")
+    assert complete == fleet.tag_count
+    (finished,) = [e for e in logged if e["event"] == "scheduled run finished"]
+    assert (finished["copied"], finished["failed"]) == (fleet.tag_count, 0), finished
+    assert not [e for e in logged if e["level"] in ("warning", "error")], logged
 
 
 def test_sync_metrics_file_matches_report(
