@@ -270,7 +270,12 @@ def test_sharded_job_copies_every_tag_exactly_once(image: BuiltImage, cluster: C
             )
         )
     outputs = [p.communicate(timeout=120)[0].decode(errors="replace") for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(procs), outputs
+    failing = {
+        i: [line for line in out.splitlines() if not re.search(r'"level": "(info|debug)"', line)]
+        for i, (p, out) in enumerate(zip(procs, outputs, strict=True))
+        if p.returncode != 0
+    }
+    assert not failing, failing  # their warnings and errors, not every line
     assert k8s.mirrored(cluster.fleet, cluster.dst) == k8s.EXPECTED
     tag_puts: dict[str, int] = {}
     for req in cluster.dst.requests():
