@@ -1,0 +1,237 @@
+"""The manual cannot drift from the code: every sync.yaml snippet loads through the real config
+loader, every `syncer ...` command line parses with the real argument parser, every metric named
+exists in the exporter, and the site builds in strict mode (a broken link fails it)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from syncer.cli import build_parser
+from syncer.config.syncfile import load_config
+from syncer.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+# A snippet of part of a sync.yaml says so on the line before its fence; it is checked inside
+# a minimal file that has what it lacks.
+FRAGMENT = "<!-- sync.yaml fragment -->"
+SYNC_KEYS = {"version", "defaults", "registries", "sync"}
+_FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+_INLINE = re.compile(r"`syncer ([^`]+)`")  # `syncer sync --dry-run` in a sentence
+_METRIC = re.compile(r"\bsyncer_[a-z0-9_]*[a-z0-9]\b")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: Path
+    line: int
+    lang: str
+    text: str
+    fragment: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks() -> Iterator[Block]:
+    for page in PAGES:
+        text = page.read_text()
+        for m in _FENCE.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+            yield Block(page, line, m[1].lower(), m[2], before == FRAGMENT)
+
+
+def sync_yaml_blocks() -> list[Block]:
+    return [b for b in blocks() if b.lang in ("yaml", "yml") and _is_sync_yaml(b)]
+
+
+def _is_sync_yaml(block: Block) -> bool:
+    return block.fragment or block.text.lstrip().startswith("version:")
+
+
+def _public_key(path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _placeholders(text: str, tmp: Path) -> tuple[str, dict[str, str]]:
+    """The snippet with its files made real under `tmp`, and an environment for its ${VARS}."""
+    key = tmp / "placeholder.pub"
+    _public_key(key)
+    env = {}
+    for name in _VAR.findall(text):
+        env[name] = str(key) if name.endswith("_FILE") else f"placeholder-{name.lower()}"
+    for path in set(re.findall(r"/etc/syncer/[\w./-]+", text)):
+        local = tmp / path.lstrip("/")
+        if path.endswith(".pub"):
+            _public_key(local)
+        else:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text("placeholder\n")
+        text = text.replace(path, str(local))
+    return text, env
+
+
+def _completed(block: Block, text: str) -> str:
+    """A fragment inside a minimal sync.yaml: `version:` and one entry where it has none."""
+    data = yaml.safe_load(text) or {}
+    assert isinstance(data, dict), f"{block.where}: a sync.yaml fragment is a mapping"
+    head = "" if "version" in data else "version: 1\n"
+    tail = (
+        ""
+        if "sync" in data
+        else (
+            "\nsync:\n  - source: docker.io/library/alpine\n"
+            "    destination: registry.example.com/mirror/alpine\n"
+        )
+    )
+    return head + text + tail
+
+
+@pytest.mark.parametrize("block", sync_yaml_blocks(), ids=lambda b: b.where)
+def test_every_sync_yaml_snippet_loads(block: Block, tmp_path: Path) -> None:
+    text, env = _placeholders(block.text, tmp_path)
+    if block.fragment:
+        text = _completed(block, text)
+    path = tmp_path / "sync.yaml"
+    path.write_text(text)
+    try:
+        loaded = load_config(path, env={**os.environ, **env})
+    except ConfigError as exc:
+        pytest.fail(f"{block.where}: the snippet does not load:\n{exc}")
+    assert loaded.entries, block.where
+
+
+def test_snippets_that_look_like_sync_yaml_are_checked() -> None:
+    """A snippet of sync.yaml keys that is neither a whole file (`version:` first) nor marked
+    as a fragment would escape the test above: mark it."""
+    unmarked = []
+    for b in blocks():
+        if b.lang not in ("yaml", "yml") or _is_sync_yaml(b):
+            continue
+        with contextlib.suppress(yaml.YAMLError):
+            data = yaml.safe_load(b.text)
+            if isinstance(data, dict) and data and set(data) <= SYNC_KEYS:
+                unmarked.append(b.where)
+    assert not unmarked, f"put {FRAGMENT} on the line before these fences: {unmarked}"
+    assert len(sync_yaml_blocks()) >= 8  # the test above checks something
+
+
+def command_lines() -> list[tuple[str, list[str]]]:
+    """(where, argv) of every `syncer ...` line in a shell block (continuations joined)."""
+    found = []
+    for b in blocks():
+        if b.lang not in ("sh", "bash", "console", "shell", ""):
+            continue
+        lines = b.text.replace("\\\n", " ").splitlines()
+        for offset, raw in enumerate(lines):
+            line = raw.strip().removeprefix("$ ")
+            line = re.sub(r"^(\w+=\S*\s+)+", "", line)  # VAR=value syncer ...
+            if not re.match(r"(\.venv/bin/)?syncer\s", line):
+                continue
+            line = line.split(" #", 1)[0]
+            words = shlex.split(line.replace("|", " | ").replace("&&", " && "))
+            argv = []
+            for word in words[1:]:
+                if word in ("|", "&&", ";", ">", "2>&1") or word.startswith((">", "2>")):
+                    break
+                argv.append(word)
+            found.append((f"{b.where}+{offset + 1}", argv))
+    for page in PAGES:
+        text = _FENCE.sub(lambda m: "\n" * m[0].count("\n"), page.read_text())
+        for m in _INLINE.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            # A synopsis (`syncer tags REPO [--output json]`): its options must exist.
+            spans = shlex.split(m[1].replace("[", "").replace("]", ""))
+            words = [re.sub(r"\bN\b", "8", w) for w in spans if w != "..."]  # N: a number
+            found.append((f"{page.relative_to(ROOT)}:{line}", words))
+    return found
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            return err.getvalue().strip().splitlines()[-1]
+    return None
+
+
+def test_every_command_line_shown_parses() -> None:
+    lines = command_lines()
+    assert len(lines) >= 20, lines  # README shows many; an empty list is a broken extractor
+    parser = build_parser()
+    # A command named in a sentence (`syncer bundle`) need not have its arguments.
+    named = {where for where, argv in lines if len(argv) == 1 and "+" not in where}
+    bad = {
+        where: f"{shlex.join(argv)}: {problem}"
+        for where, argv in lines
+        if (problem := _parse(parser, argv)) is not None and where not in named
+    }
+    assert not bad, bad
+
+
+def exported_metrics() -> set[str]:
+    """Every metric family the scheduler's /metrics and the sync's --metrics-file can show."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from syncer.service.metrics import Metrics
+
+    names = set()
+    for family in text_string_to_metric_families(Metrics().text().decode()):
+        names.add(family.name)
+        names.update(s.name for s in family.samples)
+    for source in (ROOT / "syncer").rglob("*.py"):
+        # Families registered only once a run saw them (info metrics, per-registry gauges).
+        names.update(re.findall(r"[\"'](syncer_[a-z0-9_]+)[\"']", source.read_text()))
+    suffixes = ("_total", "_bucket", "_sum", "_count", "_created", "_info")
+    return names | {n + s for n in names for s in suffixes}
+
+
+def test_every_metric_named_exists() -> None:
+    exported = exported_metrics()
+    texts = [*PAGES, *sorted((ROOT / "deploy").rglob("*.y*ml")), *(ROOT / "deploy").rglob("*.json")]
+    named = {(m, p.relative_to(ROOT)) for p in texts for m in _METRIC.findall(p.read_text())}
+    assert len(named) >= 10
+    unknown = sorted({(m, str(p)) for m, p in named if m not in exported})
+    assert not unknown, unknown
+
+
+def test_the_manual_builds_in_strict_mode(tmp_path: Path) -> None:
+    mkdocs = shutil.which("mkdocs", path=str(ROOT / ".venv" / "bin")) or shutil.which("mkdocs")
+    if mkdocs is None or not (ROOT / "mkdocs.yml").exists():
+        pytest.skip("mkdocs is not installed (scripts/setup installs it with .[dev])")
+    proc = subprocess.run(
+        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "site" / "index.html").stat().st_size > 1000
