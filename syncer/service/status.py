@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from syncer.sync.report import EntryReport
+from syncer.sync.report import EntryReport, RunReport
 
 NextRun = Callable[[str], datetime | None]
 # The page refreshes itself; a header, not a script.
@@ -45,6 +45,8 @@ class EntryStatus:
     tags_failed: int = 0
     tags_deferred: int = 0
     last_error: str = ""
+    last_event: str = ""  # when, and what the sender said (the latest of its batch)
+    event_result: str = ""  # what the sync it triggered did
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -97,6 +99,19 @@ class StatusBoard:
                 row.last_error = f"{last['tag']}: {last['error']}" if last["tag"] else last["error"]
             self._rows[(entry.source, entry.destination)] = row
 
+    def event(self, key: tuple[str, str], notes: list[str], report: RunReport) -> None:
+        """An event-triggered sync of the entry `key` finished."""
+        row = self._rows.get(key)
+        if row is None:
+            return  # the entry left the config while its events waited
+        more = f" (+{len(notes) - 1} more)" if len(notes) > 1 else ""
+        row.last_event = f"{_iso(datetime.now(UTC))} {notes[-1]}{more}"
+        t = report.totals
+        row.event_result = (
+            f"{report.status}: {t.tags_copied} copied, {t.tags_up_to_date} up to date, "
+            f"{t.tags_failed} failed, {t.tags_pruned} pruned"
+        )
+
     def crashed(self, group: str, error: str, finished: datetime) -> None:
         """A run that raised instead of reporting: every entry of its job failed."""
         for row in self._rows.values():
@@ -132,6 +147,8 @@ COLUMNS = (
     ("tags_failed", "Failed"),
     ("tags_deferred", "Deferred"),
     ("last_error", "Last error"),
+    ("last_event", "Last event"),
+    ("event_result", "Event sync"),
 )
 
 _STYLE = """
