@@ -37,6 +37,8 @@ ALERTS = {
     "SyncerRateLimitReserveLow",
     "SyncerDeferredTagsPersisting",
     "SyncerJobMissing",
+    "SyncerEventsRejected",
+    "SyncerEventQueueFull",
 }
 
 
