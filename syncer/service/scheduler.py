@@ -162,8 +162,9 @@ class Scheduler:
             self._running.discard(task)
 
     def _event_ran(self, key: EntryKey, batch: Batch, report: RunReport) -> None:
-        self.metrics.count(repo_rows(report))
-        self.status.event(key, batch.notes, report)
+        rows = repo_rows(report)
+        self.metrics.count(rows)
+        self.status.event(key, batch.notes, report, rows)
 
     def _skipped(self, event: JobEvent) -> None:
         self.skipped += 1
@@ -201,6 +202,8 @@ class Scheduler:
                 port=self.metrics_port,
                 max_connections=server.limits.max_connections,
             )
+        elif self.events.senders:
+            log.warning("events: senders are configured but nothing listens; add --metrics-port")
         self._aps.start()
         if self.run_now:
             # Fire every job once now; each then continues on its own schedule.

@@ -99,18 +99,24 @@ class StatusBoard:
                 row.last_error = f"{last['tag']}: {last['error']}" if last["tag"] else last["error"]
             self._rows[(entry.source, entry.destination)] = row
 
-    def event(self, key: tuple[str, str], notes: list[str], report: RunReport) -> None:
-        """An event-triggered sync of the entry `key` finished."""
-        row = self._rows.get(key)
-        if row is None:
-            return  # the entry left the config while its events waited
+    def event(
+        self, key: tuple[str, str], notes: list[str], report: RunReport, rows: list[EntryReport]
+    ) -> None:
+        """An event-triggered sync of the entry `key` finished; `rows` are its repositories
+        (a `team/*` entry shows by repository once it has run)."""
+        found = [
+            self._rows[k] for k in ((r.source, r.destination) for r in rows) if k in self._rows
+        ]
+        if not found and key in self._rows:
+            found = [self._rows[key]]
         more = f" (+{len(notes) - 1} more)" if len(notes) > 1 else ""
-        row.last_event = f"{_iso(datetime.now(UTC))} {notes[-1]}{more}"
         t = report.totals
-        row.event_result = (
-            f"{report.status}: {t.tags_copied} copied, {t.tags_up_to_date} up to date, "
-            f"{t.tags_failed} failed, {t.tags_pruned} pruned"
-        )
+        for row in found:  # none: the entry left the config while its events waited
+            row.last_event = f"{_iso(datetime.now(UTC))} {notes[-1]}{more}"
+            row.event_result = (
+                f"{report.status}: {t.tags_copied} copied, {t.tags_up_to_date} up to date, "
+                f"{t.tags_failed} failed, {t.tags_pruned} pruned"
+            )
 
     def crashed(self, group: str, error: str, finished: datetime) -> None:
         """A run that raised instead of reporting: every entry of its job failed."""

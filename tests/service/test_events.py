@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,7 @@ async def test_a_push_is_mirrored_within_seconds_while_the_schedule_says_an_hour
         await asyncio.to_thread(push, src.url, "team/app", image, "v1")
         took = await wait_until(lambda: sched.events.runs_finished >= 1, 20)
         assert await mirrored(dst, "mirror/app", "v1") == image.digest
+        rows = json.loads(sched.status.to_json())["entries"]
         seen = [(r.method, r.path.split("?")[0]) for r in src.requests_since(mark)]
     assert took < 10, took  # settle 0.3 s plus one copy; the schedule would wait an hour
     assert sched.runs_finished == 0  # no scheduled run happened
@@ -60,6 +62,10 @@ async def test_a_push_is_mirrored_within_seconds_while_the_schedule_says_an_hour
     assert not [p for _, p in syncer_side if "_catalog" in p or "tags/list" in p or "other" in p]
     assert sum(1 for m, p in syncer_side if m == "HEAD" and "/manifests/" in p) == 1
     assert await mirrored(dst, "other/app", "v1") is None
+    (row,) = [r for r in rows if r["last_event"]]  # the glob entry's row, before any run
+    assert row["source"] == f"{src.host}/team/*" and row["status"] == "pending"
+    assert row["last_event"].endswith(" registry: push team/app:v1")
+    assert row["event_result"] == "ok: 1 copied, 0 up to date, 0 failed, 0 pruned"
 
 
 async def test_a_forged_event_without_authentication_gets_401_and_causes_no_request(
