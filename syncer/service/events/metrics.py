@@ -23,13 +23,13 @@ class EventMetrics:
         )
         self.accepted = Counter(
             "syncer_events_accepted",
-            "Events that queued a check of an entry's tag or repository, by sender",
+            "Checks (an entry's tag or repository) that events queued, by sender",
             ["sender"],
             registry=r,
         )
         self.coalesced = Counter(
             "syncer_events_coalesced",
-            "Events merged into a check already queued, by sender",
+            "Checks events asked for that were already queued, by sender",
             ["sender"],
             registry=r,
         )
