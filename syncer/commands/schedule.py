@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--metrics-port",
         type=int,
-        help="serve /metrics, /healthz and the status page (/, /status.json) on this port",
+        help="serve /metrics, /healthz, the status page (/, /status.json) and push events "
+        "(POST /events/<sender>, see `events:` in sync.yaml) on this port",
     )
     p.add_argument(
         "--metrics-host",

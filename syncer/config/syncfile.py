@@ -28,6 +28,7 @@ from syncer.config.entry import (
 from syncer.config.entry import (
     Defaults as Defaults,
 )
+from syncer.config.events import EventsConfig
 from syncer.config.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
 from syncer.config.patterns import (
     RepoFilter,
@@ -83,6 +84,7 @@ class SyncConfig(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     registries: dict[str, RegistryConfig] = Field(default_factory=dict)
     sync: list[EntryConfig]
+    events: EventsConfig | None = None  # push events into `syncer schedule`
 
     @field_validator("version", mode="before")
     @classmethod

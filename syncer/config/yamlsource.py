@@ -26,7 +26,7 @@ from syncer.errors import ConfigError, redact_url
 Loc = tuple[str | int, ...]
 
 # Values under keys with these words in their name are never echoed in messages.
-SECRET_WORDS = ("password", "identity_token", "credentials")
+SECRET_WORDS = ("password", "identity_token", "credentials", "secret")
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

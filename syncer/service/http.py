@@ -71,7 +71,7 @@ class StatusServer:
         except web.HTTPException as exc:  # 404, 405 ...: answered like the pages
             raise _answer(exc) from None
         except Exception as exc:
-            log.error("status endpoint failed", path=request.path, error=repr(exc))
+            log.error("status endpoint failed", path=_loggable(request.path), error=repr(exc))
             raise _answer(web.HTTPInternalServerError(text="internal error\n")) from None
         return _answer(response)
 
@@ -87,6 +87,12 @@ class StatusServer:
             return web.Response(body=body, headers={"Content-Type": ctype})
 
         return handle
+
+
+def _loggable(path: str) -> str:
+    """`path` without what follows /events/<sender>/: some senders put their secret there."""
+    parts = path.split("/", 4)
+    return "/".join([*parts[:3], "..."]) if len(parts) > 3 and parts[1] == "events" else path
 
 
 def _answer(response: _R) -> _R:

@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import push_to_gateway
 
 from syncer.config.schedules import When
+from syncer.service.events.metrics import EventMetrics
 from syncer.sync.outcome import Outcome
-from syncer.sync.report import RunReport
+from syncer.sync.report import EntryReport, RunReport
 
 if TYPE_CHECKING:
     from syncer.config.syncfile import LoadedConfig
@@ -129,18 +130,26 @@ class Metrics:
             ["registry"],
             registry=r,
         )
+        self.events = EventMetrics(r)
+
+    def count(self, entries: list[EntryReport]) -> None:
+        """Add what `entries` did to the counters (event runs: no "last run" gauges, which
+        say how the entry's whole scheduled run went)."""
+        for entry in entries:
+            labels = (entry.source, entry.destination)
+            for name, _ in _COUNTED:
+                value = getattr(entry.counters, name)
+                child = self.counters[name].labels(*labels)
+                if value:
+                    child.inc(value)
 
     def observe(self, report: RunReport, loaded: LoadedConfig | None = None) -> None:
         now = time.time()
         by_source, shared = schedules_of(loaded) if loaded else ({}, None)
+        self.count(report.entries)
         for entry in report.entries:
             labels = (entry.source, entry.destination)
             c = entry.counters
-            for name, _ in _COUNTED:
-                value = getattr(c, name)
-                child = self.counters[name].labels(*labels)
-                if value:
-                    child.inc(value)
             for outcome in OUTCOMES:
                 count = getattr(c, f"tags_{outcome.value}")
                 self.last_tags.labels(*labels, outcome.value).set(count)

@@ -7,6 +7,8 @@ grace period, then cancel them: cancellation is safe because a tag is only
 moved after its content is complete. SIGHUP re-reads sync.yaml; a bad new
 config is rejected and the old one keeps running. All groups share one pull budget per
 registry (`Budgets`), so groups running at once never spend a reserve between them.
+Push events (`events:` in sync.yaml, `POST /events/<sender>`) run single entries in between
+(syncer/service/events); `EntryLocks` keeps any entry to one run at a time, whoever started it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ from syncer.config.schedules import When
 from syncer.config.syncfile import LoadedConfig, ResolvedEntry, load_config
 from syncer.errors import ConfigError
 from syncer.registry.ratelimit import Budgets
+from syncer.service.events import EventEndpoint, EventHub
+from syncer.service.events.hub import entry_key, repo_rows
+from syncer.service.events.queue import Batch
 from syncer.service.http import Page, StatusServer
+from syncer.service.locks import EntryKey, EntryLocks
 from syncer.service.metrics import Metrics
 from syncer.service.status import GroupRun, StatusBoard
+from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner, RunOptions
 
 log = structlog.get_logger("syncer.service.scheduler")
@@ -80,10 +87,13 @@ class Scheduler:
         self.skipped = 0
         self.metrics_port: int | None = None
         self.status = StatusBoard(self._next_run)
+        self.locks = EntryLocks()
+        self.events = EventHub(self.options, self.locks, self.metrics.events, self._event_ran)
 
     def install(self, loaded: LoadedConfig) -> None:
         """Replace every job with the schedules of `loaded` (validated first)."""
         groups = group_entries(loaded)
+        self.events.install(loaded)
         self._aps.remove_all_jobs()
         self._groups.clear()
         jobs = []
@@ -121,7 +131,8 @@ class Scheduler:
         job = self._aps.get_job(job_id)
         schedule = job.name if job else ""
         try:
-            report = await Runner(loaded, self.options).run()
+            async with self.locks.hold(entry_key(e) for e in loaded.entries):
+                report = await Runner(loaded, self.options).run()
             self.metrics.observe(report, loaded)
             self.status.record(
                 GroupRun(
@@ -155,6 +166,11 @@ class Scheduler:
             self.runs_finished += 1
             self._running.discard(task)
 
+    def _event_ran(self, key: EntryKey, batch: Batch, report: RunReport) -> None:
+        rows = repo_rows(report)
+        self.metrics.count(rows)
+        self.status.event(key, batch.notes, report, rows)
+
     def _skipped(self, event: JobEvent) -> None:
         self.skipped += 1
         log.warning("run skipped: the previous run is still going", job=event.job_id)
@@ -182,6 +198,7 @@ class Scheduler:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         server = StatusServer(self.pages(), self.healthy)
+        EventEndpoint(self.events).add_routes(server.app)
         if metrics_port is not None:
             self.metrics_port = await server.start(metrics_host, metrics_port)
             log.info(
@@ -190,6 +207,8 @@ class Scheduler:
                 port=self.metrics_port,
                 max_connections=server.limits.max_connections,
             )
+        elif self.events.senders:
+            log.warning("events: senders are configured but nothing listens; add --metrics-port")
         self._aps.start()
         if self.run_now:
             # Fire every job once now; each then continues on its own schedule.
@@ -201,7 +220,7 @@ class Scheduler:
             # Paused, not shut down: apscheduler's shutdown cancels running jobs at once,
             # and the grace period is ours to give.
             self._aps.pause()
-            await self._drain()
+            await asyncio.gather(self._drain(), self.events.drain(self.grace_s))
             self._aps.shutdown(wait=False)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from syncer.sync.report import EntryReport
+from syncer.sync.report import EntryReport, RunReport
 
 NextRun = Callable[[str], datetime | None]
 # The page refreshes itself; a header, not a script.
@@ -45,6 +45,8 @@ class EntryStatus:
     tags_failed: int = 0
     tags_deferred: int = 0
     last_error: str = ""
+    last_event: str = ""  # when, and what the sender said (the latest of its batch)
+    event_result: str = ""  # what the sync it triggered did
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -97,6 +99,25 @@ class StatusBoard:
                 row.last_error = f"{last['tag']}: {last['error']}" if last["tag"] else last["error"]
             self._rows[(entry.source, entry.destination)] = row
 
+    def event(
+        self, key: tuple[str, str], notes: list[str], report: RunReport, rows: list[EntryReport]
+    ) -> None:
+        """An event-triggered sync of the entry `key` finished; `rows` are its repositories
+        (a `team/*` entry shows by repository once it has run)."""
+        found = [
+            self._rows[k] for k in ((r.source, r.destination) for r in rows) if k in self._rows
+        ]
+        if not found and key in self._rows:
+            found = [self._rows[key]]
+        more = f" (+{len(notes) - 1} more)" if len(notes) > 1 else ""
+        t = report.totals
+        for row in found:  # none: the entry left the config while its events waited
+            row.last_event = f"{_iso(datetime.now(UTC))} {notes[-1]}{more}"
+            row.event_result = (
+                f"{report.status}: {t.tags_copied} copied, {t.tags_up_to_date} up to date, "
+                f"{t.tags_failed} failed, {t.tags_pruned} pruned"
+            )
+
     def crashed(self, group: str, error: str, finished: datetime) -> None:
         """A run that raised instead of reporting: every entry of its job failed."""
         for row in self._rows.values():
@@ -132,6 +153,8 @@ COLUMNS = (
     ("tags_failed", "Failed"),
     ("tags_deferred", "Deferred"),
     ("last_error", "Last error"),
+    ("last_event", "Last event"),
+    ("event_result", "Event sync"),
 )
 
 _STYLE = """

@@ -47,23 +47,26 @@ async def expand_entry(client: Store, entry: ResolvedEntry) -> Expansion:
         repos = [r for r in repos if entry.repositories.matches(r)]
     else:
         prefix, repos = "", [src.repository]
-    template = entry.dest_template or str(entry.destination)
     out = Expansion([])
     for repo in sorted(repos):
-        rendered = render_destination(template, repo, prefix, glob=entry.glob is not None)
         try:
-            source = repository_reference(src.registry, repo)
-            dst = parse_reference(rendered)
+            out.entries.append(concrete_entry(entry, repo, prefix))
         except InvalidReference as e:
             out.failed[Reference(src.registry, repo).name] = f"not mirrored: {e}"
-            continue
-        out.entries.append(
-            dataclasses.replace(
-                entry,
-                source=dataclasses.replace(source, tag=src.tag, digest=src.digest),
-                destination=dst.with_tag(src.tag) if src.tag else dst,
-                glob=None,
-                dest_template=None,
-            )
-        )
     return out
+
+
+def concrete_entry(entry: ResolvedEntry, repo: str, prefix: str = "") -> ResolvedEntry:
+    """`entry` for source repository `repo` (raises InvalidReference when a name is invalid)."""
+    src = entry.source
+    template = entry.dest_template or str(entry.destination)
+    rendered = render_destination(template, repo, prefix, glob=entry.glob is not None)
+    source = repository_reference(src.registry, repo)
+    dst = parse_reference(rendered)
+    return dataclasses.replace(
+        entry,
+        source=dataclasses.replace(source, tag=src.tag, digest=src.digest),
+        destination=dst.with_tag(src.tag) if src.tag else dst,
+        glob=None,
+        dest_template=None,
+    )

@@ -277,6 +277,7 @@ def test_rendered_scheduler_replaces_the_cronjob_and_has_probes() -> None:
         "ConfigMap/syncer-config",
         "Deployment/syncer-scheduler",
         "Service/syncer-scheduler",
+        "Service/syncer-events",
     }
     deploy = docs["Deployment/syncer-scheduler"]
     assert deploy["spec"]["replicas"] == 1
@@ -301,6 +302,17 @@ def test_rendered_scheduler_replaces_the_cronjob_and_has_probes() -> None:
     assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
     (svc_port,) = service["spec"]["ports"]
     assert named[svc_port["targetPort"]] == port
+    # Senders post to their own Service, on the same endpoint (POST /events/<sender>).
+    events = docs["Service/syncer-events"]
+    assert events["spec"]["selector"].items() <= labels.items()
+    (ev_port,) = events["spec"]["ports"]
+    assert named[ev_port["targetPort"]] == port
+    token = {e["name"]: e for e in container["env"]}["SYNCER_EVENTS_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {
+        "name": "syncer-events",
+        "key": "token",
+        "optional": True,
+    }
 
 
 def test_rendered_sharded_cronjob_is_indexed() -> None:

@@ -37,6 +37,8 @@ ALERTS = {
     "SyncerRateLimitReserveLow",
     "SyncerDeferredTagsPersisting",
     "SyncerJobMissing",
+    "SyncerEventsRejected",
+    "SyncerEventQueueFull",
 }
 
 
@@ -62,6 +64,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     )
     metrics = Metrics()
     metrics.observe(report, load_config(cfg, env={}))
+    events = metrics.events  # one child of each labelled event series
+    for counter in (events.received, events.accepted, events.coalesced, events.ignored):
+        counter.labels("registry").inc()
+    events.rejected.labels("registry", "unauthenticated").inc()
     names: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:
