@@ -171,6 +171,25 @@ class Pod:
         self.container.remove()
 
 
+def env_value(
+    var: dict[str, Any],
+    configmaps: dict[str, dict[str, str]],
+    secrets: dict[str, dict[str, str]],
+) -> str | None:
+    """An `env:` item's value as the kubelet resolves it; None for an optional reference
+    to a ConfigMap or Secret that does not exist (the variable is then unset)."""
+    if "value" in var:
+        return str(var["value"])
+    source = var["valueFrom"]
+    for kind, store in (("secretKeyRef", secrets), ("configMapKeyRef", configmaps)):
+        if kind in source:
+            ref = source[kind]
+            found = store.get(ref["name"], {}).get(ref["key"])
+            assert found is not None or ref.get("optional"), f"{var['name']}: {ref} missing"
+            return found
+    raise AssertionError(f"env source of {var['name']} not handled here: {source}")
+
+
 def start_pod(
     image: BuiltImage,
     doc: dict[str, Any],
@@ -213,7 +232,11 @@ def start_pod(
             target = PurePosixPath(inner.target)
             if inner is not outer and target.is_relative_to(outer.target):
                 (outer.source / target.relative_to(outer.target)).mkdir(parents=True, exist_ok=True)
-    env = {e["name"]: e["value"] for e in spec.get("env", [])}
+    env = {
+        e["name"]: value
+        for e in spec.get("env", [])
+        if (value := env_value(e, configmaps, secrets)) is not None
+    }
     config = image.config
     entrypoint = list(spec.get("command") or config.get("Entrypoint") or [])
     args = spec.get("args")
