@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import TypeVar
 
@@ -26,7 +27,9 @@ from syncer.store import Store
 from syncer.sync.copier import Copier, CopyJob
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import REFERRER_TAG, TagPlan
+from syncer.sync.referrers import Publisher
 from syncer.sync.report import EntryReport, TagOutcome
+from syncer.verify.places import Places
 from syncer.verify.verifier import Signed, Verifier
 
 log = structlog.get_logger("syncer.verify")
@@ -38,7 +41,9 @@ class SignatureGate:
     def __init__(self, client: Store, copier: Copier) -> None:
         self.client = client
         self.copier = copier
-        self.verifier = Verifier(client)
+        places = Places(client)
+        self.verifier = Verifier(client, places)
+        self.publisher = Publisher(client, places)
 
     async def check(self, entry: ResolvedEntry, item: TagPlan) -> Signed | None:
         """The accepted signature of the item's source digest, or None when the entry has
@@ -91,12 +96,27 @@ class SignatureGate:
             return None
 
     async def carry(self, entry: ResolvedEntry, signed: Signed | None, report: EntryReport) -> None:
-        """Copy the signature manifest to the destination's `sha256-<hex>.sig`. Done before
-        the tag itself, so a mirrored tag always has its signature next to it."""
-        if signed is not None:
-            await self.copier.copy(
-                CopyJob(entry.source, entry.destination, signed.manifest, signed.tag, report)
-            )
+        """Copy the verified signature and attestations: a legacy one to its tag
+        (`sha256-<hex>.sig`, `.att`), a bundle by digest, then listed for its subject
+        (`Publisher`). Done before the tag itself, so a mirrored tag always has its
+        signature next to it."""
+        if signed is None:
+            return
+        src, dst = entry.source, entry.destination
+        listed = []
+        for proof in signed.proofs:
+            ident = proof.tag or proof.manifest.digest
+            await self.copier.copy(CopyJob(src, dst, proof.manifest, ident, report))
+            if proof.descriptor is not None:
+                listed.append(proof.descriptor)
+        await self.publisher.publish(dst, signed.subject, listed)
+
+    def merging(
+        self, entry: ResolvedEntry, item: TagPlan, fetched: FetchedManifest
+    ) -> AbstractAsyncContextManager[FetchedManifest]:
+        """The manifest to push for `item`: for the `sha256-<hex>` index, the source's merged
+        with the destination's (held until pushed); any other manifest as it is."""
+        return self.publisher.merging(entry.destination, item.dest_tag, fetched)
 
     def reject(
         self, entry: ResolvedEntry, item: TagPlan, exc: Rejected, report: EntryReport
@@ -129,9 +149,15 @@ class SignatureGate:
                     source = entry.source.with_digest(item.source_digest)
                     await self.admit(entry, item, await self.client.get_manifest(source))
                 return
-            there = await self.client.head_manifest(entry.destination.with_tag(signed.tag))
-            if there is None or there.digest != signed.manifest.digest:
-                await self.carry(entry, signed, report)
+            dst = entry.destination
+            for proof in signed.proofs:
+                ref = (
+                    dst.with_tag(proof.tag) if proof.tag else dst.with_digest(proof.manifest.digest)
+                )
+                there = await self.client.head_manifest(ref)
+                if there is None or there.digest != proof.manifest.digest:
+                    await self.carry(entry, signed, report)
+                    break
         except (Rejected, SyncerError) as exc:
             # The tag stays at the destination: syncer removes tags only when pruning.
             report.tags[:] = [t for t in report.tags if t.tag != item.tag]
