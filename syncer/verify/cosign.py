@@ -39,11 +39,11 @@ class Reason(StrEnum):
     NO_KEY = "no key matched"
     BAD_SIGNATURE = "bad signature"
     TOO_LARGE = "signature over limits"
+    NO_ATTESTATION = "no attestation"  # verify.attestations names a type none verifies for
     # A statement of another kind (an attestation where a signature was sought): telling
     # only when nothing better was found.
     OTHER_PREDICATE = "wrong predicate type"
     NO_SIGNATURE = "no signature"
-    NO_ATTESTATION = "no attestation"  # verify.attestations names a type none verifies for
 
 
 def signature_tag(digest: str) -> str:
