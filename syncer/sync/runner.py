@@ -171,7 +171,7 @@ class Runner:
             for item in plan.items:
                 if item.action is Outcome.UP_TO_DATE:
                     c.tags_up_to_date += 1
-                    report.tags.append(_outcome(item, Outcome.UP_TO_DATE))
+                    report.tags.append(self._marked(entry, _outcome(item, Outcome.UP_TO_DATE)))
                 elif item.action is Outcome.FILTERED:
                     report.tags.append(_outcome(item, Outcome.FILTERED))
                 elif item.action in (Outcome.MISSING, Outcome.INVALID):
@@ -318,6 +318,12 @@ class Runner:
 
         return list(await asyncio.gather(*(one(s, d) for s, d in zip(src, dst, strict=True))))
 
+    def _marked(self, entry: ResolvedEntry, t: TagOutcome) -> TagOutcome:
+        """A source index under a `platforms:` filter is mirrored as syncer's subset."""
+        if entry.platforms != "all" and t.source_digest in self._indexes:
+            t.subset_of = t.source_digest
+        return t
+
     async def _dest_tags(self, dst: Reference) -> set[str]:
         try:
             return set(await self.client.list_tags(dst))
@@ -358,7 +364,7 @@ class Runner:
                             return why
                         fetched = chosen
                     pushed = fetched.digest
-                    await self.gate.carry(entry, signed, report)
+                    await self.gate.carry(entry, signed, report, top=fetched)
                     async with self.gate.merging(entry, item, fetched) as top:
                         job = CopyJob(src, dst, top, item.dest_tag, report, pulls, children)
                         await self.copier.copy(job)
@@ -391,7 +397,9 @@ class Runner:
                 report.tags.append(_outcome(item, Outcome.FILTERED, skipped))
                 return
             report.counters.tags_copied += 1
-            report.tags.append(_outcome(item, Outcome.COPIED, dest_digest=pushed))
+            report.tags.append(
+                self._marked(entry, _outcome(item, Outcome.COPIED, dest_digest=pushed))
+            )
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
 
 

@@ -20,10 +20,11 @@ from syncer.verify.verifier import Verifier
 from tests.support import bundles, cosign
 from tests.support.bundles import SLSA_V1
 from tests.support.cosign import SigningKey
-from tests.support.fleet import app_image
+from tests.support.fleet import app_image, tag_item
 from tests.support.images import (
     OCI_INDEX,
     Image,
+    Index,
     fetch_manifest,
     fetch_manifest_digest,
     push,
@@ -259,3 +260,36 @@ def push_index(reg: RunningRegistry, digest: str, refs: list[bundles.Referrer]) 
     )
     with httpx.Client(trust_env=False) as c:
         push_manifest(c, reg.seed_url, "app", index, OCI_INDEX, schema(digest))
+
+
+async def test_platform_subset_carries_its_childrens_signatures(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    multi = tag_item(0, 2)  # amd64 + arm64 index
+    assert isinstance(multi, Index)
+    amd64, arm64 = multi.children
+    push(src.seed_url, "app", multi, "v1")
+    bundles.sign(src.seed_url, "app", multi, ECDSA)  # the index, as cosign signs it
+    child_bundle = bundles.sign(src.seed_url, "app", amd64, ECDSA)
+    child_sig = cosign.sign(src.seed_url, src.host, "app", amd64.digest, ECDSA)
+    cosign.sign(src.seed_url, src.host, "app", arm64.digest, ECDSA)  # not copied
+    e = entry(src, dst, [key_file(tmp_path, ECDSA)], tags=["v1"])
+    e["platforms"] = ["linux/amd64"]
+    report = await run(tmp_path, [e], src, dst)
+    v1 = {t.tag: t for t in report.entries[0].tags}["v1"]
+    assert v1.action == "copied" and v1.subset_of == multi.digest
+    assert v1.destination_digest != multi.digest
+    assert fetch_manifest_digest(dst.url, "mirror/app", child_bundle.digest) == child_bundle.digest
+    assert listed(dst, "mirror/app", amd64.digest) == [child_bundle.digest]
+    assert fetch_manifest_digest(dst.url, "mirror/app", cosign.sig_tag(amd64.digest)) == child_sig
+    assert fetch_manifest_digest(dst.url, "mirror/app", cosign.sig_tag(arm64.digest)) is None
+    # The mirrored child verifies downstream with the same key; a second run is up to
+    # date and still says the index is a subset.
+    policy = VerifyConfig.model_validate({"cosign": {"keys": [str(key_file(tmp_path, ECDSA))]}})
+    async with make_client(dst) as client:
+        repo = Reference.parse(f"{dst.host}/mirror/app")
+        assert (await Verifier(client).verify(repo, amd64.digest, policy)).tag is None
+    again = await run(tmp_path, [e], src, dst)
+    v1 = {t.tag: t for t in again.entries[0].tags}["v1"]
+    assert v1.action == "up_to_date" and v1.subset_of == multi.digest
