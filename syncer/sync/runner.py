@@ -294,6 +294,7 @@ class Runner:
             if children is None:
                 continue  # rejected, and reported so
             await self.copier.copy(CopyJob(src, dst, fetched, desc.digest, report, None, children))
+            await self.gate.publisher.publish(dst, digest, [desc])  # where dst lacks the API
             report.tags.append(
                 TagOutcome(
                     desc.digest, Outcome.COPIED, desc.digest, desc.digest, f"referrer of {digest}"

@@ -40,16 +40,31 @@ class Places:
     def __init__(self, client: Store) -> None:
         self.client = client
         self._without_api: set[str] = set()
+        self._with_api: set[str] = set()
+        # Held while a registry's answer is unknown, so concurrent digests ask it once.
+        self._probing: dict[str, asyncio.Lock] = {}
         self._listed: dict[tuple[str, str], asyncio.Task[Listing]] = {}
 
     async def has_api(self, repo: Reference, digest: str) -> bool:
         """Whether `repo`'s registry answers the referrers API (one GET, once per run)."""
-        if repo.registry in self._without_api:
-            return False
-        if await self.client.referrers(repo.repo(), digest) is None:
-            self._without_api.add(repo.registry)
-            return False
-        return True
+        if repo.registry in self._with_api:
+            return True
+        return await self._api(repo.repo(), digest, None) is not None
+
+    async def _api(
+        self, repo: Reference, digest: str, artifact_type: str | None
+    ) -> list[Descriptor] | None:
+        """The API's answer, or None where the registry has none (asked once per run)."""
+        registry = repo.registry
+        if registry not in self._with_api:
+            async with self._probing.setdefault(registry, asyncio.Lock()):
+                if registry in self._without_api:
+                    return None
+                if registry not in self._with_api:
+                    found = await self.client.referrers(repo, digest, artifact_type=artifact_type)
+                    (self._without_api if found is None else self._with_api).add(registry)
+                    return found
+        return await self.client.referrers(repo, digest, artifact_type=artifact_type)
 
     async def bundles(self, repo: Reference, digest: str) -> Listing:
         """The Sigstore bundles that name `digest` as subject; Rejected(TOO_LARGE) for an
@@ -61,11 +76,9 @@ class Places:
         return await asyncio.shield(task)
 
     async def _bundles(self, repo: Reference, digest: str) -> Listing:
-        if repo.registry not in self._without_api:
-            found = await self.client.referrers(repo, digest, artifact_type=SIGSTORE_BUNDLE)
-            if found is not None:
-                return Listing(API, tuple(_of_bundles(found)))
-            self._without_api.add(repo.registry)
+        found = await self._api(repo, digest, SIGSTORE_BUNDLE)
+        if found is not None:
+            return Listing(API, tuple(_of_bundles(found)))
         tag = schema_tag(digest)
         try:
             fetched = await self.client.get_manifest(repo.with_tag(tag), limit=MAX_BYTES)

@@ -36,6 +36,7 @@ from tests.sync.test_referrers import ReferrersAPI
 from tests.sync.test_verify import ECDSA, entry, key_file, outcomes, run
 
 OTHER = SigningKey.generate("ecdsa")
+SPDX = "https://spdx.dev/Document"  # cosign attest --type spdxjson
 
 
 def schema(digest: str) -> str:
@@ -293,3 +294,61 @@ async def test_platform_subset_carries_its_childrens_signatures(
     again = await run(tmp_path, [e], src, dst)
     v1 = {t.tag: t for t in again.entries[0].tags}["v1"]
     assert v1.action == "up_to_date" and v1.subset_of == multi.digest
+
+
+class SourceOnlyAPI(ReferrersAPI):
+    """The referrers API at the source only; the destination is plain distribution 2.8."""
+
+    def __init__(self, index: dict[str, list[dict[str, object]]], port: int) -> None:
+        super().__init__(index)
+        self.port = port
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.port != self.port:
+            return await self.real.handle_async_request(request)
+        return await super().handle_async_request(request)
+
+
+async def test_referrers_from_an_api_are_listed_in_the_destinations_index(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    """`referrers: true`: an SBOM the source's API lists reaches a destination without the
+    API by digest, and is listed in its `sha256-<hex>` index next to the signature."""
+    src, dst, image = setup(registry_factory)
+    sig = bundles.sign(src.seed_url, "app", image, ECDSA, listed=False)
+    sbom = bundles.sign(src.seed_url, "app", image, OTHER, predicate_type=SPDX, listed=False)
+    port = int(src.host.rsplit(":", 1)[1])
+    api = SourceOnlyAPI({image.digest: [sig.descriptor(), sbom.descriptor()]}, port)
+    e = entry(src, dst, [key_file(tmp_path, ECDSA)], tags=["v1"])
+    e["referrers"] = True
+    cfg = write_sync_yaml(tmp_path / "s.yaml", [e], src, dst)
+    async with make_client(src, dst, http_transport=api) as client:
+        report = await Runner(load_config(cfg), client=client).run()
+    got = outcomes(report.entries[0])
+    assert got["v1"][0] == "copied" and got[sbom.digest] == (
+        "copied",
+        f"referrer of {image.digest}",
+    )
+    assert sorted(listed(dst, "mirror/app", image.digest)) == sorted([sig.digest, sbom.digest])
+
+
+async def test_legacy_sig_cost_after_the_bundle_places(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    """Two legacy-signed tags: the referrers API is asked once per registry and run (2.8
+    answers 404), then per digest the `sha256-<hex>` index (404), `.sig`, its payload."""
+    src, dst, image = setup(registry_factory)
+    other = app_image(1, 1, fmt="oci")
+    push(src.seed_url, "app", other, "v2")
+    for d in (image.digest, other.digest):
+        cosign.sign(src.seed_url, src.host, "app", d, ECDSA)
+    mark = src.mark()
+    e = entry(src, dst, [key_file(tmp_path, ECDSA)], tags=["v1", "v2"])
+    report = await run(tmp_path, [e], src, dst)
+    got = outcomes(report.entries[0])
+    assert (got["v1"][0], got["v2"][0]) == ("copied", "copied")
+    new = src.requests_since(mark)
+    assert [r.status for r in new if "/referrers/" in r.path] == [404]
+    for d in (image.digest, other.digest):
+        assert [r.status for r in new if r.path.endswith(f"/manifests/{schema(d)}")] == [404]
+        assert [r.status for r in new if r.path.endswith(f"/manifests/{schema(d)}.sig")] == [200]
