@@ -207,7 +207,9 @@ def print_plan(report: RunReport, output: str) -> None:
         for t in e.tags:
             # The printed plan says what a real run would do with the tag.
             action = Outcome.COPY if t.action == Outcome.PLANNED else t.action
-            rows.append((e.source, e.destination, t.tag, action, t.reason))
+            reason = f"{t.reason}; " if t.reason else ""
+            subset = f"{reason}subset of {t.subset_of}" if t.subset_of else t.reason
+            rows.append((e.source, e.destination, t.tag, action, subset))
         for err in e.errors:
             if not err["tag"]:
                 rows.append((e.source, e.destination, "-", Outcome.FAILED, err["error"]))

@@ -85,3 +85,16 @@ class VerifyConfig(_Model):
     on_failure: Literal["skip", "fail"] = "skip"
     # Verify up-to-date tags on every run too (by default only tags about to be copied).
     recheck: bool = False
+    # in-toto predicate types, each needing an attestation signed by the same keys.
+    attestations: list[str] = []
+
+    @field_validator("attestations")
+    @classmethod
+    def _attestations(cls, v: list[str]) -> list[str]:
+        for kind in v:
+            if not kind.strip() or any(c.isspace() for c in kind):
+                raise rule(
+                    f"found {kind!r}; expected an in-toto predicate type URI, "
+                    "e.g. https://slsa.dev/provenance/v1"
+                )
+        return v

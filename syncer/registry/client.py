@@ -241,14 +241,20 @@ class RegistryClient:
             verify_digest(what, data, header)
         return FetchedManifest(data, media_type, digest)
 
-    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+    async def referrers(
+        self, repo: Reference, digest: str, *, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
         """Artifacts that name `digest` as subject (OCI 1.1 referrers API), or None when
-        the registry does not offer the API (callers then use the tag schema)."""
+        the registry does not offer the API (callers then use the tag schema).
+
+        `artifact_type` asks the registry to filter; one that does not is filtered here, so
+        the answer holds only that type either way."""
         t = self.session(repo)
+        query = f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else ""
         try:
             resp = await t.request(
                 "GET",
-                f"/v2/{repo.repository}/referrers/{digest}",
+                f"/v2/{repo.repository}/referrers/{digest}{query}",
                 scopes=_pull(repo),
                 headers={"Accept": OCI_INDEX},
             )
@@ -257,7 +263,9 @@ class RegistryClient:
         if not resp.headers.get("content-type", "").startswith(OCI_INDEX):
             return None
         index = parse_manifest(resp.content, OCI_INDEX, what=f"referrers of {digest}")
-        return list(index.manifests) if isinstance(index, ImageIndex) else None
+        if not isinstance(index, ImageIndex):
+            return None
+        return [d for d in index.manifests if artifact_type in (None, d.artifact_type)]
 
     async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
         """PUT the exact bytes under a tag or digest; returns the digest the registry stored."""

@@ -246,7 +246,9 @@ class LayoutReader:
         entry = self._tags().get((ref.repository, ref.tag or "")) or {}
         return FetchedManifest(data, manifest_media_type(data, entry.get("mediaType", "")), digest)
 
-    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+    async def referrers(
+        self, repo: Reference, digest: str, *, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
         return None  # a layout has no referrers API: callers use the tag schema
 
     # -- blobs -----------------------------------------------------------------

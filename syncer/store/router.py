@@ -148,9 +148,11 @@ class Stores:
         with self._writing(repo):
             await self._for(repo).delete_manifest(repo, digest)
 
-    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+    async def referrers(
+        self, repo: Reference, digest: str, *, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
         with self._disk(repo):
-            return await self._for(repo).referrers(repo, digest)
+            return await self._for(repo).referrers(repo, digest, artifact_type=artifact_type)
 
     async def blob_exists(self, repo: Reference, digest: str) -> bool:
         with self._disk(repo):

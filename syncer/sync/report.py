@@ -55,6 +55,9 @@ class TagOutcome:
     source_digest: str | None = None
     destination_digest: str | None = None
     reason: str = ""
+    # A copy made with a `platforms:` filter: its top-level index is syncer's subset of
+    # this source digest, which no one signed (its children are the source's, and signed).
+    subset_of: str | None = None
 
 
 @dataclass

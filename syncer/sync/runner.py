@@ -30,8 +30,8 @@ from syncer.errors import (
     Rejected,
     SyncerError,
 )
-from syncer.registry.client import FetchedManifest, RegistryClient
-from syncer.registry.oci import INDEX_TYPES, ImageManifest, parse_manifest
+from syncer.registry.client import RegistryClient
+from syncer.registry.oci import INDEX_TYPES
 from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
@@ -39,7 +39,6 @@ from syncer.sync.catalog import Expansion, expand_entry
 from syncer.sync.copier import BlobLedger, Copier, CopyJob
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import (
-    REFERRER_TAG,
     Plan,
     TagPlan,
     make_plan,
@@ -50,6 +49,7 @@ from syncer.sync.planner import (
 from syncer.sync.platforms import holds_filtered_copy, select_platforms
 from syncer.sync.progress import Progress
 from syncer.sync.prune import PruneJob, prune
+from syncer.sync.referrers import unwanted_referrer
 from syncer.sync.report import EntryReport, RunReport, TagOutcome
 from syncer.sync.shard import Shard, entry_key, owns_tag, prunes
 from syncer.sync.signatures import SignatureGate
@@ -171,7 +171,7 @@ class Runner:
             for item in plan.items:
                 if item.action is Outcome.UP_TO_DATE:
                     c.tags_up_to_date += 1
-                    report.tags.append(_outcome(item, Outcome.UP_TO_DATE))
+                    report.tags.append(self._marked(entry, _outcome(item, Outcome.UP_TO_DATE)))
                 elif item.action is Outcome.FILTERED:
                     report.tags.append(_outcome(item, Outcome.FILTERED))
                 elif item.action in (Outcome.MISSING, Outcome.INVALID):
@@ -294,6 +294,7 @@ class Runner:
             if children is None:
                 continue  # rejected, and reported so
             await self.copier.copy(CopyJob(src, dst, fetched, desc.digest, report, None, children))
+            await self.gate.publisher.publish(dst, digest, [desc])  # where dst lacks the API
             report.tags.append(
                 TagOutcome(
                     desc.digest, Outcome.COPIED, desc.digest, desc.digest, f"referrer of {digest}"
@@ -317,6 +318,12 @@ class Runner:
             return s if same else d
 
         return list(await asyncio.gather(*(one(s, d) for s, d in zip(src, dst, strict=True))))
+
+    def _marked(self, entry: ResolvedEntry, t: TagOutcome) -> TagOutcome:
+        """A source index under a `platforms:` filter is mirrored as syncer's subset."""
+        if entry.platforms != "all" and t.source_digest in self._indexes:
+            t.subset_of = t.source_digest
+        return t
 
     async def _dest_tags(self, dst: Reference) -> set[str]:
         try:
@@ -345,7 +352,7 @@ class Runner:
                     nonlocal pushed
                     signed = await self.gate.check(entry, item)  # raises Rejected
                     fetched = await self.client.get_manifest(src.with_digest(digest), pulls=pulls)
-                    skip = _unwanted_referrer(entry, item.tag, fetched)
+                    skip = unwanted_referrer(entry, item.tag, fetched)
                     if skip is not None:
                         return skip
                     # Judged on this very fetch: a referrer tag costs no second GET.
@@ -358,10 +365,10 @@ class Runner:
                             return why
                         fetched = chosen
                     pushed = fetched.digest
-                    await self.gate.carry(entry, signed, report)
-                    await self.copier.copy(
-                        CopyJob(src, dst, fetched, item.dest_tag, report, pulls, children)
-                    )
+                    await self.gate.carry(entry, signed, report, top=fetched)
+                    async with self.gate.merging(entry, item, fetched) as top:
+                        job = CopyJob(src, dst, top, item.dest_tag, report, pulls, children)
+                        await self.copier.copy(job)
                     if entry.referrers:
                         await self._copy_referrers(entry, digest, report)
                     return None
@@ -391,21 +398,10 @@ class Runner:
                 report.tags.append(_outcome(item, Outcome.FILTERED, skipped))
                 return
             report.counters.tags_copied += 1
-            report.tags.append(_outcome(item, Outcome.COPIED, dest_digest=pushed))
+            report.tags.append(
+                self._marked(entry, _outcome(item, Outcome.COPIED, dest_digest=pushed))
+            )
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
-
-
-def _unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest) -> str | None:
-    """Why a referrer tag is not copied (`referrers_filter.artifact_types`), or None."""
-    if not entry.referrer_types or not REFERRER_TAG.fullmatch(tag):
-        return None
-    manifest = parse_manifest(fetched.data, fetched.media_type)
-    kind = getattr(manifest, "artifact_type", None)
-    if kind is None and isinstance(manifest, ImageManifest):
-        kind = manifest.config.media_type
-    if kind in entry.referrer_types:
-        return None
-    return f"artifact type {kind} not in referrers_filter.artifact_types"
 
 
 def _outcome(

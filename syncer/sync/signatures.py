@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import TypeVar
 
 import structlog
 
 from syncer.config.syncfile import ResolvedEntry
-from syncer.errors import Rejected, SyncerError
+from syncer.errors import ContentError, NotFound, Rejected, SyncerError
 from syncer.registry.client import FetchedManifest
+from syncer.registry.oci import ImageIndex, ImageManifest, parse_manifest
 from syncer.registry.ratelimit import Reservation
 from syncer.store import Store
 from syncer.sync.copier import Copier, CopyJob
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import REFERRER_TAG, TagPlan
+from syncer.sync.referrers import Publisher
 from syncer.sync.report import EntryReport, TagOutcome
+from syncer.verify.artifacts import BUNDLE, SIGNATURE, ArtifactKind, artifact_flaw
+from syncer.verify.cosign import signature_tag
+from syncer.verify.places import Places
 from syncer.verify.verifier import Signed, Verifier
 
 log = structlog.get_logger("syncer.verify")
@@ -38,7 +44,9 @@ class SignatureGate:
     def __init__(self, client: Store, copier: Copier) -> None:
         self.client = client
         self.copier = copier
-        self.verifier = Verifier(client)
+        places = Places(client)
+        self.verifier = Verifier(client, places)
+        self.publisher = Publisher(client, places)
 
     async def check(self, entry: ResolvedEntry, item: TagPlan) -> Signed | None:
         """The accepted signature of the item's source digest, or None when the entry has
@@ -90,13 +98,65 @@ class SignatureGate:
             self.reject(entry, TagPlan(ident, ident, Outcome.COPY, ident), exc, report)
             return None
 
-    async def carry(self, entry: ResolvedEntry, signed: Signed | None, report: EntryReport) -> None:
-        """Copy the signature manifest to the destination's `sha256-<hex>.sig`. Done before
-        the tag itself, so a mirrored tag always has its signature next to it."""
-        if signed is not None:
-            await self.copier.copy(
-                CopyJob(entry.source, entry.destination, signed.manifest, signed.tag, report)
-            )
+    async def carry(
+        self,
+        entry: ResolvedEntry,
+        signed: Signed | None,
+        report: EntryReport,
+        top: FetchedManifest | None = None,
+    ) -> None:
+        """Copy the verified signature and attestations: a legacy one to its tag
+        (`sha256-<hex>.sig`, `.att`), a bundle by digest, then listed for its subject
+        (`Publisher`). Done before the tag itself, so a mirrored tag always has its
+        signature next to it. `top`: what is about to be pushed; a `platforms:` subset
+        index brings its children's signatures along (`_carry_children`)."""
+        if top is not None and entry.platforms != "all":
+            await self._carry_children(entry, top, report)
+        if signed is None:
+            return
+        src, dst = entry.source, entry.destination
+        listed = []
+        for proof in signed.proofs:
+            ident = proof.tag or proof.manifest.digest
+            await self.copier.copy(CopyJob(src, dst, proof.manifest, ident, report))
+            if proof.descriptor is not None:
+                listed.append(proof.descriptor)
+        await self.publisher.publish(dst, signed.subject, listed)
+
+    async def _carry_children(
+        self, entry: ResolvedEntry, top: FetchedManifest, report: EntryReport
+    ) -> None:
+        """The source's signatures of each child of a subset index (bundles, `.sig`), as
+        they are: the children are copied byte for byte, so these still verify them. Each
+        is carried when it is an artifact about its child, not verified (the subset's own
+        verdict came from the source index's signature)."""
+        manifest = parse_manifest(top.data, top.media_type, what=f"manifest {top.digest}")
+        if not isinstance(manifest, ImageIndex):
+            return
+        src, dst = entry.source.repo(), entry.destination.repo()
+        for child in manifest.manifests:
+            listing = await self.verifier.places.bundles(src, child.digest)
+            listed = []
+            for desc in listing.bundles:
+                fetched = await self.client.get_manifest(src.with_digest(desc.digest))
+                if _flaw(fetched, BUNDLE, child.digest, need_subject=True) is None:
+                    await self.copier.copy(CopyJob(src, dst, fetched, desc.digest, report))
+                    listed.append(desc)
+            await self.publisher.publish(dst, child.digest, listed)
+            tag = signature_tag(child.digest)
+            try:
+                fetched = await self.client.get_manifest(src.with_tag(tag))
+            except NotFound:
+                continue
+            if _flaw(fetched, SIGNATURE, child.digest, need_subject=False) is None:
+                await self.copier.copy(CopyJob(src, dst, fetched, tag, report))
+
+    def merging(
+        self, entry: ResolvedEntry, item: TagPlan, fetched: FetchedManifest
+    ) -> AbstractAsyncContextManager[FetchedManifest]:
+        """The manifest to push for `item`: for the `sha256-<hex>` index, the source's merged
+        with the destination's (held until pushed); any other manifest as it is."""
+        return self.publisher.merging(entry.destination, item.dest_tag, fetched)
 
     def reject(
         self, entry: ResolvedEntry, item: TagPlan, exc: Rejected, report: EntryReport
@@ -129,9 +189,15 @@ class SignatureGate:
                     source = entry.source.with_digest(item.source_digest)
                     await self.admit(entry, item, await self.client.get_manifest(source))
                 return
-            there = await self.client.head_manifest(entry.destination.with_tag(signed.tag))
-            if there is None or there.digest != signed.manifest.digest:
-                await self.carry(entry, signed, report)
+            dst = entry.destination
+            for proof in signed.proofs:
+                ref = (
+                    dst.with_tag(proof.tag) if proof.tag else dst.with_digest(proof.manifest.digest)
+                )
+                there = await self.client.head_manifest(ref)
+                if there is None or there.digest != proof.manifest.digest:
+                    await self.carry(entry, signed, report)
+                    break
         except (Rejected, SyncerError) as exc:
             # The tag stays at the destination: syncer removes tags only when pruning.
             report.tags[:] = [t for t in report.tags if t.tag != item.tag]
@@ -144,3 +210,15 @@ class SignatureGate:
             report.tags.append(
                 TagOutcome(item.tag, Outcome.FAILED, item.source_digest, item.dest_digest, str(exc))
             )
+
+
+def _flaw(
+    fetched: FetchedManifest, kind: ArtifactKind, subject: str, *, need_subject: bool
+) -> str | None:
+    try:
+        manifest = parse_manifest(fetched.data, fetched.media_type)
+    except ContentError as exc:
+        return str(exc)
+    if not isinstance(manifest, ImageManifest):
+        return "an index"
+    return artifact_flaw(manifest, kind, subject, need_subject=need_subject)

@@ -45,7 +45,12 @@ SBOM = ArtifactKind(
     "an SBOM",
     frozenset(
         f"{base}{suffix}"
-        for base in ("text/spdx", "application/vnd.cyclonedx", "application/vnd.syft")
+        for base in (
+            "text/spdx",
+            "application/spdx",
+            "application/vnd.cyclonedx",
+            "application/vnd.syft",
+        )
         for suffix in ("", "+json", "+xml")
     ),
 )
@@ -53,7 +58,13 @@ BUNDLE = ArtifactKind(
     "a Sigstore bundle",
     frozenset({SIGSTORE_BUNDLE, *(f"{SIGSTORE_BUNDLE_LEGACY}0.{v}" for v in (1, 2, 3))}),
 )
-KINDS: tuple[ArtifactKind, ...] = (SIGNATURE, ATTESTATION, SBOM, BUNDLE)
+# Notation (notaryproject specs/signature-specification.md): carried, never verified.
+NOTATION_SIGNATURE = "application/vnd.cncf.notary.signature"
+NOTATION = ArtifactKind(
+    "a Notation signature",
+    frozenset({NOTATION_SIGNATURE, "application/jose+json", "application/cose"}),
+)
+KINDS: tuple[ArtifactKind, ...] = (SIGNATURE, ATTESTATION, SBOM, BUNDLE, NOTATION)
 ANY = ArtifactKind("the referrers", frozenset().union(*(k.media_types for k in KINDS)))
 
 # cosign's tag suffixes say what the tag holds; `sha256-<hex>` itself (the referrers tag
@@ -62,7 +73,7 @@ _SUFFIXES = {"sig": SIGNATURE, "att": ATTESTATION, "sbom": SBOM}
 
 # An artifact's config is metadata: cosign's small image config (Docker-typed when cosign ran
 # with COSIGN_DOCKER_MEDIA_TYPES=1, for registries without OCI support), or OCI's empty one.
-CONFIG_TYPES = frozenset({OCI_CONFIG, OCI_EMPTY, DOCKER_CONFIG})
+CONFIG_TYPES = frozenset({OCI_CONFIG, OCI_EMPTY, DOCKER_CONFIG, NOTATION_SIGNATURE})
 
 
 def expected_kind(tag: str) -> ArtifactKind:

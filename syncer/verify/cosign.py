@@ -32,12 +32,17 @@ class Reason(StrEnum):
 
     IDENTITY = "identity mismatch"
     OTHER_DIGEST = "signature for another digest"
+    KEYLESS = "keyless signature"  # certificate-bound: judged by keyless identities only
     MALFORMED = "malformed payload"
     IMPURE = "not a pure signature"  # the signature manifest holds more than signatures
     NOT_REFERRER = "not a referrer"  # a referrer tag holds no artifact of its subject
     NO_KEY = "no key matched"
     BAD_SIGNATURE = "bad signature"
     TOO_LARGE = "signature over limits"
+    NO_ATTESTATION = "no attestation"  # verify.attestations names a type none verifies for
+    # A statement of another kind (an attestation where a signature was sought): telling
+    # only when nothing better was found.
+    OTHER_PREDICATE = "wrong predicate type"
     NO_SIGNATURE = "no signature"
 
 

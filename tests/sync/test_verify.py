@@ -366,7 +366,8 @@ async def test_recheck_verifies_up_to_date_tags_every_run(
     mark = src.mark()
     report = await run(tmp_path, [entry(src, dst, [pub], tags=["v1"], recheck=True)], src, dst)
     assert outcomes(report.entries[0])["v1"][0] == "up_to_date"
-    assert [r.method for r in touched(src.requests_since(mark), ".sig")] == ["GET"]
+    sig_requests = touched(src.requests_since(mark), f"/manifests/{sig_tag(image.digest)}")
+    assert [r.method for r in sig_requests] == ["GET"]
     assert fetch_manifest_digest(dst.url, "mirror/app", sig_tag(image.digest)) == sig2
     # The signatures are replaced by one from an untrusted key: recheck reports it.
     cosign.push_signatures(
