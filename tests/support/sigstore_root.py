@@ -132,8 +132,9 @@ class Sigstore:
     """A private Sigstore: its CA, CT log and Rekor keys, and what it issues."""
 
     start: dt.datetime = field(
-        default_factory=lambda: dt.datetime.now(dt.UTC).replace(microsecond=0)
-        - dt.timedelta(hours=1)
+        default_factory=lambda: (
+            dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+        )
     )
     origin: str = "rekor.test.invalid - 4242424242"
     root_key: ec.EllipticCurvePrivateKey = field(
