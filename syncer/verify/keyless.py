@@ -27,6 +27,7 @@ from syncer.verify.tlog import plain_message
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
     from sigstore.models import Bundle, TrustedRoot
+    from sigstore.verify import Verifier
 
 IN_TOTO = "application/vnd.in-toto+json"
 # Fulcio's extensions (fulcio docs/oid-info.md): the OIDC issuer, raw (v1) and as a DER
@@ -73,7 +74,7 @@ def verify_keyless(
     except _Mismatch as e:
         raise Rejected(e.reason, str(e)) from None
     except CertValidationError as e:
-        if not _time_in_validity(bundle):
+        if not _time_in_validity(bundle) and _chain_ok_when_issued(verifier, bundle):
             raise Rejected(KeylessReason.CERT_TIME, _validity(bundle)) from None
         raise Rejected(KeylessReason.UNTRUSTED, plain_message(e)) from None
     except (SigstoreError, ValueError) as e:
@@ -105,6 +106,23 @@ def _time_in_validity(bundle: Bundle) -> bool:
     when = _integrated_time(bundle)
     cert = bundle.signing_certificate
     return when is None or cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
+
+
+def _chain_ok_when_issued(verifier: Verifier, bundle: Bundle) -> bool:
+    """Whether the certificate chains to the root at its own issue time: then only the
+    log's time was wrong, not the issuer."""
+    from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
+    from sigstore.errors import CertValidationError
+
+    cert = bundle.signing_certificate
+    when = TimestampVerificationResult(
+        source=TimestampSource.TRANSPARENCY_SERVICE, time=cert.not_valid_before_utc
+    )
+    try:
+        verifier._verify_chain_at_time(cert, when)
+    except CertValidationError:
+        return False
+    return True
 
 
 def _validity(bundle: Bundle) -> str:

@@ -22,7 +22,6 @@ Both sigstore-python and @sigstore/verify accept the unflawed ones
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -38,6 +37,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from tests.support.sigstore_encoding import (
+    audit_path,
+    b64,
+    ca_usage,
+    der_octets,
+    der_utf8,
+    leaf_hash,
+    leaf_usage,
+    log_id,
+    pae,
+    pem,
+    rfc3339,
+    spki,
+    tree_root,
+)
+
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 TRUSTED_ROOT = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 IN_TOTO = "application/vnd.in-toto+json"
@@ -49,31 +64,6 @@ WORKFLOW = "https://github.com/example/app/.github/workflows/release.yml@refs/he
 OID_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OID_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 OID_SCT_LIST = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def spki(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def pem(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def log_id(key: ec.EllipticCurvePublicKey) -> bytes:
-    return hashlib.sha256(spki(key)).digest()
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
 def statement(digest: str, name: str = "registry.example/app") -> bytes:
@@ -88,31 +78,6 @@ def statement(digest: str, name: str = "registry.example/app") -> bytes:
         },
         separators=(",", ":"),
     ).encode()
-
-
-# RFC 6962 §2.1 Merkle tree hashing and audit paths.
-def leaf_hash(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def tree_root(leaves: list[bytes]) -> bytes:
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return node_hash(tree_root(leaves[:k]), tree_root(leaves[k:]))
-
-
-def audit_path(index: int, leaves: list[bytes]) -> list[bytes]:
-    if len(leaves) == 1:
-        return []
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    if index < k:
-        return [*audit_path(index, leaves[:k]), tree_root(leaves[k:])]
-    return [*audit_path(index - k, leaves[k:]), tree_root(leaves[:k])]
 
 
 @dataclass(frozen=True)
@@ -162,7 +127,7 @@ class Sigstore:
             .not_valid_before(self.start - dt.timedelta(days=1))
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(_ca_usage(), critical=True)
+            .add_extension(ca_usage(), critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(self.root_key.public_key()),
                 critical=False,
@@ -179,7 +144,7 @@ class Sigstore:
             .not_valid_before(self.start - dt.timedelta(days=1))
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_ca_usage(), critical=True)
+            .add_extension(ca_usage(), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(self.inter_key.public_key()), False
@@ -202,7 +167,7 @@ class Sigstore:
                 "publicKey": {
                     "rawBytes": b64(spki(key.public_key())),
                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                    "validFor": {"start": _rfc3339(start)},
+                    "validFor": {"start": rfc3339(start)},
                 },
                 "logId": {"keyId": b64(log_id(key.public_key()))},
             }
@@ -220,7 +185,7 @@ class Sigstore:
                             for c in (self.inter_cert, self.root_cert)
                         ]
                     },
-                    "validFor": {"start": _rfc3339(start)},
+                    "validFor": {"start": rfc3339(start)},
                 }
             ],
             "ctlogs": [log(self.ct_key, "https://ctfe.test.invalid")],
@@ -257,7 +222,7 @@ class Sigstore:
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(not_before + dt.timedelta(minutes=10))
-            .add_extension(_leaf_usage(), critical=True)
+            .add_extension(leaf_usage(), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .add_extension(
@@ -267,14 +232,14 @@ class Sigstore:
             .add_extension(x509.SubjectAlternativeName([san]), critical=True)
             .add_extension(x509.UnrecognizedExtension(OID_ISSUER_V1, issuer.encode()), False)
             .add_extension(
-                x509.UnrecognizedExtension(OID_ISSUER_V2, _der_utf8(issuer)), critical=False
+                x509.UnrecognizedExtension(OID_ISSUER_V2, der_utf8(issuer)), critical=False
             )
         )
         precert = builder.sign(self.inter_key, hashes.SHA256())
         sct = self._sct(precert.tbs_certificate_bytes, not_before)
         sct_list = struct.pack(">H", len(sct) + 2) + struct.pack(">H", len(sct)) + sct
         cert = builder.add_extension(
-            x509.UnrecognizedExtension(OID_SCT_LIST, _der_octets(sct_list)), critical=False
+            x509.UnrecognizedExtension(OID_SCT_LIST, der_octets(sct_list)), critical=False
         ).sign(self.inter_key, hashes.SHA256())
         assert cert.tbs_precertificate_bytes == precert.tbs_certificate_bytes
         return cert
@@ -416,51 +381,3 @@ def _bundle(key: dict[str, Any], entries: list[dict[str, Any]], envelope: dict[s
     return json.dumps(
         {"mediaType": BUNDLE_V03, "verificationMaterial": material, "dsseEnvelope": envelope}
     ).encode()
-
-
-def _ca_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _leaf_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _der_utf8(text: str) -> bytes:
-    data = text.encode()
-    return b"\x0c" + _der_len(len(data)) + data
-
-
-def _der_octets(data: bytes) -> bytes:
-    return b"\x04" + _der_len(len(data)) + data
-
-
-def _rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

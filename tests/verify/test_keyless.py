@@ -157,6 +157,9 @@ def test_a_certificate_from_another_ca_is_untrusted(world: World) -> None:
     error = rejected(stranger.keyless_bundle(world.statement), world.policy())
     assert error.reason == KeylessReason.UNTRUSTED
     assert "certificate chain" in error.detail
+    # Logged late too: the foreign chain is still the reason, not the time.
+    late = stranger.keyless_bundle(world.statement, flaws=Flaws(integrated_after_expiry=True))
+    assert rejected(late, world.policy()).reason == KeylessReason.UNTRUSTED
 
 
 def test_a_refreshed_trusted_root_file_is_read_again(world: World, tmp_path: Path) -> None:
