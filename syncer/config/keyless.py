@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
 from pydantic_core import core_schema
 
+from syncer.config.keyfile import CONFIG_DIR, KeyFile
 from syncer.config.keys import TrustedKey
-from syncer.config.verify import CONFIG_DIR, KeyFile
 from syncer.config.yamlsource import found_value
 from syncer.errors import ConfigError, rule
 

@@ -30,13 +30,14 @@ from syncer.config.entry import (
 )
 from syncer.config.events import EventsConfig
 from syncer.config.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
+from syncer.config.keyfile import CONFIG_DIR
 from syncer.config.patterns import (
     RepoFilter,
     probe_destination,
     split_glob,
 )
 from syncer.config.schedules import When
-from syncer.config.verify import CONFIG_DIR, VerifyConfig
+from syncer.config.verify import VerifyConfig
 from syncer.config.yamlsource import (
     Problem,
     YamlDocument,

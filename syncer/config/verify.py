@@ -8,46 +8,14 @@ Relative key paths are relative to the directory of sync.yaml.
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_validator
-from pydantic_core import core_schema
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from syncer.config.keys import KeyFileError, TrustedKey, load_key
-from syncer.config.yamlsource import found_value
+from syncer.config.keyfile import KeyFile
+from syncer.config.keyless import KeylessPolicy, TlogPolicy
+from syncer.config.keys import TrustedKey
 from syncer.errors import rule
-
-# Key in pydantic's validation context: the directory relative key paths start from.
-CONFIG_DIR = "config_dir"
-
-
-class KeyFile:
-    """A `keys:` item: written as a path, validated into the loaded public key."""
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, _source: Any, _handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.with_info_plain_validator_function(cls._load)
-
-    @staticmethod
-    def _load(value: Any, info: core_schema.ValidationInfo) -> TrustedKey:
-        if isinstance(value, TrustedKey):
-            return value
-        if not isinstance(value, str) or not value.strip():
-            raise rule(
-                f"found {found_value(value)}; expected the path of a PEM public key file, "
-                "e.g. /etc/syncer/keys/release.pub"
-            )
-        path = Path(value).expanduser()
-        base = (info.context or {}).get(CONFIG_DIR)
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        try:
-            return load_key(path, value)
-        except KeyFileError as e:
-            raise rule(str(e)) from None
 
 
 class _Model(BaseModel):
@@ -55,7 +23,11 @@ class _Model(BaseModel):
 
 
 class CosignPolicy(_Model):
-    keys: list[KeyFile] = Field(min_length=1)  # any one may match
+    keyless: KeylessPolicy | None = None  # certificate identities instead of (or with) keys
+    # Key-signed bundles must also carry a log entry these log keys vouch for.
+    transparency_log: TlogPolicy | None = None
+    # After `keyless` (validation order): without it, a key is needed.
+    keys: list[KeyFile] = Field(default=[], validate_default=True)  # any one may match
     # Regex, anchored at both ends, over critical.identity.docker-reference.
     identity: str | None = None
 
@@ -69,6 +41,16 @@ class CosignPolicy(_Model):
                 raise rule(
                     f"invalid regex {v!r}: {exc}; e.g. 'registry\\.example\\.com/team/.*'"
                 ) from None
+        return v
+
+    @field_validator("keys")
+    @classmethod
+    def _something_to_trust(cls, v: list[TrustedKey], info: ValidationInfo) -> list[TrustedKey]:
+        if not v and info.data.get("keyless") is None:
+            raise rule(
+                "nothing to trust: give `keys:` (PEM public keys) or `keyless:` "
+                "(certificate identities and their OIDC issuer), or both"
+            )
         return v
 
     @property

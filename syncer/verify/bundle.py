@@ -54,16 +54,25 @@ def judge_bundle(
     parsed = _parse(data)
     material = parsed.verification_material
     if material.certificate is not None or material.x509_certificate_chain is not None:
-        # keyless: lead wires syncer.verify.keyless here (it verifies the certificate
-        # chain, SCT, log proof and identity offline, and returns the statement).
-        raise Rejected(Reason.KEYLESS, "no keyless identity configured")
-    # tlog: a policy requiring a transparency-log entry is checked here, offline against
-    # the log's public key (material.tlog_entries); none is required today, so a bundle
-    # made with `--tlog-upload=false` verifies on its key alone, as a `.sig` does.
+        if policy.keyless is None:
+            raise Rejected(Reason.KEYLESS, "no keyless identity configured")
+        from syncer.verify.keyless import verify_keyless
+
+        # Certificate chain, SCT, log proof, signature and identity, offline.
+        payload = verify_keyless(data, policy.keyless)
+        return _about(payload, digest, policy, predicate_type, "bundle")
     if parsed.dsse_envelope is None:
         raise Rejected(
             Reason.MALFORMED, "bundle holds a message signature, not a DSSE envelope of an image"
         )
+    if policy.transparency_log is not None:
+        # By default a key's signature is enough (`--tlog-upload=false` bundles verify, as
+        # a `.sig` does); this policy wants the log's word too, checked offline.
+        from syncer.verify.tlog import tlog_flaw
+
+        flaw = tlog_flaw(data, policy.transparency_log.trusted)
+        if flaw is not None:
+            raise Rejected(Reason.LOG_PROOF, flaw)
     return _judge(parsed.dsse_envelope, digest, policy, predicate_type, "bundle")
 
 
@@ -116,14 +125,21 @@ def _judge(
     names = ", ".join(k.path for k in keys)
     if not any(k.could_have_made(signature) and k.verifies(signature, signed) for k in keys):
         raise Rejected(Reason.NO_KEY, f"the {what}'s DSSE signature verifies with none of {names}")
-    statement = _statement(envelope.payload, what)
+    return _about(envelope.payload, digest, policy, predicate_type, what)
+
+
+def _about(
+    payload: bytes, digest: str, policy: CosignPolicy, predicate_type: str, what: str
+) -> Statement:
+    """The verified `payload` as a statement of `predicate_type` about `digest`."""
+    statement = _statement(payload, what)
     if statement.predicate_type != predicate_type:
         raise Rejected(
             Reason.OTHER_PREDICATE,
             f"the {what}'s statement has predicate type {statement.predicate_type}, "
             f"not {predicate_type}",
         )
-    subjects = _subjects(envelope.payload)
+    subjects = _subjects(payload)
     names_of = [name for name, d in subjects if d == digest]
     if not names_of:
         listed = ", ".join(d for _, d in subjects) or "nothing"

@@ -31,6 +31,13 @@ class Reason(StrEnum):
     signature verifies, the report names the most telling reason any of them gave."""
 
     IDENTITY = "identity mismatch"
+    # Keyless bundles (syncer.verify.keyless.KeylessReason has the same values).
+    CERT_IDENTITY = "wrong identity"  # the certificate names another identity
+    CERT_ISSUER = "wrong issuer"
+    LOG_PROOF = "bad log proof"  # also a required log entry missing or not vouched for
+    CERT_TIME = "certificate not valid at signing time"
+    UNTRUSTED = "untrusted certificate"
+    MALFORMED_BUNDLE = "malformed bundle"
     OTHER_DIGEST = "signature for another digest"
     KEYLESS = "keyless signature"  # certificate-bound: judged by keyless identities only
     MALFORMED = "malformed payload"

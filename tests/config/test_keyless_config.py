@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from syncer.config.keyfile import CONFIG_DIR
 from syncer.config.keyless import KeylessPolicy, TlogPolicy, TrustedRootFile
-from syncer.config.verify import CONFIG_DIR
 from syncer.errors import ConfigError
 from tests.support.sigstore_root import GITHUB_ISSUER, TRUSTED_ROOT, WORKFLOW, Sigstore
 

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
+from syncer.config.keyfile import CONFIG_DIR
 from syncer.config.keyless import TlogPolicy
 from syncer.config.keys import load_key
-from syncer.config.verify import CONFIG_DIR
 from syncer.verify.tlog import tlog_flaw
 from tests.support import sigstore_world
 from tests.support.sigstore_root import Flaws, Sigstore
