@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,12 @@ def _public_key(path: Path) -> None:
     )
 
 
+# The production trusted root that sigstore-python carries (what `keyless:` defaults to).
+_PRODUCTION_ROOT = resources.files("sigstore._store").joinpath(
+    "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json"
+)
+
+
 def _placeholders(text: str, tmp: Path) -> tuple[str, dict[str, str]]:
     """The snippet with its files made real under `tmp`, and an environment for its ${VARS}."""
     key = tmp / "placeholder.pub"
@@ -88,6 +95,9 @@ def _placeholders(text: str, tmp: Path) -> tuple[str, dict[str, str]]:
         local = tmp / path.lstrip("/")
         if path.endswith(".pub"):
             _public_key(local)
+        elif path.endswith("trusted_root.json"):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(_PRODUCTION_ROOT.read_bytes())  # a real one: it is parsed
         else:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_text("placeholder\n")
