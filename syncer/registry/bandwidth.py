@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from syncer.errors import rule
 
 Direction = Literal["download", "upload"]
 DIRECTIONS: tuple[Direction, ...] = ("download", "upload")
@@ -53,12 +55,19 @@ def parse_rate(text: str) -> float | None:
     return rate / 8 if unit == "bit" else rate
 
 
+def _no_unit(v: Any) -> float:
+    # A bare number has no unit (50 bytes/s? 50 MiB/s?): ask rather than guess.
+    raise ValueError(f"{v!r} is not a rate: it has no unit; {_RATE_FIX}")
+
+
 def _minutes(text: str) -> tuple[int, int]:
     m = _WINDOW.fullmatch(text.strip())
     if m is None:
         raise ValueError(f'{text!r} is not a time window; write e.g. "08:00-18:00"')
     a, b = int(m.group(1)) * 60 + int(m.group(2)), int(m.group(3)) * 60 + int(m.group(4))
-    if a == b or b > 24 * 60:
+    if b > 24 * 60:
+        raise ValueError(f'{text!r} ends after 24:00; write e.g. "22:00-24:00"')
+    if a == b:
         raise ValueError(f'{text!r} is an empty time window; write e.g. "08:00-18:00"')
     return a, b
 
@@ -77,28 +86,34 @@ class BandwidthConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        if isinstance(data, str):
+        if isinstance(data, str | int | float):
             return {"rate": data}
         if isinstance(data, dict) and "else" in data and "between" not in data:
-            raise ValueError('`else` needs `between`, e.g. {rate: 10MiB/s, between: "08:00-18:00"}')
+            raise rule(
+                "`else` is the rate outside a window, so it needs `between`; write e.g. "
+                '{rate: 10MiB/s, between: "08:00-18:00", else: unlimited}',
+                at="else",
+            )
         return data
 
     @field_validator("rate", "otherwise", mode="before")
     @classmethod
     def _rate(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return parse_rate(v)
         if v is None:
-            return v  # unlimited, as written in Python (YAML says `unlimited`)
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"expected a rate; {_RATE_FIX}")
-        return v
+            return v  # unlimited, as Python says it (YAML says `unlimited`)
+        try:
+            return parse_rate(v) if isinstance(v, str) else _no_unit(v)
+        except ValueError as exc:
+            raise rule(str(exc)) from None
 
     @field_validator("between")
     @classmethod
     def _between(cls, v: str | None) -> str | None:
         if v is not None:
-            _minutes(v)
+            try:
+                _minutes(v)
+            except ValueError as exc:
+                raise rule(str(exc)) from None
         return v
 
     def rate_at(self, now: datetime) -> float | None:
@@ -178,7 +193,8 @@ class Usage:
 
 @dataclass
 class Bandwidth:
-    """The process's bandwidth buckets, shared by every client, run and stream.
+    """The process's bandwidth buckets, owned by its `Budgets` (ratelimit.py) and so shared
+    by every client, run and schedule group that shares those, and every stream of them.
 
     `configure` (again at each run, so a reloaded sync.yaml applies) sets the caps;
     `throttle` wraps a blob stream in the buckets of its host and of the process."""
@@ -188,12 +204,20 @@ class Bandwidth:
     sleep: Callable[[float], Any] = asyncio.sleep
     _scopes: dict[tuple[str, Direction], _Scope] = field(default_factory=dict)
 
-    def configure(self, process: BandwidthConfig | None, zone: ZoneInfo) -> None:
-        """The process's cap (`defaults.bandwidth`) and the schedule's time zone, in which
-        every `between` window is read. Hosts' caps come with their streams."""
+    def configure(
+        self,
+        process: BandwidthConfig | None,
+        zone: ZoneInfo,
+        hosts: Mapping[str, BandwidthConfig | None] | None = None,
+    ) -> None:
+        """The process's cap (`defaults.bandwidth`), the hosts' caps known up front (each
+        stream also brings its host's, so a command that never calls this still obeys
+        them) and the schedule's time zone, in which every `between` window is read."""
         self.zone = zone
         for direction in DIRECTIONS:
             self._scope(PROCESS, direction, process)
+            for host, config in (hosts or {}).items():
+                self._scope(host, direction, config)
 
     def _scope(
         self, scope: str, direction: Direction, config: BandwidthConfig | None

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from syncer.errors import InvalidReference
+from syncer.registry.client import FetchedManifest
+from syncer.registry.oci import ImageManifest, parse_manifest
 from syncer.registry.reference import validate_tag
 from syncer.sync.outcome import Outcome
 
@@ -204,3 +206,17 @@ def referrer_tags(listed: Iterable[str], digests: Iterable[str | None]) -> list[
         if m and m.group(1) in wanted:
             out.append(tag)
     return sorted(out)
+
+
+def unwanted_referrer(types: tuple[str, ...], tag: str, fetched: FetchedManifest) -> str | None:
+    """Why a referrer tag is not copied (not one of `referrers_filter.artifact_types`,
+    given as `types`; empty: every type), or None."""
+    if not types or not REFERRER_TAG.fullmatch(tag):
+        return None
+    manifest = parse_manifest(fetched.data, fetched.media_type)
+    kind = getattr(manifest, "artifact_type", None)
+    if kind is None and isinstance(manifest, ImageManifest):
+        kind = manifest.config.media_type
+    if kind in types:
+        return None
+    return f"artifact type {kind} not in referrers_filter.artifact_types"

@@ -30,22 +30,23 @@ from syncer.errors import (
     Rejected,
     SyncerError,
 )
-from syncer.registry.client import FetchedManifest, RegistryClient
-from syncer.registry.oci import INDEX_TYPES, ImageManifest, parse_manifest
+from syncer.registry.client import RegistryClient
+from syncer.registry.oci import INDEX_TYPES
 from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
 from syncer.sync.copier import BlobLedger, Copier, CopyJob
+from syncer.sync.limits import RunBandwidth
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import (
-    REFERRER_TAG,
     Plan,
     TagPlan,
     make_plan,
     needs_dest_head,
     referrer_tags,
     split_immutable,
+    unwanted_referrer,
 )
 from syncer.sync.platforms import holds_filtered_copy, select_platforms
 from syncer.sync.progress import Progress
@@ -89,10 +90,11 @@ class Runner:
         self.progress = progress or Progress()
         self.options = options or RunOptions()
         # Every store the run touches behind one: registries and `oci:` layouts alike.
-        self.stores = Stores(
-            client or RegistryClient(loaded.config.registry_config, budgets=self.options.budgets),
-            owns_registries=client is None,
+        registries = client or RegistryClient(
+            loaded.config.registry_config, budgets=self.options.budgets
         )
+        self.stores = Stores(registries, owns_registries=client is None)
+        self.bandwidth = RunBandwidth(registries.bandwidth, loaded, self.progress)
         self.client: Store = self.stores
         self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
         self.gate = SignatureGate(self.client, self.copier)
@@ -118,6 +120,7 @@ class Runner:
             started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
         )
         selected = self.selected_entries()
+        self.bandwidth.start()
         try:
             self.stores.open_layouts(  # in the try: those opened before a failure are closed
                 (e.source for e in selected),
@@ -143,6 +146,7 @@ class Runner:
         finally:
             report.duration_s = time.monotonic() - started
             report.ratelimit = self.client.ratelimits()
+            report.bandwidth = self.bandwidth.report(report.duration_s)
             await self.stores.aclose()
         return report
 
@@ -345,7 +349,7 @@ class Runner:
                     nonlocal pushed
                     signed = await self.gate.check(entry, item)  # raises Rejected
                     fetched = await self.client.get_manifest(src.with_digest(digest), pulls=pulls)
-                    skip = _unwanted_referrer(entry, item.tag, fetched)
+                    skip = unwanted_referrer(entry.referrer_types, item.tag, fetched)
                     if skip is not None:
                         return skip
                     # Judged on this very fetch: a referrer tag costs no second GET.
@@ -393,19 +397,6 @@ class Runner:
             report.counters.tags_copied += 1
             report.tags.append(_outcome(item, Outcome.COPIED, dest_digest=pushed))
             log.info("tag copied", digest=item.source_digest, to=f"{dst.repo()}:{item.dest_tag}")
-
-
-def _unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest) -> str | None:
-    """Why a referrer tag is not copied (`referrers_filter.artifact_types`), or None."""
-    if not entry.referrer_types or not REFERRER_TAG.fullmatch(tag):
-        return None
-    manifest = parse_manifest(fetched.data, fetched.media_type)
-    kind = getattr(manifest, "artifact_type", None)
-    if kind is None and isinstance(manifest, ImageManifest):
-        kind = manifest.config.media_type
-    if kind in entry.referrer_types:
-        return None
-    return f"artifact type {kind} not in referrers_filter.artifact_types"
 
 
 def _outcome(
