@@ -38,7 +38,8 @@ _WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)")
 # stream starting after a pause may go at once, yet no run overshoots by much.
 BURST_S = 0.25
 MIN_BURST = 512 * 1024
-FIRST_GUESS = 64 * 1024  # reserved for a stream's first chunk, corrected once it is read
+# Reserved for a stream's first chunk (the download chunk size; corrected once it is read).
+FIRST_GUESS = 256 * 1024
 
 
 def parse_rate(text: str) -> float | None:
@@ -169,6 +170,18 @@ class TokenBucket:
 _UNLIMITED = BandwidthConfig(rate=None)
 
 
+@dataclass(frozen=True)
+class Stream:
+    """One blob stream as the caps see it: its direction, its host and the host's
+    `bandwidth:` (None: no cap of its own), and the blob's size when known, from which
+    its first and last reservations are sized."""
+
+    direction: Direction
+    host: str
+    cap: BandwidthConfig | None
+    size: int | None = None
+
+
 @dataclass
 class _Scope:
     """One bucket's state and what it did, for the report and the metrics."""
@@ -258,27 +271,24 @@ class Bandwidth:
             }
         return out
 
-    async def throttle(
-        self,
-        direction: Direction,
-        host: tuple[str, BandwidthConfig | None],
-        chunks: AsyncIterator[bytes],
-    ) -> AsyncIterator[bytes]:
-        """`chunks`, no faster than the caps of `host` (its name and its `bandwidth:`)
-        and of the process allow.
+    async def throttle(self, stream: Stream, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`chunks`, no faster than the caps of `stream.host` and of the process allow.
 
         Tokens for the next chunk are reserved and waited for before that chunk is read,
         so nothing is ever held here beyond the chunk being handed on."""
-        found = (self._scopes.get((PROCESS, direction)), self._scope(host[0], direction, host[1]))
+        d = stream.direction
+        found = (self._scopes.get((PROCESS, d)), self._scope(stream.host, d, stream.cap))
         scopes = [s for s in found if s is not None]
         if not scopes:
             async for chunk in chunks:
                 yield chunk
             return
-        guess = FIRST_GUESS
+        left = stream.size
+        guess = FIRST_GUESS if left is None else min(FIRST_GUESS, left)
         try:
             while True:
-                held = await self._reserve(scopes, guess)
+                # Nothing left to come (the size is known): read the end without waiting.
+                held = await self._reserve(scopes, guess) if guess else []
                 try:
                     chunk = await anext(chunks)
                 except BaseException as exc:
@@ -291,7 +301,11 @@ class Bandwidth:
                     bucket.refund(guess - len(chunk))  # a negative refund charges the excess
                 for s in scopes:
                     s.bytes += len(chunk)
-                guess = len(chunk) or guess
+                if left is None:
+                    guess = len(chunk) or guess
+                else:
+                    left -= len(chunk)
+                    guess = min(len(chunk), max(left, 0))
                 yield chunk
         finally:
             aclose = getattr(chunks, "aclose", None)

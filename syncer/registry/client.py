@@ -22,7 +22,7 @@ from syncer.errors import (
     UnsupportedError,
 )
 from syncer.registry.auth import repository_scope
-from syncer.registry.bandwidth import Bandwidth
+from syncer.registry.bandwidth import Bandwidth, Stream
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
@@ -321,7 +321,8 @@ class RegistryClient:
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},
         )
-        capped = self.bandwidth.throttle("download", (t.registry, t.config.bandwidth), chunks)
+        stream = Stream("download", t.registry, t.config.bandwidth, desc.size)
+        capped = self.bandwidth.throttle(stream, chunks)
         async for chunk in verified(what, desc.digest, desc.size, capped):
             yield chunk
 
@@ -349,10 +350,10 @@ class RegistryClient:
         """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart).
         The bandwidth caps pace the pulling of those bytes, so nothing waits in a buffer."""
         t = self.session(repo)
-        cap = (t.registry, t.config.bandwidth)
+        stream = Stream("upload", t.registry, t.config.bandwidth, desc.size)
 
         def capped() -> AsyncIterator[bytes]:
-            return self.bandwidth.throttle("upload", cap, open_bytes())
+            return self.bandwidth.throttle(stream, open_bytes())
 
         await upload_blob(t, repo.repository, desc, capped, _push(repo))
 
