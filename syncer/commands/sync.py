@@ -189,6 +189,17 @@ def summarize(report: RunReport) -> None:
         blobs_mounted=t.blobs_mounted,
         bytes_copied=t.bytes_copied,
     )
+    for scope, cap in report.bandwidth.items():
+        for direction in ("download", "upload"):
+            if (moved := cap.get(direction)) and moved["bytes"]:
+                log.info(
+                    "bandwidth",
+                    scope=scope,
+                    direction=direction,
+                    cap=cap["cap"],
+                    effective_mib_s=round(moved["bytes_per_s"] / 2**20, 2),
+                    limited_s=moved["limited_s"],
+                )
     for entry in report.entries:
         for err in entry.errors:
             print(

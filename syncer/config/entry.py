@@ -24,6 +24,7 @@ from syncer.config.verify import VerifyConfig
 from syncer.config.yamlsource import found_value
 from syncer.errors import InvalidReference
 from syncer.errors import rule as _rule
+from syncer.registry.bandwidth import BandwidthConfig
 from syncer.registry.digests import algorithm_problem
 from syncer.registry.reference import Reference
 from syncer.store.references import is_archive, is_whole_layout, parse_reference, split_layout
@@ -72,6 +73,8 @@ class Defaults(ScheduleFields):
     referrers: bool = False
     referrers_filter: ReferrersFilter | None = None
     verify: VerifyConfig | None = None
+    # Blob bytes of the whole process, all hosts together; None: no cap.
+    bandwidth: BandwidthConfig | None = None
 
     _platforms = field_validator("platforms", mode="before")(_check_platforms)
 

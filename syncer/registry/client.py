@@ -22,6 +22,7 @@ from syncer.errors import (
     UnsupportedError,
 )
 from syncer.registry.auth import repository_scope
+from syncer.registry.bandwidth import Bandwidth, Stream
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
@@ -122,7 +123,12 @@ class RegistryClient:
             self._sessions[ref.registry] = t
         return t
 
-    # -- pull budgets ----------------------------------------------------------
+    # -- pull budgets and bandwidth -------------------------------------------
+
+    @property
+    def bandwidth(self) -> Bandwidth:
+        """The bandwidth caps' buckets, owned by the process's `Budgets` like pull budgets."""
+        return self._budgets.bandwidth
 
     def reserve(self, ref: Reference, pulls: int) -> Reservation:
         """Reserve `pulls` counted GETs at `ref`'s registry for one copy (Deferred if they
@@ -318,13 +324,16 @@ class RegistryClient:
         consumer that forwards chunks to an upload never completes a corrupt one.
         """
         what = f"blob {desc.digest} from {repo.name}"
+        t = self.session(repo)
         chunks = download(
-            self.session(repo),
+            t,
             f"/v2/{repo.repository}/blobs/{desc.digest}",
             scopes=_pull(repo),
             headers={"Accept-Encoding": "identity"},
         )
-        async for chunk in verified(what, desc.digest, desc.size, chunks):
+        stream = Stream("download", t.registry, t.config.bandwidth, desc.size)
+        capped = self.bandwidth.throttle(stream, chunks)
+        async for chunk in verified(what, desc.digest, desc.size, capped):
             yield chunk
 
     async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
@@ -348,8 +357,15 @@ class RegistryClient:
         return False
 
     async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
-        """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart)."""
-        await upload_blob(self.session(repo), repo.repository, desc, open_bytes, _push(repo))
+        """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart).
+        The bandwidth caps pace the pulling of those bytes, so nothing waits in a buffer."""
+        t = self.session(repo)
+        stream = Stream("upload", t.registry, t.config.bandwidth, desc.size)
+
+        def capped() -> AsyncIterator[bytes]:
+            return self.bandwidth.throttle(stream, open_bytes())
+
+        await upload_blob(t, repo.repository, desc, capped, _push(repo))
 
 
 def _identifier(ref: Reference) -> str:

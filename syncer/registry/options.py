@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from syncer.errors import rule
+from syncer.registry.bandwidth import BandwidthConfig
 
 
 class TlsMode(StrEnum):
@@ -93,6 +94,8 @@ class RegistryConfig(_Strict):
     chunk_upload_threshold: int = Field(default=64 * 1024 * 1024, ge=1)
     chunk_size: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     search_endpoint: str | None = None
+    # Blob bytes from or to this host, all streams together (bandwidth.py); None: no cap.
+    bandwidth: BandwidthConfig | None = None
 
     @field_validator("endpoint", "search_endpoint")
     @classmethod

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from syncer.errors import Deferred
+from syncer.registry.bandwidth import Bandwidth
 from syncer.registry.options import RateLimitConfig
 
 # Docker Hub's window (`ratelimit-remaining: 76;w=21600`) when an answer names none.
@@ -263,10 +264,12 @@ class PullBudget:
 
 
 class Budgets:
-    """The process's pull budgets, one per registry, shared by every client it makes."""
+    """The process's pull budgets, one per registry, shared by every client it makes, and
+    its bandwidth caps' buckets (`bandwidth`), shared the same way."""
 
     def __init__(self) -> None:
         self._budgets: dict[str, PullBudget] = {}
+        self.bandwidth = Bandwidth()
 
     def get(self, registry: str, config: RateLimitConfig) -> PullBudget:
         """`registry`'s budget, under its latest `ratelimit` settings (a reload may change them)."""

@@ -124,6 +124,12 @@ class Metrics:
             ["registry"],
             registry=r,
         )
+        self.limited = Counter(
+            "syncer_bandwidth_limited_seconds",
+            "Seconds blob streams waited for a bandwidth cap's bucket, by the cap that held them",
+            ["scope", "direction"],
+            registry=r,
+        )
         self.reserve = Gauge(
             "syncer_ratelimit_reserve",
             "Pull budget syncer keeps unspent (ratelimit.min_remaining)",
@@ -164,6 +170,11 @@ class Metrics:
         if loaded is not None:
             for host, settings in loaded.config.registries.items():
                 self.reserve.labels(host).set(settings.ratelimit.min_remaining)
+        for scope, cap in report.bandwidth.items():
+            for direction in ("download", "upload"):
+                waited = cap.get(direction, {}).get("limited_s", 0.0)
+                if waited > 0:
+                    self.limited.labels(scope, direction).inc(waited)
         self.runs.labels(report.status).inc()
         for status in STATUSES:
             self.last_status.labels(status).set(1 if status == report.status else 0)

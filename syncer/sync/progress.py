@@ -33,6 +33,9 @@ class Progress:
 
     def tag_done(self) -> None: ...
 
+    def capped(self, caps: dict[str, str]) -> None:
+        """The bandwidth caps in force (scope -> cap), named beside the bytes' speed."""
+
     def blob_started(self, digest: str, size: int) -> object:
         return None
 
@@ -115,6 +118,11 @@ class RichProgress(Progress):
 
     def tag_done(self) -> None:
         self._bars.advance(self._tags)
+
+    def capped(self, caps: dict[str, str]) -> None:
+        # The bytes bar's speed column is the effective rate; the cap is named beside it.
+        named = ", ".join(c if s == "*" else f"{s} {c}" for s, c in sorted(caps.items()))
+        self._bars.update(self._bytes, description=f"bytes (cap {named})")
 
     def blob_started(self, digest: str, size: int) -> object:
         if size >= LARGE_BLOB:

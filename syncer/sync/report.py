@@ -97,6 +97,9 @@ class RunReport:
     entries: list[EntryReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # failures not tied to one entry
     ratelimit: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per capped scope ("process" or a host): the cap, and per direction the bytes, the
+    # seconds spent waiting for the bucket and the effective rate (limits.py).
+    bandwidth: dict[str, dict[str, Any]] = field(default_factory=dict)
     dry_run: bool = False
 
     @property
@@ -133,6 +136,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "totals": asdict(self.totals),
             "ratelimit": self.ratelimit,
+            "bandwidth": self.bandwidth,
             "errors": self.errors,
             "entries": [e.to_json() for e in self.entries],
         }

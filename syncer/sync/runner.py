@@ -37,6 +37,7 @@ from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
 from syncer.sync.copier import BlobLedger, Copier, CopyJob
+from syncer.sync.limits import RunBandwidth
 from syncer.sync.outcome import Outcome
 from syncer.sync.planner import (
     Plan,
@@ -89,10 +90,11 @@ class Runner:
         self.progress = progress or Progress()
         self.options = options or RunOptions()
         # Every store the run touches behind one: registries and `oci:` layouts alike.
-        self.stores = Stores(
-            client or RegistryClient(loaded.config.registry_config, budgets=self.options.budgets),
-            owns_registries=client is None,
+        registries = client or RegistryClient(
+            loaded.config.registry_config, budgets=self.options.budgets
         )
+        self.stores = Stores(registries, owns_registries=client is None)
+        self.bandwidth = RunBandwidth(registries.bandwidth, loaded, self.progress)
         self.client: Store = self.stores
         self.copier = Copier(self.client, BlobLedger(), progress=self.progress)
         self.gate = SignatureGate(self.client, self.copier)
@@ -118,6 +120,7 @@ class Runner:
             started=datetime.now(UTC).isoformat(timespec="seconds"), dry_run=self.options.dry_run
         )
         selected = self.selected_entries()
+        self.bandwidth.start()
         try:
             self.stores.open_layouts(  # in the try: those opened before a failure are closed
                 (e.source for e in selected),
@@ -143,6 +146,7 @@ class Runner:
         finally:
             report.duration_s = time.monotonic() - started
             report.ratelimit = self.client.ratelimits()
+            report.bandwidth = self.bandwidth.report(report.duration_s)
             await self.stores.aclose()
         return report
 

@@ -59,8 +59,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         setattr(entry.counters, counter.name, 1)
     ok = EntryReport("docker.io/library/alpine", "reg.example/alpine-ok")  # a success too
     ok.counters.tags_copied = 1
+    capped = {"cap": "20 MiB/s", "download": {"bytes": 1, "limited_s": 0.5, "bytes_per_s": 1}}
     report = RunReport(
-        started="now", entries=[entry, ok], ratelimit={"docker.io": {"remaining": 7}}
+        started="now",
+        entries=[entry, ok],
+        ratelimit={"docker.io": {"remaining": 7}},
+        bandwidth={"process": capped},
     )
     metrics = Metrics()
     metrics.observe(report, load_config(cfg, env={}))
