@@ -90,9 +90,12 @@ class RegistryConfig(_Strict):
     max_concurrency: int = Field(default=8, ge=1, le=256)
     ratelimit: RateLimitConfig = RateLimitConfig()
     retry: RetryConfig = RetryConfig()
-    # Chunked (PATCH) uploads above this size, so a broken upload resumes.
+    # Above this size a blob goes up by PATCH (which can resume after a break), not in
+    # one monolithic PUT.
     chunk_upload_threshold: int = Field(default=64 * 1024 * 1024, ge=1)
-    chunk_size: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    # None: one PATCH streams the whole blob (as `docker push` does). A size: PATCHes of
+    # that size, for a registry or proxy that limits a request's body.
+    chunk_size: int | None = Field(default=None, ge=64 * 1024)
     search_endpoint: str | None = None
     # Blob bytes from or to this host, all streams together (bandwidth.py); None: no cap.
     bandwidth: BandwidthConfig | None = None

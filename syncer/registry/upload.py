@@ -1,17 +1,24 @@
-"""Blob upload sessions: monolithic PUT, or chunked PATCHes that resume after a break.
+"""Blob upload sessions: a monolithic PUT, one streamed PATCH, or chunked PATCHes.
 
-Small blobs go up in one streamed PUT. Blobs above the registry's
-`chunk_upload_threshold` (and any blob whose registry refuses a monolithic PUT)
-go up in chunks: a broken PATCH is not replayed blindly, since the registry may
-have stored part of it; we ask the session how far it got (`GET` the upload
-URL, `Range: 0-N`) and send only the rest. One chunk is buffered at a time, so
-memory stays bounded by `chunk_size`.
+Small blobs go up in one streamed PUT (POST + PUT). Blobs above the registry's
+`chunk_upload_threshold` (and any blob whose registry refuses a monolithic PUT) go up
+as `docker push` sends a layer: one PATCH streaming the whole blob, then the closing
+`PUT ?digest=` (POST + PATCH + PUT), which every registry speaking the distribution
+API accepts. Only a registry configured with `chunk_size` (or one refusing the single
+PATCH, as a proxy with a body-size limit does with 413) gets chunks of that size.
+
+A broken PATCH is not replayed blindly, since the registry may have stored part of
+it: the transport sends it once (`retry=False`), and we ask the session how far it
+got (`GET` the upload URL, `Range: 0-N`) and send only the rest in a new PATCH. The
+bytes a resumed PATCH may need are held: the whole chunk in chunked mode, the last
+`RESUME_WINDOW` bytes of the stream otherwise, so memory stays bounded either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote
 
@@ -29,6 +36,14 @@ log = structlog.get_logger("syncer.registry.upload")
 BlobBytes = Callable[[], AsyncIterator[bytes]]
 # Statuses with which registries say "no monolithic upload here".
 MONOLITHIC_REFUSED = frozenset({400, 405, 413, 416, 501})
+# Statuses with which a registry, or a proxy in front of it (a body-size limit), refuses
+# one PATCH of a whole big blob before storing any of it: go on in chunks.
+STREAM_REFUSED = frozenset({400, 405, 411, 413, 501})
+# Chunks for a registry that refused the single PATCH and names no `chunk_size`.
+FALLBACK_CHUNK = 16 * 1024 * 1024
+# The tail of a streamed PATCH kept for a resume: what a cut connection can have lost
+# in socket buffers. A registry reporting an offset further back gets a fresh start.
+RESUME_WINDOW = 4 * 1024 * 1024
 
 
 class SessionLost(TransportError):
@@ -38,6 +53,10 @@ class SessionLost(TransportError):
 
 class _FeedEnded(TransportError):
     """The blob's bytes ran out (before, or exactly at, the declared size)."""
+
+
+class StreamRefused(RegistryError):
+    """The registry refused one PATCH of the whole blob: chunks it is."""
 
 
 class UploadSession:
@@ -65,12 +84,17 @@ class UploadSession:
             ok=(201,),
         )
 
-    async def put_chunked(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
+    async def put_chunked(
+        self, desc: Descriptor, chunks: AsyncIterator[bytes], chunk_size: int | None
+    ) -> None:
+        """PATCHes of `chunk_size` bytes, or (None) one PATCH of the whole blob."""
         feed = _ByteFeed(chunks)
         try:
             while self.offset < desc.size:
-                length = min(self.t.config.chunk_size, desc.size - self.offset)
-                await self._patch(_Chunk(feed, length))
+                if chunk_size is None:
+                    await self._patch(_Chunk(feed, desc.size - self.offset, window=RESUME_WINDOW))
+                else:
+                    await self._patch(_Chunk(feed, min(chunk_size, desc.size - self.offset)))
             await feed.finish()
         finally:
             await feed.abandon()
@@ -108,6 +132,11 @@ class UploadSession:
             except (TransportError, RegistryError) as exc:
                 if chunk.source_error is not None:
                     raise chunk.source_error from None  # the source failed, not the upload
+                whole = chunk.window is not None and self.offset == 0
+                if whole and isinstance(exc, RegistryError) and exc.status in STREAM_REFUSED:
+                    raise StreamRefused(
+                        exc.detail, status=exc.status, method=exc.method, url=exc.url
+                    ) from None
                 if isinstance(exc, RegistryError) and exc.status in (404, 416):
                     raise SessionLost(f"upload session at {self.t.registry}: {exc}") from None
                 if isinstance(exc, RegistryError) and (exc.status or 0) < 500:
@@ -121,11 +150,13 @@ class UploadSession:
                     offset=accepted,
                     attempt=attempt,
                 )
-                # Never more than we sent: skipping bytes nobody received would corrupt the blob.
-                if accepted < self.offset or accepted > min(end + 1, start + chunk.pulled):
+                # Never more than we sent: skipping bytes nobody received would corrupt the
+                # blob; never further back than the bytes still held for this chunk.
+                held_from = max(self.offset, start + chunk.dropped)
+                if accepted < held_from or accepted > min(end + 1, start + chunk.pulled):
                     raise SessionLost(
                         f"upload session at {self.t.registry} reports offset {accepted}, "
-                        f"expected {self.offset}..{end + 1}"
+                        f"expected {held_from}..{end + 1}"
                     ) from None
                 self.offset = accepted
                 if accepted == end + 1:
@@ -164,13 +195,15 @@ async def upload_blob(
 ) -> None:
     """Upload one blob; `open_bytes()` opens its bytes, again for each fresh start."""
     chunked = desc.size > t.config.chunk_upload_threshold
+    # None: the whole blob in one PATCH; a size only where the registry needs chunks.
+    chunk_size = t.config.chunk_size
     restarts = 0
     while True:
         session = UploadSession(t, repository, scopes)
         await session.start()
         try:
             if chunked:
-                await session.put_chunked(desc, open_bytes())
+                await session.put_chunked(desc, open_bytes(), chunk_size)
             else:
                 await session.put_whole(desc, open_bytes())
             return
@@ -178,8 +211,12 @@ async def upload_blob(
             await session.cancel()  # nothing of a failed attempt may linger
             refused = isinstance(exc, RegistryError) and exc.status in MONOLITHIC_REFUSED
             if refused and not chunked:
-                log.info("monolithic upload refused, using chunks", registry=t.registry)
+                log.info("monolithic upload refused, using a PATCH", registry=t.registry)
                 chunked = True
+                continue
+            if isinstance(exc, StreamRefused) and chunk_size is None:
+                log.info("one-PATCH upload refused, using chunks", registry=t.registry)
+                chunk_size = FALLBACK_CHUNK
                 continue
             # A streamed PUT cannot be replayed (after a break or a 5xx alike), and a chunked
             # session the registry has dropped cannot be resumed: both start over, from a
@@ -277,17 +314,25 @@ class _ByteFeed:
 class _Chunk:
     """The next `length` bytes of the source, read while they are being sent and kept
     until the registry has them, so a broken PATCH resends only what it lost while the
-    download and the upload overlap."""
+    download and the upload overlap. With a `window`, only the last `window` bytes read
+    are kept (the stream of a whole blob): a resume further back cannot be served."""
 
-    def __init__(self, feed: _ByteFeed, length: int) -> None:
+    def __init__(self, feed: _ByteFeed, length: int, *, window: int | None = None) -> None:
         self.feed = feed
         self.length = length
-        self.held: list[memoryview] = []
+        self.window = window
+        self.held: deque[memoryview] = deque()
         self.pulled = 0
+        self.dropped = 0  # bytes at the chunk's start no longer held
         self.source_error: BaseException | None = None
 
     async def body(self, skip: int) -> AsyncIterator[bytes]:
-        for piece in self.held:
+        if skip < self.dropped:
+            # A replay from before the window (a 401 answered mid-stream): the caller asks
+            # the session how far it got, and a fresh start follows if that is out of reach.
+            raise TransportError("streamed blob body cannot be sent again from there")
+        skip -= self.dropped
+        for piece in list(self.held):
             if skip >= len(piece):
                 skip -= len(piece)
                 continue
@@ -299,9 +344,16 @@ class _Chunk:
             except Exception as exc:  # not CancelledError: the writer stopped, not the source
                 self.source_error = exc
                 raise
-            self.held.append(piece)
-            self.pulled += len(piece)
+            self._hold(piece)
             yield piece  # type: ignore[misc]
+
+    def _hold(self, piece: memoryview) -> None:
+        self.held.append(piece)
+        self.pulled += len(piece)
+        if self.window is None:
+            return
+        while self.held and self.pulled - self.dropped - len(self.held[0]) >= self.window:
+            self.dropped += len(self.held.popleft())
 
 
 class _Resendable(ReplayableBody):
