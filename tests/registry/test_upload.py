@@ -170,10 +170,18 @@ class Streamed(httpx.AsyncByteStream):
 class FakeSession:
     """An in-memory upload endpoint that can break a PATCH after storing part of it."""
 
-    def __init__(self, *, refuse_monolithic: bool = False, break_patch: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        refuse_monolithic: bool = False,
+        break_patch: int | None = None,
+        max_body: int | None = None,
+    ) -> None:
         self.stored = bytearray()
         self.refuse_monolithic = refuse_monolithic
         self.break_patch = break_patch
+        self.max_body = max_body  # a proxy's body-size limit: 413 above it
+        self.sent = 0  # PATCH body bytes received, resends included
         self.calls: list[str] = []
         self.committed: str | None = None
 
@@ -187,6 +195,9 @@ class FakeSession:
             return httpx.Response(202, headers=loc)
         if req.method == "PATCH":
             body = req.read()
+            self.sent += len(body)
+            if self.max_body is not None and len(body) > self.max_body:
+                return httpx.Response(413)
             start = int(req.headers["content-range"].split("-")[0])
             if start != len(self.stored):
                 return httpx.Response(416)
@@ -331,3 +342,43 @@ async def test_abandon_racing_a_cancelled_writer_keeps_the_cancellation() -> Non
     assert chunk.source_error is None  # a cancelled writer is not a failing source
     with pytest.raises(TransportError, match="abandoned"):
         await source.take(1)  # nothing may start a new pull after abandon()
+
+
+async def test_a_big_blob_goes_up_in_one_streamed_patch(anon_registry: RunningRegistry) -> None:
+    repo = Reference.parse(f"{anon_registry.host}/streamed/app")
+    big, desc = _big()  # over the 16 MiB that chunks used to be
+    client = make_client(anon_registry, chunk_upload_threshold=1)  # no chunk_size: one PATCH
+    mark = anon_registry.mark()
+    async with client:
+        await client.upload_blob(repo, desc, lambda: chunks_of(big, 1024 * 1024))
+        got = b"".join([c async for c in client.read_blob(repo, desc)])
+    assert hashlib.sha256(got).hexdigest() == desc.digest.removeprefix("sha256:")
+    writes = [r.method for r in anon_registry.requests_since(mark) if r.method != "GET"]
+    assert [m for m in writes if m in ("POST", "PATCH", "PUT")] == ["POST", "PATCH", "PUT"]
+
+
+async def test_a_streamed_patch_cut_resumes_from_the_offset_within_its_held_tail() -> None:
+    session = FakeSession(break_patch=1)
+    async with fake_client(session, chunk_upload_threshold=1) as c:
+        await c.upload_blob(REPO, DESC, lambda: chunks_of(DATA))
+    assert session.committed == DIGEST and bytes(session.stored) == DATA
+    assert session.calls.count("POST") == 1 and session.calls.count("PATCH") == 2
+    # The cut PATCH landed a third; the resume sends the rest, not the blob again.
+    assert session.sent == len(DATA) + (len(DATA) - len(DATA) // 3)
+
+
+async def test_a_refused_streamed_patch_falls_back_to_chunks() -> None:
+    big, desc = _big()
+    session = FakeSession(max_body=17 * 1024 * 1024)  # a proxy's limit: 413 for 20 MiB
+    async with fake_client(session, chunk_upload_threshold=1) as c:
+        await c.upload_blob(REPO, desc, lambda: chunks_of(big, 1024 * 1024))
+    assert session.committed == desc.digest and bytes(session.stored) == big
+    # The refused session is dropped; a new one sends 16 MiB (the fallback chunk) + 4 MiB.
+    assert session.calls.count("POST") == 2 and session.calls.count("DELETE") == 1
+    assert session.calls.count("PATCH") == 3
+
+
+def _big() -> tuple[bytes, Descriptor]:
+    big = random.Random(8).randbytes(20 * 1024 * 1024)
+    digest = "sha256:" + hashlib.sha256(big).hexdigest()
+    return big, Descriptor(mediaType="application/octet-stream", digest=digest, size=len(big))
