@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from syncer.service.logs import configure
 from tests.service.events_support import (
     TOKEN,
     bearer,
@@ -145,6 +146,9 @@ async def test_bodies_are_capped_and_checked_and_uncovered_repositories_cost_not
     src, dst = registry_factory("anon"), registry_factory("anon")
     entries = one_entry(src, dst, tags={"deny": ["skip-.*"]})
     cfg = events_yaml(tmp_path, entries, src, dst, settle="100ms")
+    # The info line below is looked for: logging as `syncer schedule` sets it up, whatever
+    # level or stream an earlier test in this process left configured.
+    configure("json", "info")
     async with running(cfg, port) as sched:
         mark = src.mark()
         huge = b'{"events": [' + b" " * (1024 * 1024) + b"]}"
@@ -178,7 +182,6 @@ async def test_bodies_are_capped_and_checked_and_uncovered_repositories_cost_not
     assert covered_not[0].json() == {"events": 1, "queued": 0, "coalesced": 0}
     assert denied.json()["queued"] == 0  # tags.deny: the entry never copies it
     assert runs == 0 and src.requests_since(mark) == []
-    # stderr once syncer configured logging (an earlier test did), stdout with structlog defaults
     out = "".join(capsys.readouterr())
     assert out.count("events about repositories no entry mirrors") == 1  # once a minute
     assert TOKEN not in out
