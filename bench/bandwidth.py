@@ -61,7 +61,7 @@ def _run(bench: Bench, job: Job, label: str, rate_mib: int | None) -> dict[str, 
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| row | cap | exit | wall s | transfer s | MiB down | MiB/s | /cap | limited s | peak RSS MiB |"
+    head = "| row | cap | exit | wall s | xfer s | MiB down | MiB/s | /cap | limited s | RSS MiB |"
     lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
