@@ -25,6 +25,7 @@ from syncer.registry.auth import repository_scope
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
+from syncer.registry.namespaces import NamespaceJob, api_base, catalog_api, list_namespace
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -34,7 +35,7 @@ from syncer.registry.oci import (
     manifest_media_type,
     parse_manifest,
 )
-from syncer.registry.options import RegistryConfig
+from syncer.registry.options import CatalogApi, RegistryConfig
 from syncer.registry.origin import endpoint_url
 from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Budgets, Reservation
@@ -93,6 +94,8 @@ class RegistryClient:
         self._http_transport = http_transport
         self._credentials = credentials
         self._sessions: dict[str, RegistrySession] = {}
+        # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run.
+        self._listings: dict[tuple[str, str | None], list[str]] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -146,7 +149,41 @@ class RegistryClient:
             tags.extend(got)
         return tags
 
-    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
+    async def catalog(
+        self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
+    ) -> list[str]:
+        """The registry's repositories; with `namespace`, only those below it, listed through
+        the registry's `catalog:` API (Docker Hub, Quay, Harbor) where it has no `_catalog`.
+        Each listing is made once per client and kept."""
+        config = self._configs(registry_ref.registry)
+        api = catalog_api(registry_ref.registry, config)
+        key = (registry_ref.registry, None if api is CatalogApi.DISTRIBUTION else namespace)
+        if key not in self._listings:
+            if key[1] is None:
+                self._listings[key] = await self._distribution_catalog(registry_ref, page_size)
+            else:
+                self._listings[key] = await self._namespace(registry_ref, key[1], config, api)
+        repos = self._listings[key]
+        if namespace is None:
+            return list(repos)
+        return [r for r in repos if r.startswith(namespace + "/")]
+
+    async def _namespace(
+        self, registry_ref: Reference, namespace: str, config: RegistryConfig, api: CatalogApi
+    ) -> list[str]:
+        registry_base = endpoint_url(registry_ref.registry, registry_ref.api_host, config)
+        job = NamespaceJob(
+            registry_ref.registry,
+            namespace,
+            api,
+            api_base(api, registry_base, config),
+            config,
+            self._credentials(registry_ref.registry, config),
+            self._http_transport,
+        )
+        return await list_namespace(job)
+
+    async def _distribution_catalog(self, registry_ref: Reference, page_size: int) -> list[str]:
         scopes = frozenset({"registry:catalog:*"})
         repos: list[str] = []
         async for page in self._pages(registry_ref, f"/v2/_catalog?n={page_size}", scopes):

@@ -21,6 +21,22 @@ class TlsMode(StrEnum):
     DISABLED = "disabled"  # plain HTTP
 
 
+class CatalogApi(StrEnum):
+    """How a registry lists the repositories of a namespace, for `team/*` globs."""
+
+    DISTRIBUTION = "distribution"  # GET /v2/_catalog
+    DOCKERHUB = "dockerhub"  # hub.docker.com /v2/namespaces/<ns>/repositories
+    QUAY = "quay"  # /api/v1/repository?namespace=<ns>
+    HARBOR = "harbor"  # /api/v2.0/projects/<project>/repositories
+
+
+# Listings that need a token for a different host than the registry's: not offered (README).
+_UNSUPPORTED_CATALOGS = {
+    "ghcr": "GHCR lists packages only through api.github.com with a classic personal access "
+    "token (read:packages), a credential syncer does not send beyond ghcr.io",
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -93,8 +109,23 @@ class RegistryConfig(_Strict):
     chunk_upload_threshold: int = Field(default=64 * 1024 * 1024, ge=1)
     chunk_size: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     search_endpoint: str | None = None
+    # None: `dockerhub` on docker.io, `distribution` elsewhere (namespaces.catalog_api).
+    catalog: CatalogApi | None = None
+    # The listing API's base URL where it is not the registry's (hub.docker.com).
+    catalog_endpoint: str | None = None
 
-    @field_validator("endpoint", "search_endpoint")
+    @field_validator("catalog", mode="before")
+    @classmethod
+    def _catalog(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in _UNSUPPORTED_CATALOGS:
+            choices = ", ".join(c.value for c in CatalogApi)
+            raise rule(
+                f"{v!r} is not supported: {_UNSUPPORTED_CATALOGS[v.lower()]}; name the "
+                f"repositories one per entry instead, or use one of {choices}"
+            )
+        return v
+
+    @field_validator("endpoint", "search_endpoint", "catalog_endpoint")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is None:
