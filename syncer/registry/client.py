@@ -19,6 +19,7 @@ from syncer.errors import (
     ManifestError,
     NotFound,
     RegistryError,
+    SyncerError,
     UnsupportedError,
 )
 from syncer.registry.auth import repository_scope
@@ -94,8 +95,9 @@ class RegistryClient:
         self._http_transport = http_transport
         self._credentials = credentials
         self._sessions: dict[str, RegistrySession] = {}
-        # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run.
-        self._listings: dict[tuple[str, str | None], list[str]] = {}
+        # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run; a
+        # failed one too, so a second glob on it does not wait through the retries again.
+        self._listings: dict[tuple[str, str | None], list[str] | SyncerError] = {}
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -154,16 +156,23 @@ class RegistryClient:
     ) -> list[str]:
         """The registry's repositories; with `namespace`, only those below it, listed through
         the registry's `catalog:` API (Docker Hub, Quay, Harbor) where it has no `_catalog`.
-        Each listing is made once per client and kept."""
+        Each listing is made once per client and kept, and so is its failure."""
         config = self._configs(registry_ref.registry)
         api = catalog_api(registry_ref.registry, config)
         key = (registry_ref.registry, None if api is CatalogApi.DISTRIBUTION else namespace)
         if key not in self._listings:
-            if key[1] is None:
-                self._listings[key] = await self._distribution_catalog(registry_ref, page_size)
-            else:
-                self._listings[key] = await self._namespace(registry_ref, key[1], config, api)
+            try:
+                if key[1] is None:
+                    got = await self._distribution_catalog(registry_ref, page_size)
+                else:
+                    got = await self._namespace(registry_ref, key[1], config, api)
+            except SyncerError as exc:
+                self._listings[key] = exc
+                raise
+            self._listings[key] = got
         repos = self._listings[key]
+        if isinstance(repos, SyncerError):
+            raise repos
         if namespace is None:
             return list(repos)
         return [r for r in repos if r.startswith(namespace + "/")]

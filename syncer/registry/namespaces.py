@@ -84,6 +84,14 @@ class NamespaceJob:
     def where(self) -> str:
         return f"{_NAMES[self.api]} at {self.base_url}"
 
+    @property
+    def login(self) -> tuple[str, str] | None:
+        """The username and secret these APIs take (an identity token alone is none)."""
+        cred = self.credential
+        if cred is None or cred.username is None or cred.password is None:
+            return None
+        return cred.username, cred.password.get_secret_value()
+
 
 async def list_namespace(job: NamespaceJob) -> list[str]:
     """Full repository paths (`ns/name`) in `job.namespace`, every page.
@@ -92,7 +100,7 @@ async def list_namespace(job: NamespaceJob) -> list[str]:
     InsecureCredentials before any request when credentials would travel in clear text."""
     # Only Harbor takes the registry's credentials as they are (Basic); Docker Hub gets
     # them once, at its login endpoint, and a token afterwards.
-    basic = job.credential if job.api is CatalogApi.HARBOR else None
+    basic = job.credential if job.api is CatalogApi.HARBOR and job.login else None
     session = RegistrySession(
         job.registry, job.base_url, job.config, basic, http_transport=job.http_transport
     )
@@ -106,14 +114,13 @@ async def list_namespace(job: NamespaceJob) -> list[str]:
 
 
 async def _authenticate(session: RegistrySession, job: NamespaceJob) -> None:
-    cred = job.credential
-    if cred is None or cred.username is None or cred.password is None:
+    if job.login is None:
         return  # anonymous: public repositories only
     if job.api is CatalogApi.HARBOR:
         session.auth.basic_from_the_start(job.base_url)
     elif job.api is CatalogApi.DOCKERHUB:
         check_credentials_channel(job.registry, job.base_url, job.config.tls)
-        body = {"identifier": cred.username, "secret": cred.password.get_secret_value()}
+        body = {"identifier": job.login[0], "secret": job.login[1]}
         resp = await session.request(
             "POST",
             "/v2/auth/token",
@@ -203,11 +210,19 @@ def _explained(exc: RegistryError, job: NamespaceJob) -> RegistryError:
     kw: dict[str, Any] = {"status": exc.status, "method": exc.method, "url": exc.url}
     key = f"registries.{job.registry}"
     if isinstance(exc, AuthenticationError | PermissionDenied):
-        fix = (
-            f"the credentials were refused; check {key}.credentials"
-            if job.credential is not None
-            else f"it is not public; set {key}.credentials to an account that may read it"
-        )
+        if job.api is CatalogApi.QUAY:
+            fix = (
+                "Quay's API is asked anonymously (it takes OAuth application tokens, not "
+                "registry credentials), so only public repositories can be listed; name "
+                "private ones one per entry"
+            )
+        elif job.login is not None:
+            fix = (
+                f"the credentials were refused; check {key}.credentials (or the docker "
+                f"login for {job.registry}): a username with a password or access token"
+            )
+        else:
+            fix = f"it is not public; set {key}.credentials to an account that may read it"
     elif isinstance(exc, NotFound):
         fix = "no such namespace (or it is private); check the spelling of the source glob"
     elif isinstance(exc, RateLimited):

@@ -30,11 +30,16 @@ class CatalogApi(StrEnum):
     HARBOR = "harbor"  # /api/v2.0/projects/<project>/repositories
 
 
-# Listings that need a token for a different host than the registry's: not offered (README).
-_UNSUPPORTED_CATALOGS = {
-    "ghcr": "GHCR lists packages only through api.github.com with a classic personal access "
-    "token (read:packages), a credential syncer does not send beyond ghcr.io",
-}
+# GHCR has no `_catalog`; api.github.com lists its packages (`/orgs/<org>/packages`), but only
+# for a classic personal access token, even for public packages: not the registry credential a
+# mirror holds (a pull token, GITHUB_TOKEN, a fine-grained token). Not offered (README).
+GHCR = "ghcr.io"
+GHCR_UNSUPPORTED = (
+    "GHCR has no _catalog, and its packages are listed only by api.github.com, which takes "
+    "a classic personal access token (read:packages) even for public packages, not the "
+    "registry credential syncer holds for ghcr.io; listing GHCR is not supported"
+)
+_UNSUPPORTED_CATALOGS = {"ghcr": GHCR_UNSUPPORTED}
 
 
 class _Strict(BaseModel):
@@ -120,8 +125,8 @@ class RegistryConfig(_Strict):
         if isinstance(v, str) and v.lower() in _UNSUPPORTED_CATALOGS:
             choices = ", ".join(c.value for c in CatalogApi)
             raise rule(
-                f"{v!r} is not supported: {_UNSUPPORTED_CATALOGS[v.lower()]}; name the "
-                f"repositories one per entry instead, or use one of {choices}"
+                f"{v!r}: {_UNSUPPORTED_CATALOGS[v.lower()]}; name the repositories one "
+                f"per entry instead, or use one of {choices}"
             )
         return v
 

@@ -5,13 +5,15 @@ Each follows its API's documented shape, nothing more:
 - Docker Hub (docs.docker.com/reference/api/hub/latest, "List repositories in a namespace"
   and "Create access token"): `POST /v2/auth/token {identifier, secret}` -> `{access_token}`
   or 401; `GET /v2/namespaces/<ns>/repositories?page=&page_size=` (default 10, max 100) ->
-  `{count, next, previous, results: [{name, namespace, ...}]}` with absolute `next` URLs;
+  `{count, next, previous, results: [{name, namespace, ...}]}` with absolute `next` URLs
+  (page_size: default 10, at most 1000);
   private repositories only with a valid Bearer token (silently left out otherwise); 404 for
   an unknown namespace or a page past the end; 429 with `X-Retry-After` when told to.
 - Quay (`GET /api/v1/repository?namespace=&public=true`): `{repositories: [{namespace, name}],
   next_page}`, `next_page` only while more pages follow.
-- Harbor (`GET /api/v2.0/projects/<p>/repositories?page=&page_size=`): a JSON array whose
-  names carry the project, `X-Total-Count`, `Link: <...>; rel="next"`; Basic auth; 404
+- Harbor (`GET /api/v2.0/projects/<p>/repositories?page=&page_size=`, page_size at most 100):
+  a JSON array whose names carry the project, `X-Total-Count`, `Link` with relative
+  `rel="prev"` and `rel="next"` targets; Basic auth; 404
   NOT_FOUND for an unknown project, 401 UNAUTHORIZED for a private one without credentials.
 
 Every request is recorded (method, path with query, Authorization), so tests count them.
@@ -33,6 +35,7 @@ class Seen(NamedTuple):
     method: str
     path_qs: str
     authorization: str | None
+    host: str = ""  # as the client named it (127.0.0.1:PORT, localhost:PORT)
 
 
 @dataclass
@@ -48,11 +51,13 @@ class ListingApi:
     users: dict[str, str] = field(default_factory=dict)
     page_size: int = 2  # Quay's page size (it takes none from the client)
     fail_status: int | None = None  # mutable: answer listings with this status
+    # Mutable: the statuses to answer the next listing requests with, one each, then normal.
+    failures: list[int] = field(default_factory=list)
     # Mutable: a `next` URL pointing elsewhere (to check credentials stay home).
     next_host: str | None = None
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
-    _tokens: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)  # the access tokens handed out
     _runner: web.AppRunner | None = None
 
     def listings(self, namespace: str) -> list[Seen]:
@@ -80,17 +85,18 @@ class ListingApi:
 
     def _record(self, request: web.Request) -> None:
         auth = request.headers.get("Authorization")
-        self.seen.append(Seen(request.method, request.path_qs, auth))
+        self.seen.append(Seen(request.method, request.path_qs, auth, request.host))
 
     def _failing(self) -> web.Response | None:
-        if self.fail_status is None:
+        status = self.failures.pop(0) if self.failures else self.fail_status
+        if status is None:
             return None
-        if self.fail_status == 429:
+        if status == 429:
             # Docker Hub's API: `X-Retry-After` is a unix time.
             headers = {"X-Retry-After": str(int(time.time()) + 3600)}
             body = {"message": "rate limit exceeded"}
             return web.json_response(body, status=429, headers=headers)
-        return web.json_response({"message": "failed"}, status=self.fail_status)
+        return web.json_response({"message": "failed"}, status=status)
 
     # -- Docker Hub --------------------------------------------------------------
 
@@ -101,7 +107,7 @@ class ListingApi:
         if not user or self.users.get(user) != secret:
             return web.json_response({"message": "incorrect credentials"}, status=401)
         token = secrets.token_urlsafe(16)
-        self._tokens.add(token)
+        self.tokens.add(token)
         return web.json_response({"access_token": token})
 
     async def _hub(self, request: web.Request) -> web.Response:
@@ -109,14 +115,14 @@ class ListingApi:
         if (failed := self._failing()) is not None:
             return failed
         auth = request.headers.get("Authorization", "")
-        if auth and auth.removeprefix("Bearer ") not in self._tokens:
+        if auth and auth.removeprefix("Bearer ") not in self.tokens:
             return web.json_response({"message": "invalid token"}, status=401)
         ns = self.namespaces.get(request.match_info["ns"])
         if ns is None:
             return web.json_response({"message": "object not found"}, status=404)
         size = int(request.query.get("page_size", "10"))
         page = int(request.query.get("page", "1"))
-        if not 1 <= size <= 100:
+        if not 1 <= size <= 1000:
             return web.json_response({"message": "invalid page_size"}, status=400)
         names = ns.public + (ns.private if auth else [])
         pages = max(1, math.ceil(len(names) / size))
@@ -171,10 +177,18 @@ class ListingApi:
         size = int(request.query.get("page_size", "10"))
         page = int(request.query.get("page", "1"))
         chunk = names[(page - 1) * size : page * size]
+        if not 1 <= size <= 100:
+            err = {"code": "BAD_REQUEST", "message": "page_size must be <= 100"}
+            return web.json_response({"errors": [err]}, status=400)
         headers = {"X-Total-Count": str(len(names))}
+        path = f"/api/v2.0/projects/{project}/repositories"
+        links = []
+        if page > 1:
+            links.append(f'<{path}?page={page - 1}&page_size={size}>; rel="prev"')
         if page * size < len(names):
-            path = f"/api/v2.0/projects/{project}/repositories"
-            headers["Link"] = f'<{path}?page={page + 1}&page_size={size}>; rel="next"'
+            links.append(f'<{path}?page={page + 1}&page_size={size}>; rel="next"')
+        if links:
+            headers["Link"] = " , ".join(links)
         return web.json_response([{"name": n} for n in chunk], headers=headers)
 
     def _basic_ok(self, header: str | None) -> bool:
