@@ -26,7 +26,7 @@ from syncer.registry.auth import repository_scope
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
-from syncer.registry.namespaces import NamespaceJob, api_base, catalog_api, list_namespace
+from syncer.registry.namespaces import ListingApis, NamespaceJob, api_base, catalog_api
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -98,6 +98,7 @@ class RegistryClient:
         # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run; a
         # failed one too, so a second glob on it does not wait through the retries again.
         self._listings: dict[tuple[str, str | None], list[str] | SyncerError] = {}
+        self._listing_apis = ListingApis()
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -109,6 +110,7 @@ class RegistryClient:
         for t in self._sessions.values():
             await t.aclose()
         self._sessions.clear()
+        await self._listing_apis.aclose()
 
     def session(self, ref: Reference) -> RegistrySession:
         t = self._sessions.get(ref.registry)
@@ -190,7 +192,7 @@ class RegistryClient:
             self._credentials(registry_ref.registry, config),
             self._http_transport,
         )
-        return await list_namespace(job)
+        return await self._listing_apis.list(job)
 
     async def _distribution_catalog(self, registry_ref: Reference, page_size: int) -> list[str]:
         scopes = frozenset({"registry:catalog:*"})

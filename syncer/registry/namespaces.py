@@ -93,24 +93,52 @@ class NamespaceJob:
         return cred.username, cred.password.get_secret_value()
 
 
-async def list_namespace(job: NamespaceJob) -> list[str]:
-    """Full repository paths (`ns/name`) in `job.namespace`, every page.
+@dataclass
+class _Api:
+    session: RegistrySession
+    login: RegistryError | bool = False  # done, or how it failed
 
-    RegistryError (with the registry, namespace and fix) when the API refuses;
-    InsecureCredentials before any request when credentials would travel in clear text."""
-    # Only Harbor takes the registry's credentials as they are (Basic); Docker Hub gets
-    # them once, at its login endpoint, and a token afterwards.
-    basic = job.credential if job.api is CatalogApi.HARBOR and job.login else None
-    session = RegistrySession(
-        job.registry, job.base_url, job.config, basic, http_transport=job.http_transport
-    )
-    try:
-        await _authenticate(session, job)
-        return [r async for r in _repositories(session, job)]
-    except RegistryError as exc:
-        raise _explained(exc, job) from None
-    finally:
-        await session.aclose()
+
+class ListingApis:
+    """The listing APIs a client (a run) talks to, one session per registry for its life:
+    Docker Hub's login is made once, not once per namespace, and a refused one is not
+    repeated."""
+
+    def __init__(self) -> None:
+        self._apis: dict[str, _Api] = {}
+
+    async def aclose(self) -> None:
+        for api in self._apis.values():
+            await api.session.aclose()
+        self._apis.clear()
+
+    async def list(self, job: NamespaceJob) -> list[str]:
+        """Full repository paths (`ns/name`) in `job.namespace`, every page.
+
+        RegistryError (with the registry, namespace and fix) when the API refuses;
+        InsecureCredentials before any request when credentials would travel in clear text."""
+        api = self._apis.get(job.registry)
+        if api is None:
+            # Only Harbor takes the registry's credentials as they are (Basic); Docker Hub
+            # gets them once, at its login endpoint, and a token afterwards.
+            basic = job.credential if job.api is CatalogApi.HARBOR and job.login else None
+            session = RegistrySession(
+                job.registry, job.base_url, job.config, basic, http_transport=job.http_transport
+            )
+            api = self._apis[job.registry] = _Api(session)
+        try:
+            if isinstance(api.login, RegistryError):
+                raise api.login
+            if not api.login:
+                try:
+                    await _authenticate(api.session, job)
+                except RegistryError as exc:
+                    api.login = exc
+                    raise
+                api.login = True
+            return [r async for r in _repositories(api.session, job)]
+        except RegistryError as exc:
+            raise _explained(exc, job) from None
 
 
 async def _authenticate(session: RegistrySession, job: NamespaceJob) -> None:

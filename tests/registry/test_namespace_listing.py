@@ -72,20 +72,21 @@ async def test_hub_pages_are_followed_and_listed_once_per_namespace(start_api: S
 async def test_hub_credentials_buy_one_token_and_private_repositories(
     start_api: StartApi,
 ) -> None:
-    hub = await start_api(
-        "dockerhub", {"acme": Namespace(["pub"], ["priv"])}, users={"alice": SECRET}
-    )
+    namespaces = {"acme": Namespace(["pub"], ["priv"]), "beta": Namespace(["b"])}
+    hub = await start_api("dockerhub", namespaces, users={"alice": SECRET})
     hub.failures = [503]  # the first listing try fails: a retry is logged
     creds = {"username": "alice", "password": SECRET}
     with capture_logs() as logs:
         async with client_for(HUB, catalog_endpoint=hub.url, credentials=creds) as client:
             repos = await client.catalog(catalog_of(HUB), namespace="acme")
-    assert repos == ["acme/pub", "acme/priv"]
+            beta = await client.catalog(catalog_of(HUB), namespace="beta")
+    assert repos == ["acme/pub", "acme/priv"] and beta == ["beta/b"]
     (token,) = hub.tokens
     assert [(s.method, s.path_qs, s.authorization) for s in hub.seen] == [
-        ("POST", "/v2/auth/token", None),  # the secret travels in this body only
+        ("POST", "/v2/auth/token", None),  # the secret travels in this body only, once
         ("GET", hub_page("acme", 1), f"Bearer {token}"),  # 503
         ("GET", hub_page("acme", 1), f"Bearer {token}"),
+        ("GET", hub_page("beta", 1), f"Bearer {token}"),
     ]
     assert [e["event"] for e in logs] == ["retrying"]
     assert SECRET not in repr(logs) and token not in repr(logs)
@@ -99,6 +100,8 @@ async def test_refused_hub_credentials_name_the_registry_and_the_fix(
     async with client_for(HUB, catalog_endpoint=hub.url, credentials=creds) as client:
         with pytest.raises(RegistryError) as err:
             await client.catalog(catalog_of(HUB), namespace="acme")
+        with pytest.raises(RegistryError, match=r"namespace 'beta' .* credentials were refused"):
+            await client.catalog(catalog_of(HUB), namespace="beta")
     assert err.value.status == 401
     assert err.value.detail == (
         f"cannot list namespace 'acme' of docker.io through the Docker Hub API at {hub.url}: "
@@ -106,7 +109,7 @@ async def test_refused_hub_credentials_name_the_registry_and_the_fix(
         "login for docker.io): a username with a password or access token"
     )
     assert "not-it" not in str(err.value)
-    assert [s.method for s in hub.seen] == ["POST"]  # a refused login is not retried
+    assert [s.method for s in hub.seen] == ["POST"]  # a refused login is not repeated
 
 
 async def test_unknown_hub_namespace_is_a_clear_error(start_api: StartApi) -> None:
