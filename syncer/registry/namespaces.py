@@ -1,12 +1,13 @@
 """The repositories of one namespace, where a registry has no `_catalog`.
 
-Each registry product lists a namespace through its own HTTP API (README, "Whole
-namespaces"); `catalog:` in the registry's `registries:` entry says which one:
+Each registry product lists a namespace through its own HTTP API (README, "Namespaces
+without `_catalog`"); `catalog:` in the registry's `registries:` entry says which one:
 
 - dockerhub: `GET /v2/namespaces/<ns>/repositories?page_size=100` on hub.docker.com, paged
   by the absolute `next` URL of each answer (`{count, next, previous, results: [{name}]}`).
   Anonymous for public repositories; with credentials, a JWT from `POST /v2/auth/token`
-  (`{identifier, secret}` -> `{access_token}`), sent as `Bearer`.
+  (`{identifier, secret}` -> `{access_token}`, valid 10 minutes), made once per run
+  (`ListingApis`) and sent as `Bearer`.
 - quay: `GET /api/v1/repository?namespace=<ns>&public=true`, paged by `next_page`
   (`{repositories: [{namespace, name}], next_page}`); anonymous.
 - harbor: `GET /api/v2.0/projects/<p>/repositories?page=N&page_size=100`, a JSON array whose

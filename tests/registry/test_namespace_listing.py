@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from syncer.errors import InsecureCredentials, RegistryError, SyncerError
+from syncer.errors import InsecureCredentials, RateLimited, RegistryError, SyncerError
 from syncer.registry.client import RegistryClient
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
@@ -220,3 +220,17 @@ async def test_private_harbor_project_without_credentials_says_what_to_set(
         f"not public; set registries.{host}.credentials to an account that may read it"
     )
     assert len(harbor.listings("proj")) == 1
+
+
+async def test_hub_api_429_is_a_rate_limit_error_after_the_transports_tries(
+    start_api: StartApi,
+) -> None:
+    hub = await start_api("dockerhub", {"acme": Namespace(["a"])}, fail_status=429)
+    async with client_for(HUB, catalog_endpoint=hub.url) as client:
+        with pytest.raises(RateLimited) as err:
+            await client.catalog(catalog_of(HUB), namespace="acme")
+    assert err.value.detail == (
+        f"cannot list namespace 'acme' of docker.io through the Docker Hub API at {hub.url}: "
+        "rate limited; retry later"
+    )
+    assert len(hub.listings("acme")) == FAST_RETRY.attempts
