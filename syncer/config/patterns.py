@@ -1,7 +1,7 @@
 """Whole namespaces and renames: `team/*` sources, `{repo}`/`{name}` destinations, tag templates.
 
-Pure helpers: the runner lists the catalog and calls these to turn one glob
-entry into one concrete entry per repository.
+Pure helpers: the runner lists the catalog (or the glob's namespace) and calls these to turn
+one glob entry into one concrete entry per repository.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from syncer.errors import InvalidReference
-from syncer.registry.reference import DOCKER_HUB, Reference, validate_tag
+from syncer.registry.reference import Reference, validate_tag
 
 GLOB_CHARS = frozenset("*?[")
 # {path} is the source repository's full path: what a bare `oci:PATH` destination means.
@@ -55,8 +55,6 @@ def split_glob(source: str) -> tuple[str, str, str]:
             source, "a repository glob needs a registry host, e.g. reg.io/team/*"
         )
     registry = Reference.parse(f"{host}/probe/probe").registry
-    if registry == DOCKER_HUB:
-        raise InvalidReference(source, "Docker Hub has no catalog to expand a glob over")
     parts = path.split("/")
     first_glob = next((i for i, p in enumerate(parts) if is_glob(p)), len(parts))
     fixed = parts[:first_glob]

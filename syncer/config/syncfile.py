@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import (
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -31,6 +32,7 @@ from syncer.config.entry import (
 from syncer.config.events import EventsConfig
 from syncer.config.filters import TagFilter as TagFilter  # re-exported: `tags:` lives in filters.py
 from syncer.config.keyfile import CONFIG_DIR
+from syncer.config.namespaces import glob_problem
 from syncer.config.patterns import (
     RepoFilter,
     probe_destination,
@@ -137,6 +139,15 @@ class SyncConfig(StrictModel):
                 "is empty, so there is nothing to do; add at least one entry with "
                 "`source:` and `destination:`"
             )
+        return v
+
+    @field_validator("sync")
+    @classmethod
+    def _namespaced_globs(cls, v: list[EntryConfig], info: ValidationInfo) -> list[EntryConfig]:
+        registries: dict[str, RegistryConfig] = info.data.get("registries") or {}
+        for i, entry in enumerate(v):
+            if problem := glob_problem(entry, registries.get):
+                raise _rule(problem, at=i)
         return v
 
     def registry_config(self, registry: str) -> RegistryConfig:

@@ -117,6 +117,7 @@ class Authenticator:
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
         self._lock = asyncio.Lock()
+        self._fixed: str | None = None  # a bearer token obtained outside the challenge flow
 
     def _check_channel(self, url: str) -> None:
         check_credentials_channel(self.registry, url, self._tls)
@@ -128,8 +129,16 @@ class Authenticator:
             self._check_channel(url)
             self._challenge = Challenge("basic")
 
+    def bearer_from_the_start(self, url: str, token: str) -> None:
+        """Send `Bearer token` to the registry's own origin from now on: an API that issues
+        its token at a login endpoint (Docker Hub's) and never challenges."""
+        self._check_channel(url)
+        self._fixed = token
+
     async def header(self, scopes: frozenset[str]) -> str | None:
         """The Authorization value to send, or None (not yet challenged / anonymous basic)."""
+        if self._fixed is not None:
+            return f"Bearer {self._fixed}"
         ch = self._challenge
         if ch is None:
             return None

@@ -19,6 +19,7 @@ from syncer.errors import (
     ManifestError,
     NotFound,
     RegistryError,
+    SyncerError,
     UnsupportedError,
 )
 from syncer.registry.auth import repository_scope
@@ -26,6 +27,7 @@ from syncer.registry.bandwidth import Bandwidth, Stream
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
+from syncer.registry.namespaces import ListingApis, NamespaceJob, api_base, catalog_api
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -35,7 +37,7 @@ from syncer.registry.oci import (
     manifest_media_type,
     parse_manifest,
 )
-from syncer.registry.options import RegistryConfig
+from syncer.registry.options import CatalogApi, RegistryConfig
 from syncer.registry.origin import endpoint_url
 from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Budgets, Reservation
@@ -95,6 +97,10 @@ class RegistryClient:
         self._http_transport = http_transport
         self._credentials = credentials
         self._sessions: dict[str, RegistrySession] = {}
+        # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run; a
+        # failed one too, so a second glob on it does not wait through the retries again.
+        self._listings: dict[tuple[str, str | None], list[str] | SyncerError] = {}
+        self._listing_apis = ListingApis()
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -106,6 +112,7 @@ class RegistryClient:
         for t in self._sessions.values():
             await t.aclose()
         self._sessions.clear()
+        await self._listing_apis.aclose()
 
     def session(self, ref: Reference) -> RegistrySession:
         t = self._sessions.get(ref.registry)
@@ -153,7 +160,48 @@ class RegistryClient:
             tags.extend(got)
         return tags
 
-    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
+    async def catalog(
+        self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
+    ) -> list[str]:
+        """The registry's repositories; with `namespace`, only those below it, listed through
+        the registry's `catalog:` API (Docker Hub, Quay, Harbor) where it has no `_catalog`.
+        Each listing is made once per client and kept, and so is its failure."""
+        config = self._configs(registry_ref.registry)
+        api = catalog_api(registry_ref.registry, config)
+        key = (registry_ref.registry, None if api is CatalogApi.DISTRIBUTION else namespace)
+        if key not in self._listings:
+            try:
+                if key[1] is None:
+                    got = await self._distribution_catalog(registry_ref, page_size)
+                else:
+                    got = await self._namespace(registry_ref, key[1], config, api)
+            except SyncerError as exc:
+                self._listings[key] = exc
+                raise
+            self._listings[key] = got
+        repos = self._listings[key]
+        if isinstance(repos, SyncerError):
+            raise repos
+        if namespace is None:
+            return list(repos)
+        return [r for r in repos if r.startswith(namespace + "/")]
+
+    async def _namespace(
+        self, registry_ref: Reference, namespace: str, config: RegistryConfig, api: CatalogApi
+    ) -> list[str]:
+        registry_base = endpoint_url(registry_ref.registry, registry_ref.api_host, config)
+        job = NamespaceJob(
+            registry_ref.registry,
+            namespace,
+            api,
+            api_base(api, registry_base, config),
+            config,
+            self._credentials(registry_ref.registry, config),
+            self._http_transport,
+        )
+        return await self._listing_apis.list(job)
+
+    async def _distribution_catalog(self, registry_ref: Reference, page_size: int) -> list[str]:
         scopes = frozenset({"registry:catalog:*"})
         repos: list[str] = []
         async for page in self._pages(registry_ref, f"/v2/_catalog?n={page_size}", scopes):

@@ -22,6 +22,27 @@ class TlsMode(StrEnum):
     DISABLED = "disabled"  # plain HTTP
 
 
+class CatalogApi(StrEnum):
+    """How a registry lists the repositories of a namespace, for `team/*` globs."""
+
+    DISTRIBUTION = "distribution"  # GET /v2/_catalog
+    DOCKERHUB = "dockerhub"  # hub.docker.com /v2/namespaces/<ns>/repositories
+    QUAY = "quay"  # /api/v1/repository?namespace=<ns>
+    HARBOR = "harbor"  # /api/v2.0/projects/<project>/repositories
+
+
+# GHCR has no `_catalog`; api.github.com lists its packages (`/orgs/<org>/packages`), but only
+# for a classic personal access token, even for public packages: not the registry credential a
+# mirror holds (a pull token, GITHUB_TOKEN, a fine-grained token). Not offered (README).
+GHCR = "ghcr.io"
+GHCR_UNSUPPORTED = (
+    "GHCR has no _catalog, and its packages are listed only by api.github.com, which takes "
+    "a classic personal access token (read:packages) even for public packages, not the "
+    "registry credential syncer holds for ghcr.io; listing GHCR is not supported"
+)
+_UNSUPPORTED_CATALOGS = {"ghcr": GHCR_UNSUPPORTED}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,8 +120,23 @@ class RegistryConfig(_Strict):
     search_endpoint: str | None = None
     # Blob bytes from or to this host, all streams together (bandwidth.py); None: no cap.
     bandwidth: BandwidthConfig | None = None
+    # None: `dockerhub` on docker.io, `distribution` elsewhere (namespaces.catalog_api).
+    catalog: CatalogApi | None = None
+    # The listing API's base URL where it is not the registry's (hub.docker.com).
+    catalog_endpoint: str | None = None
 
-    @field_validator("endpoint", "search_endpoint")
+    @field_validator("catalog", mode="before")
+    @classmethod
+    def _catalog(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in _UNSUPPORTED_CATALOGS:
+            choices = ", ".join(c.value for c in CatalogApi)
+            raise rule(
+                f"{v!r}: {_UNSUPPORTED_CATALOGS[v.lower()]}; name the repositories one "
+                f"per entry instead, or use one of {choices}"
+            )
+        return v
+
+    @field_validator("endpoint", "search_endpoint", "catalog_endpoint")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is None:

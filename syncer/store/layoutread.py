@@ -172,8 +172,11 @@ class LayoutReader:
     async def list_tags(self, repo: Reference, *, page_size: int = 1000) -> list[str]:
         return sorted(t for r, t in self._tags() if r == repo.repository)
 
-    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
-        return sorted({r for r, _t in self._tags()})
+    async def catalog(
+        self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
+    ) -> list[str]:
+        repos = sorted({r for r, _t in self._tags()})
+        return [r for r in repos if namespace is None or r.startswith(namespace + "/")]
 
     # -- manifests -------------------------------------------------------------
 

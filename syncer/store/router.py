@@ -122,9 +122,12 @@ class Stores:
         with self._disk(repo):
             return await self._for(repo).list_tags(repo, page_size=page_size)
 
-    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
+    async def catalog(
+        self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
+    ) -> list[str]:
         with self._disk(registry_ref):
-            return await self._for(registry_ref).catalog(registry_ref, page_size=page_size)
+            store = self._for(registry_ref)
+            return await store.catalog(registry_ref, page_size=page_size, namespace=namespace)
 
     async def head_manifest(self, ref: Reference) -> ManifestInfo | None:
         with self._disk(ref):

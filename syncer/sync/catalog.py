@@ -35,8 +35,11 @@ async def expand_entry(client: Store, entry: ResolvedEntry) -> Expansion:
     src = entry.source
     if entry.glob is not None:
         prefix, pattern = entry.glob
+        # The namespace is the glob's first fixed component: what Docker Hub, Quay and
+        # Harbor list (a distribution registry's `_catalog` is filtered by it).
+        namespace = prefix.split("/")[0] or None
         try:
-            listed = await client.catalog(Reference(src.registry, "catalog"))
+            listed = await client.catalog(Reference(src.registry, "catalog"), namespace=namespace)
         except (AuthenticationError, PermissionDenied, NotFound) as exc:
             raise RegistryError(
                 f"{src.registry} does not let us list its repositories (_catalog): "

@@ -154,7 +154,12 @@ async def test_prune_on_registry_without_deletes_is_a_clear_error(
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"source": "docker.io/library/*", "destination": "h.io/m"}, "no catalog"),
+        (
+            {"source": "docker.io/*", "destination": "h.io/m"},
+            r"sync\[0\]: source 'docker.io/\*': docker.io \(catalog: dockerhub\) lists "
+            "repositories one namespace at a time and has no _catalog; name the namespace "
+            r"before the glob, e.g. docker.io/bitnami/\*",
+        ),
         ({"source": "h.io/team/*", "destination": "h.io/m:tag"}, "names a tag"),
         (
             {"source": "h.io/a", "destination": "h.io/b", "repositories": {"allow": ["x"]}},
