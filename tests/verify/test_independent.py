@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,8 @@ from syncer.config.keys import load_key
 from syncer.errors import Rejected
 from syncer.verify.keyless import KeylessReason, verify_keyless
 from syncer.verify.tlog import tlog_flaw
-from tests.support import independent, sigstore_world
+from tests.support import bundles, independent, sigstore_world
+from tests.support.cosign import KeyKind, SigningKey
 from tests.support.sigstore_root import GITHUB_ISSUER, IN_TOTO, WORKFLOW, Flaws, pae
 from tests.support.sigstore_world import World
 
@@ -146,3 +148,20 @@ def test_the_envelope_is_what_cosign_3_signs(world: World) -> None:
     statement = json.loads(base64.b64decode(envelope["payload"]))
     assert statement["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
     assert statement["subject"][0]["digest"] == {"sha256": "5e" * 32}
+
+
+@pytest.mark.parametrize("kind", ["ecdsa", "rsa-pkcs1", "rsa-pss", "ed25519"])
+def test_the_key_bundles_the_sync_tests_push_are_accepted_by_sigstore_verify(
+    tmp_path: Path, kind: KeyKind
+) -> None:
+    """tests/support/bundles.py makes what tests/sync/test_verify_bundles.py mirrors; an
+    independent verifier must accept it too, and refuse it under another key."""
+    key, other = SigningKey.generate(kind), SigningKey.generate(kind)
+    data = bundles.bundle(key, bundles.statement("sha256:" + "ab" * 32, name="app"))
+    path = tmp_path / "bundle.json"
+    path.write_bytes(data)
+    good, bad = tmp_path / "good.pub", tmp_path / "other.pub"
+    good.write_bytes(key.public_pem())
+    bad.write_bytes(other.public_pem())
+    assert independent.verify(path, key=good).verified
+    assert independent.verify(path, key=bad).code == 1
