@@ -150,7 +150,9 @@ def test_the_envelope_is_what_cosign_3_signs(world: World) -> None:
     assert statement["subject"][0]["digest"] == {"sha256": "5e" * 32}
 
 
-@pytest.mark.parametrize("kind", ["ecdsa", "rsa-pkcs1", "rsa-pss", "ed25519"])
+# Not RSA-PSS: syncer accepts it for `.sig` keys, but a Sigstore public key of RSA is
+# PKCS#1 v1.5 to @sigstore/verify (cosign signs so).
+@pytest.mark.parametrize("kind", ["ecdsa", "rsa-pkcs1", "ed25519"])
 def test_the_key_bundles_the_sync_tests_push_are_accepted_by_sigstore_verify(
     tmp_path: Path, kind: KeyKind
 ) -> None:
