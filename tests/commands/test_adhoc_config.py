@@ -200,7 +200,8 @@ def test_an_explicit_file_is_strict_for_the_contacted_entry(
             f'syncer: error: {path}:7: registries["{reg.host}"].tls_mode: unknown key '
             "'tls_mode'; allowed keys: tls, endpoint, ca_file, "
             "client_cert, client_key, credentials, max_concurrency, ratelimit, retry, "
-            "chunk_upload_threshold, chunk_size, search_endpoint, bandwidth, catalog, catalog_endpoint"
+            "chunk_upload_threshold, chunk_size, search_endpoint, bandwidth, catalog, "
+            "catalog_endpoint"
         ]
     assert reg.requests_since(mark) == []  # nothing was contacted
 
