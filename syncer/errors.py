@@ -171,6 +171,22 @@ class ManifestError(ContentError):
     """Malformed manifest, or one whose media type we cannot copy."""
 
 
+class PlatformRequired(ConfigError):
+    """A docker archive holds one platform per image (`docker load` takes no index): an
+    index of several goes there only filtered to one."""
+
+    def __init__(self, name: str, platforms: list[str]) -> None:
+        self.platforms = platforms
+        held = "no platform images"
+        if platforms:
+            held = f"{len(platforms)} platforms ({', '.join(platforms)})"
+        super().__init__(
+            f"{name}: the source is an index of {held}, but a docker archive holds one "
+            "platform per image; choose one with --platform OS/ARCH "
+            "(in sync.yaml: platforms: [OS/ARCH])"
+        )
+
+
 class NotInBundle(SyncerError):
     """A delta bundle left this blob out: it expects the target to hold it already."""
 
