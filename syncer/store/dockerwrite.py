@@ -45,6 +45,7 @@ from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store.atomic import TEMP_PREFIX, replacing
 from syncer.store.base import BlobBytes
+from syncer.store.diskerror import on_disk
 from syncer.store.dockerread import CONTAINERD_NAME, DockerArchive
 from syncer.store.layoutread import LAYOUT_FILE, REF_NAME, LayoutReader, blob_name
 from syncer.store.ocilayout import LAYOUT_VERSION, OciLayout
@@ -164,8 +165,18 @@ class DockerArchiveWriter:
         return await (await self._holder(ref)).get_manifest(ref, pulls=pulls, limit=limit)
 
     async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
+        name = f"{self.where}:{repo.repository}:{ident}"
         if ":" not in ident:  # a tag: refused now if `docker load` could not take it
-            one_platform(data, media_type, f"{self.where}:{repo.repository}:{ident}")
+            one_platform(data, media_type, name)
+        parsed = parse_manifest(data, manifest_media_type(data, media_type), what=name)
+        if isinstance(parsed, ImageManifest):  # `docker load` needs every layer in the tar
+            for desc in parsed.blobs():
+                if not await self.blob_exists(repo, desc.digest):
+                    why = "a foreign layer, left at its urls" if desc.is_foreign else "missing"
+                    raise ManifestError(
+                        f"{name}: blob {desc.digest} is {why}; a docker archive must hold "
+                        "every layer"
+                    )
         digest = await self._writer().put_manifest(repo, ident, data, media_type)
         self._dirty = self._dirty or ":" not in ident
         return digest
@@ -209,7 +220,9 @@ class DockerArchiveWriter:
     async def aclose(self) -> None:
         try:
             if self._dirty:
-                self._pack(await self._plan())
+                images = await self._plan()
+                with on_disk(self.path):
+                    self._pack(images)
         finally:
             if self._stage is not None:
                 await self._stage.aclose()

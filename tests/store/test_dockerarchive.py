@@ -197,3 +197,173 @@ def test_a_classic_archive_is_read_as_a_self_consistent_docker_v2_image(
     assert {layer["mediaType"] for layer in manifest["layers"]} == {
         "application/vnd.docker.image.rootfs.diff.tar"
     }
+
+
+def _tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for m in members:
+            if isinstance(m, tarfile.TarInfo):
+                tar.addfile(m)
+            else:
+                info = tarfile.TarInfo(m[0])
+                info.size = len(m[1])
+                tar.addfile(info, io.BytesIO(m[1]))
+
+
+def _special(name: str, kind: bytes, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+def _broken(path: Path, layer_path: str, *extra: tarfile.TarInfo | tuple[str, bytes]) -> None:
+    image = app_image(0, 0)
+    config = image.config.digest[7:] + ".json"
+    entry = {"Config": config, "RepoTags": ["app:1"], "Layers": [layer_path]}
+    _tar(
+        path, [(config, image.config.data), *extra, ("manifest.json", json.dumps([entry]).encode())]
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer_path", "extra", "problem"),
+    [
+        ("gone/layer.tar", [], "names 'gone/layer.tar', which is not in the archive"),
+        ("../../etc/passwd", [], "names '../../etc/passwd', which leads outside the archive"),
+        (
+            "/etc/passwd",
+            [],
+            "names '/etc/passwd', an absolute path; an archive's paths are relative",
+        ),
+        (
+            "l/layer.tar",
+            [_special("l/layer.tar", tarfile.SYMTYPE, "../../../etc/passwd")],
+            "names 'l/layer.tar', which leads outside the archive",
+        ),
+        (
+            "d",
+            [_special("d", tarfile.DIRTYPE)],
+            "names 'd', which is a directory, not a regular file",
+        ),
+        ("p", [_special("p", tarfile.FIFOTYPE)], "names 'p', which is a FIFO, not a regular file"),
+    ],
+)
+def test_a_bad_archive_is_refused_naming_the_file_and_the_member(
+    registry_factory: RegistryFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    layer_path: str,
+    extra: list[tarfile.TarInfo],
+    problem: str,
+) -> None:
+    dst = registry_factory("anon")
+    archive = tmp_path / "bad.tar"
+    _broken(archive, layer_path, *extra)
+    cfg = settings_for(tmp_path, dst)
+    mark = dst.mark()
+    capsys.readouterr()
+    assert copy(cfg, f"docker-archive:{archive}:app:1", f"{dst.host}/x") == 2
+    err = capsys.readouterr().err
+    assert f"syncer: error: {archive}: manifest.json Layers {problem}" in err, err
+    assert dst.requests_since(mark) == []
+
+
+def test_not_a_docker_archive_and_a_config_that_is_not_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "none.yaml"
+    cfg.write_text("version: 1\n")
+    empty = tmp_path / "empty.tar"
+    _tar(empty, [("hello.txt", b"hi")])
+    wrong = tmp_path / "wrong.tar"
+    image = app_image(0, 0)
+    entry = {"Config": "0" * 64 + ".json", "RepoTags": ["app:1"], "Layers": []}
+    _tar(
+        wrong,
+        [("0" * 64 + ".json", image.config.data), ("manifest.json", json.dumps([entry]).encode())],
+    )
+    notar = tmp_path / "notar.tar"
+    notar.write_bytes(b"\x1f\x8b" + b"x" * 600)
+    capsys.readouterr()
+    for archive, message in [
+        (empty, f"{empty}: a tar, but no manifest.json or index.json in it"),
+        (
+            wrong,
+            f"{wrong}: member {'0' * 64}.json: digest mismatch, expected sha256:{'0' * 64}, "
+            f"got {image.config.digest}",
+        ),
+        (notar, f"{notar}: not an uncompressed tar"),
+    ]:
+        assert copy(cfg, f"docker-archive:{archive}:app:1", "127.0.0.1:9/x") == 2
+        err = capsys.readouterr().err
+        assert f"syncer: error: {message}" in err, err
+
+
+def test_a_corrupt_layer_fails_its_copy_naming_the_member(
+    registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    image = app_image(0, 0)
+    push(src.seed_url, "app", image, "1")
+    cfg = settings_for(tmp_path, src, dst)
+    good, bad = tmp_path / "good.tar", tmp_path / "bad.tar"
+    assert copy(cfg, f"{src.host}/app:1", f"docker-archive:{good}") == 0
+    layer = "blobs/sha256/" + image.layers[0].digest[7:]
+    files = members(good)
+    files[layer] = bytes(len(files[layer]))  # same size, other bytes
+    _tar(bad, list(files.items()))
+    capsys.readouterr()
+    assert copy(cfg, f"docker-archive:{bad}:app:1", f"{dst.host}/x") == 1
+    err = capsys.readouterr().err
+    assert f"blob {image.layers[0].digest} (member {layer}) in {bad}: digest mismatch" in err, err
+    assert fetch_manifest_digest(dst.url, "x", "1") is None
+
+
+def test_a_docker_25_entry_without_a_name_takes_manifest_json_repo_tags(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    """Docker 25+ may leave index.json's entry with a bare ref.name (`1`): the name is then
+    manifest.json's RepoTags, matched by config; the manifest is served as stored."""
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    image = app_image(0, 0)
+    push(src.seed_url, "app", image, "1")
+    cfg = settings_for(tmp_path, src, dst)
+    good, bare = tmp_path / "good.tar", tmp_path / "bare.tar"
+    assert copy(cfg, f"{src.host}/app:1", f"docker-archive:{good}") == 0
+    files = members(good)
+    index = json.loads(files["index.json"])
+    index["manifests"][0]["annotations"] = {"org.opencontainers.image.ref.name": "1"}
+    files["index.json"] = json.dumps(index).encode()
+    [entry] = json.loads(files["manifest.json"])
+    entry["RepoTags"] = ["registry.example:5000/team/tool:2"]
+    files["manifest.json"] = json.dumps([entry]).encode()
+    _tar(bare, list(files.items()))
+    assert copy(cfg, f"docker-archive:{bare}:team/tool:2", f"{dst.host}/tool") == 0
+    assert fetch_manifest_digest(dst.url, "tool", "2") == image.digest
+
+
+def test_sync_writes_and_reads_whole_archives(
+    registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    """`sync:` entries: a glob into one archive (each repository keeps its path), and the
+    whole archive back out to a registry, every digest kept."""
+    import asyncio
+
+    from syncer.config.syncfile import load_config
+    from syncer.sync.runner import Runner
+    from tests.support.syncer_setup import write_sync_yaml
+
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    images = {"team/a": app_image(0, 0), "team/b": app_image(1, 0)}
+    for repo, image in images.items():
+        push(src.seed_url, repo, image, "1")
+    archive = tmp_path / "team.tar"
+    out = [{"source": f"{src.host}/team/*", "destination": f"docker-archive:{archive}"}]
+    report = asyncio.run(Runner(load_config(write_sync_yaml(tmp_path / "o.yaml", out, src))).run())
+    assert report.status == "ok", report.entries
+    assert report.totals.tags_copied == 2
+    back = [{"source": f"docker-archive:{archive}", "destination": f"{dst.host}/far"}]
+    report = asyncio.run(Runner(load_config(write_sync_yaml(tmp_path / "b.yaml", back, dst))).run())
+    assert report.status == "ok", report.entries
+    for repo, image in images.items():
+        assert fetch_manifest_digest(dst.url, f"far/{repo}", "1") == image.digest
