@@ -171,6 +171,29 @@ class ManifestError(ContentError):
     """Malformed manifest, or one whose media type we cannot copy."""
 
 
+class PlatformRequired(ConfigError):
+    """A docker archive holds one platform per image (`docker load` takes no index): an
+    index of several goes there only filtered to one. The tag fails (the run goes on with
+    the others); `syncer copy`, whose one image it is, exits 2 as for a usage error."""
+
+    RULE = "but a docker archive holds one platform per image"
+
+    def __init__(self, name: str, platforms: list[str]) -> None:
+        self.platforms = platforms
+        held = "no platform images"
+        if platforms:
+            held = f"{len(platforms)} platforms ({', '.join(platforms)})"
+        super().__init__(
+            f"{name}: the source is an index of {held}, {self.RULE}; choose one with "
+            "--platform OS/ARCH (in sync.yaml: platforms: [OS/ARCH])"
+        )
+
+    @classmethod
+    def explains(cls, reason: str) -> bool:
+        """Whether a report line is this error's (reports keep lines, not exceptions)."""
+        return cls.RULE in reason
+
+
 class NotInBundle(SyncerError):
     """A delta bundle left this blob out: it expects the target to hold it already."""
 

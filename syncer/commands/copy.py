@@ -28,6 +28,7 @@ from syncer.errors import (
     ConfigError,
     DiskError,
     InvalidReference,
+    PlatformRequired,
 )
 from syncer.registry.client import RegistryClient
 from syncer.store import parse_reference
@@ -140,7 +141,15 @@ def run(args: argparse.Namespace) -> int:
     written = not args.report or write_report(report, Path(args.report))
     print_plan(report, args.output)
     summarize(report)
-    return EXIT_OK if report.status == "ok" and written else EXIT_PARTIAL
+    if report.status == "ok" and written:
+        return EXIT_OK
+    return EXIT_USAGE if _wants_platform(report) else EXIT_PARTIAL
+
+
+def _wants_platform(report: RunReport) -> bool:
+    """Every failure is a docker-archive DST refusing an index: --platform is the fix."""
+    errors = [e["error"] for entry in report.entries for e in entry.errors]
+    return bool(errors) and not report.errors and all(map(PlatformRequired.explains, errors))
 
 
 async def _copy(

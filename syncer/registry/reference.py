@@ -27,7 +27,8 @@ _HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST})
 # Image layouts (syncer.store) are named by scheme plus path in a Reference's registry.
 LAYOUT_SCHEME = "oci:"
 ARCHIVE_SCHEME = "oci-archive:"
-LAYOUT_SCHEMES = (LAYOUT_SCHEME, ARCHIVE_SCHEME)
+DOCKER_ARCHIVE_SCHEME = "docker-archive:"  # what `docker save` writes and `docker load` reads
+LAYOUT_SCHEMES = (LAYOUT_SCHEME, ARCHIVE_SCHEME, DOCKER_ARCHIVE_SCHEME)
 
 MAX_NAME_LENGTH = 255
 MAX_TAG_LENGTH = 128
@@ -231,8 +232,8 @@ class Reference:
 
     @property
     def name(self) -> str:
-        # An image layout (`oci:PATH`, `oci-archive:FILE`, see syncer.store) separates its
-        # repositories by ':', as skopeo does.
+        # An image layout (`oci:PATH`, `oci-archive:FILE`, `docker-archive:FILE`, see
+        # syncer.store) separates its repositories by ':', as skopeo does.
         sep = ":" if self.registry.startswith(LAYOUT_SCHEMES) else "/"
         return f"{self.registry}{sep}{self.repository}"
 

@@ -14,17 +14,15 @@ temporary name beside the output, fsync'd, and renamed only when complete.
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from pydantic import ValidationError
 
-from syncer.errors import ConfigError, DigestMismatch, ManifestError, SizeMismatch
-from syncer.registry.digests import hasher_for, verify_digest
+from syncer.errors import ConfigError, ManifestError, SizeMismatch
+from syncer.registry.digests import verify_digest
 from syncer.registry.oci import (
     MAX_MANIFEST_BYTES,
     Descriptor,
@@ -38,15 +36,8 @@ from syncer.store.diskerror import on_disk
 from syncer.store.layoutread import LAYOUT_FILE, REF_NAME, addressable, blob_name, parse_index
 from syncer.store.ociarchive import BUNDLE_FILE, BundleInfo, OciArchive
 from syncer.store.ocilayout import OciLayout
-
-COPY_BUFFER = 512 * 1024  # bytes tarfile moves per read: bounds memory whatever the blob
-
-
-class PackProgress(Protocol):
-    """Bytes packed so far; the command shows a bar on a terminal, nothing elsewhere."""
-
-    def start(self, total_bytes: int) -> None: ...
-    def advance(self, n: int) -> None: ...
+from syncer.store.tarpack import COPY_BUFFER, Verifying, add_bytes, tar_info
+from syncer.store.tarpack import PackProgress as PackProgress  # the command names it here
 
 
 class Silent:
@@ -204,45 +195,6 @@ def _plan(layout: OciLayout, index: bytes, held: dict[str | None, set[str]]) -> 
     return plan
 
 
-class _Verifying(io.RawIOBase):
-    """A blob file read by tarfile, hashed and counted on the way through."""
-
-    def __init__(self, f: BinaryIO, desc: Descriptor, what: str, progress: PackProgress):
-        self._f, self._desc, self._what, self._progress = f, desc, what, progress
-        self._hasher = hasher_for(desc.digest, what)
-        self._total = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._hasher.update(data)
-        self._total += len(data)
-        self._progress.advance(len(data))
-        return data
-
-    def check(self) -> None:
-        if self._total != self._desc.size:
-            raise SizeMismatch(self._what, self._desc.size, self._total)
-        actual = f"{self._desc.digest.partition(':')[0]}:{self._hasher.hexdigest()}"
-        if actual != self._desc.digest:
-            raise DigestMismatch(self._what, self._desc.digest, actual)
-
-
-def _info(name: str, size: int) -> tarfile.TarInfo:
-    """Fixed owner, mode and time: the same layout always packs to the same bytes."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    tar.addfile(_info(name, len(data)), io.BytesIO(data))
-
-
 def _add_blob(tar: tarfile.TarFile, layout: OciLayout, desc: Descriptor, job: BundleJob) -> None:
     what = f"blob {desc.digest} in {layout.path}"
     path = layout.blob_path(desc.digest)
@@ -252,8 +204,8 @@ def _add_blob(tar: tarfile.TarFile, layout: OciLayout, desc: Descriptor, job: Bu
     if size != desc.size:
         raise SizeMismatch(what, desc.size, size)
     with path.open("rb") as f:
-        reader = _Verifying(f, desc, what, job.progress)
-        tar.addfile(_info(blob_name(desc.digest), size), reader)
+        reader = Verifying(f, desc, what, job.progress)
+        tar.addfile(tar_info(blob_name(desc.digest), size), reader)
         reader.check()
 
 
@@ -281,13 +233,13 @@ def _pack(job: BundleJob) -> BundleResult:
     with replacing(job.out) as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in typeshed
-            _add_bytes(tar, LAYOUT_FILE, layout.layout_file_bytes())
-            _add_bytes(tar, BUNDLE_FILE, info.to_json())
+            add_bytes(tar, LAYOUT_FILE, layout.layout_file_bytes())
+            add_bytes(tar, BUNDLE_FILE, info.to_json())
             for desc in plan.manifests:
-                _add_bytes(tar, blob_name(desc.digest), _manifest(layout, desc))
+                add_bytes(tar, blob_name(desc.digest), _manifest(layout, desc))
                 job.progress.advance(desc.size)
             for desc in plan.blobs:
                 _add_blob(tar, layout, desc, job)
-            _add_bytes(tar, "index.json", index)  # last, as a layout writes it
+            add_bytes(tar, "index.json", index)  # last, as a layout writes it
         result.tar_bytes = f.tell()
     return result

@@ -11,24 +11,23 @@ the destination first, so a target that holds them never needs them from here.
 from __future__ import annotations
 
 import json
-import tarfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncer.errors import ConfigError, ManifestError, NotInBundle
+from syncer.errors import ConfigError, ManifestError, NotInBundle, ResponseTooLarge
 from syncer.registry.digests import verify_digest
 from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.reference import Reference
 from syncer.store.base import BlobBytes
 from syncer.store.layoutread import (
-    CHUNK,
     LAYOUT_FILE,
     MAX_INDEX_BYTES,
     LayoutReader,
     blob_name,
 )
+from syncer.store.tarmembers import TarMembers
 
 BUNDLE_FILE = "syncer-bundle.json"
 BUNDLE_VERSION = 2  # 1 listed `requires` as one list of digests, for every repository
@@ -57,30 +56,18 @@ class BundleInfo:
         return json.dumps(body, indent=2).encode() + b"\n"
 
 
-def _member_name(name: str) -> str:
-    return name[2:] if name.startswith("./") else name
-
-
 class OciArchive(LayoutReader):
     """A read-only layout inside the tar file at `path`."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.path = path
-        self._members: dict[str, tuple[int, int]] = {}  # name -> (data offset, size)
         if path.is_dir():
             raise ConfigError(
                 f"{path}: is a directory, not a tar; {_FIX}, or write oci:{path} for a layout"
             )
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file; {_FIX}")
-        try:
-            with tarfile.open(path, "r:") as tar:
-                for member in tar:  # headers only: tarfile seeks over each member's data
-                    if member.isfile():
-                        self._members[_member_name(member.name)] = (member.offset_data, member.size)
-        except (tarfile.TarError, OSError) as exc:
-            raise ConfigError(f"{path}: not an uncompressed tar ({exc}); {_FIX}") from None
+        self._tar = TarMembers(path, _FIX)
+        self._members = self._tar.files  # name -> (data offset, size)
         if LAYOUT_FILE not in self._members or "index.json" not in self._members:
             raise ConfigError(f"{path}: a tar, but no {LAYOUT_FILE} and index.json in it; {_FIX}")
         try:
@@ -92,12 +79,10 @@ class OciArchive(LayoutReader):
         self.bundle = self._bundle_info()
 
     def _small(self, name: str, limit: int) -> bytes:
-        offset, size = self._members[name]
-        if size > limit:
-            raise ManifestError(f"{self.path}: {name} is larger than {limit} bytes")
-        with self.path.open("rb") as f:
-            f.seek(offset)
-            return f.read(size)
+        try:
+            return self._tar.small(name, limit)
+        except ResponseTooLarge:
+            raise ManifestError(f"{self.path}: {name} is larger than {limit} bytes") from None
 
     def _bundle_info(self) -> BundleInfo:
         if BUNDLE_FILE not in self._members:
@@ -143,16 +128,8 @@ class OciArchive(LayoutReader):
         found = self._members.get(blob_name(digest))
         return found[1] if found else None
 
-    async def _blob_chunks(self, digest: str) -> AsyncIterator[bytes]:
-        offset, left = self._members[blob_name(digest)]
-        with self.path.open("rb") as f:
-            f.seek(offset)
-            while left > 0:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    return  # a truncated tar: the verifier names the size mismatch
-                left -= len(chunk)
-                yield chunk
+    def _blob_chunks(self, digest: str) -> AsyncIterator[bytes]:
+        return self._tar.chunks(blob_name(digest))
 
     def _missing_blob(self, digest: str) -> Exception:
         if digest in self.bundle.required():

@@ -1,10 +1,11 @@
-"""`oci:PATH[:REPOSITORY[:TAG|@DIGEST]]` and `oci-archive:FILE.tar[:...]` beside ordinary
-registry references.
+"""`oci:PATH[:REPOSITORY[:TAG|@DIGEST]]`, `oci-archive:FILE.tar[:...]` and
+`docker-archive:FILE.tar[:...]` beside ordinary registry references.
 
 As in skopeo, PATH ends at the first `:`. A layout reference is a `Reference` whose
 registry is the scheme plus the absolute PATH, so everything keyed by registry (the blob
 ledger, shards, reports) keeps working and the store router can tell the kinds apart.
-An `oci-archive:` is a layout too, packed in one tar file (what `syncer bundle` writes).
+An `oci-archive:` is a layout too, packed in one tar file (what `syncer bundle` writes); a
+`docker-archive:` is what `docker save` writes, read and written as a layout of its images.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from syncer.errors import InvalidReference
 from syncer.registry.reference import (
     ARCHIVE_SCHEME,
+    DOCKER_ARCHIVE_SCHEME,
     LAYOUT_SCHEME,
     LAYOUT_SCHEMES,
     Reference,
@@ -41,6 +43,10 @@ def is_archive(registry_or_text: str) -> bool:
     return registry_or_text.startswith(ARCHIVE_SCHEME)
 
 
+def is_docker_archive(registry_or_text: str) -> bool:
+    return registry_or_text.startswith(DOCKER_ARCHIVE_SCHEME)
+
+
 def layout_path(ref: Reference) -> str:
     """The directory (or tar file) of a layout reference."""
     return ref.registry[len(_scheme(ref.registry) or "") :]
@@ -52,7 +58,7 @@ def split_layout(text: str) -> tuple[str, str]:
     scheme = _scheme(text) or LAYOUT_SCHEME
     path, _, rest = text[len(scheme) :].partition(":")
     if not path:
-        what = "a tar file" if scheme == ARCHIVE_SCHEME else "a directory"
+        what = "a directory" if scheme == LAYOUT_SCHEME else "a tar file"
         raise InvalidReference(text, f"{scheme} needs {what} before the repository; {_EXAMPLE}")
     return scheme + os.path.abspath(path), rest
 
@@ -69,9 +75,9 @@ def parse_reference(text: str) -> Reference:
         return Reference.parse(text)
     registry, rest = split_layout(text)
     if not rest:
-        if is_archive(text):
-            given = text[len(ARCHIVE_SCHEME) :].partition(":")[0]
-            fix = f"name a repository after the tar file, e.g. {ARCHIVE_SCHEME}{given}:REPO"
+        if (scheme := _scheme(text)) != LAYOUT_SCHEME:
+            given = text[len(scheme or "") :].partition(":")[0]
+            fix = f"name a repository after the tar file, e.g. {scheme}{given}:REPO:TAG"
             raise InvalidReference(text, fix)
         raise InvalidReference(text, f"name a repository after the directory; {_EXAMPLE}")
     name, at, digest = rest.partition("@")

@@ -1,5 +1,6 @@
 """Each reference to its store: registries to the one `RegistryClient`, `oci:` to a layout,
-`oci-archive:` to a read-only layout inside a tar.
+`oci-archive:` to a read-only layout inside a tar, `docker-archive:` to a `docker save` tar
+(read in place as a source, staged and packed as a destination).
 
 The engine holds one `Stores` and calls it like any store; this is the one place that
 tells the kinds apart, by the reference's registry. It is also where a layout's OSErrors
@@ -21,14 +22,25 @@ from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store.base import BlobBytes, Store
 from syncer.store.diskerror import disk_error
+from syncer.store.dockerread import DockerArchive
+from syncer.store.dockerwrite import DockerArchiveWriter
 from syncer.store.ociarchive import OciArchive
 from syncer.store.ocilayout import OciLayout
-from syncer.store.references import is_archive, is_layout, layout_path
+from syncer.store.references import is_archive, is_docker_archive, is_layout, layout_path
 
 
 def _open_source(ref: Reference) -> Store:
     path = Path(layout_path(ref))
+    if is_docker_archive(ref.registry):
+        return DockerArchive(path)
     return OciArchive(path) if is_archive(ref.registry) else OciLayout(path)
+
+
+def _open_destination(ref: Reference, *, create: bool) -> Store:
+    path = Path(layout_path(ref))
+    if is_docker_archive(ref.registry):
+        return DockerArchiveWriter(path, writable=create)
+    return OciLayout(path, writable=create, missing_ok=True)
 
 
 class Stores:
@@ -54,9 +66,7 @@ class Stores:
                 )
             if is_layout(ref.registry) and ref.registry not in self._layouts:
                 with self._disk(ref):
-                    self._layouts[ref.registry] = OciLayout(
-                        Path(layout_path(ref)), writable=create, missing_ok=True
-                    )
+                    self._layouts[ref.registry] = _open_destination(ref, create=create)
         for ref in sources:
             if is_layout(ref.registry) and ref.registry not in self._layouts:
                 with self._disk(ref):

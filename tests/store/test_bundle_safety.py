@@ -121,7 +121,7 @@ def test_a_failure_mid_write_leaves_no_bundle(
     usb.mkdir()
     (usb / "old.tar").write_bytes(b"yesterday's bundle, kept")
     calls = 0
-    real_read = bundle_module._Verifying.read
+    real_read = bundle_module.Verifying.read
 
     def failing_read(self: Any, n: int = -1) -> bytes:
         nonlocal calls
@@ -130,7 +130,7 @@ def test_a_failure_mid_write_leaves_no_bundle(
             raise OSError(28, "No space left on device")
         return real_read(self, n)
 
-    monkeypatch.setattr(bundle_module._Verifying, "read", failing_read)
+    monkeypatch.setattr(bundle_module.Verifying, "read", failing_read)
     with pytest.raises(DiskError, match="No space left"):
         pack(BundleJob(tmp_path / "layout", usb / "old.tar"))
     assert calls == 5
@@ -141,11 +141,11 @@ def test_a_failure_mid_write_leaves_no_bundle(
 SLOW_BUNDLE = """
 import sys, time
 from syncer.store import bundle
-real = bundle._Verifying.read
+real = bundle.Verifying.read
 def slow(self, n=-1):
     time.sleep(0.05)
     return real(self, n)
-bundle._Verifying.read = slow
+bundle.Verifying.read = slow
 from syncer.cli import main
 from syncer.errors import DiskError
 sys.exit(main(sys.argv[1:]))
