@@ -138,10 +138,14 @@ class DockerArchiveWriter:
             tags.update(await reader.list_tags(repo, page_size=page_size))
         return sorted(tags)
 
-    async def catalog(self, registry_ref: Reference, *, page_size: int = 1000) -> list[str]:
+    async def catalog(
+        self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
+    ) -> list[str]:
         repos: set[str] = set()
         for reader in self._readers():
-            repos.update(await reader.catalog(registry_ref, page_size=page_size))
+            repos.update(
+                await reader.catalog(registry_ref, page_size=page_size, namespace=namespace)
+            )
         return sorted(repos)
 
     # -- manifests: this run's first, then the archive's ---------------------
@@ -187,7 +191,9 @@ class DockerArchiveWriter:
             "write a new archive without it"
         )
 
-    async def referrers(self, repo: Reference, digest: str) -> list[Descriptor] | None:
+    async def referrers(
+        self, repo: Reference, digest: str, *, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
         return None
 
     # -- blobs -----------------------------------------------------------------
