@@ -27,7 +27,7 @@ from syncer.registry.bandwidth import Bandwidth, Stream
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
-from syncer.registry.namespaces import ListingApis, NamespaceJob, api_base, catalog_api
+from syncer.registry.namespaces import ListingApis, NamespaceJob, catalog_api
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -100,7 +100,7 @@ class RegistryClient:
         # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run; a
         # failed one too, so a second glob on it does not wait through the retries again.
         self._listings: dict[tuple[str, str | None], list[str] | SyncerError] = {}
-        self._listing_apis = ListingApis()
+        self._listing_apis = ListingApis(http_transport)
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -174,7 +174,7 @@ class RegistryClient:
                 if key[1] is None:
                     got = await self._distribution_catalog(registry_ref, page_size)
                 else:
-                    got = await self._namespace(registry_ref, key[1], config, api)
+                    got = await self._namespace(registry_ref, key[1], config)
             except SyncerError as exc:
                 self._listings[key] = exc
                 raise
@@ -187,18 +187,11 @@ class RegistryClient:
         return [r for r in repos if r.startswith(namespace + "/")]
 
     async def _namespace(
-        self, registry_ref: Reference, namespace: str, config: RegistryConfig, api: CatalogApi
+        self, registry_ref: Reference, namespace: str, config: RegistryConfig
     ) -> list[str]:
-        registry_base = endpoint_url(registry_ref.registry, registry_ref.api_host, config)
-        job = NamespaceJob(
-            registry_ref.registry,
-            namespace,
-            api,
-            api_base(api, registry_base, config),
-            config,
-            self._credentials(registry_ref.registry, config),
-            self._http_transport,
-        )
+        base = endpoint_url(registry_ref.registry, registry_ref.api_host, config)
+        credential = self._credentials(registry_ref.registry, config)
+        job = NamespaceJob.of(registry_ref.registry, namespace, config, base, credential)
         return await self._listing_apis.list(job)
 
     async def _distribution_catalog(self, registry_ref: Reference, page_size: int) -> list[str]:

@@ -37,7 +37,7 @@ from syncer.errors import (
     RegistryError,
 )
 from syncer.registry.credentials import Credential
-from syncer.registry.options import CatalogApi, RegistryConfig
+from syncer.registry.options import CatalogApi, RegistryConfig, TlsMode
 from syncer.registry.origin import check_credentials_channel
 from syncer.registry.pagination import next_link
 from syncer.registry.reference import DOCKER_HUB
@@ -69,6 +69,17 @@ def api_base(api: CatalogApi, registry_base: str, config: RegistryConfig) -> str
     return DOCKER_HUB_API if api is CatalogApi.DOCKERHUB else registry_base
 
 
+def api_config(api: CatalogApi, config: RegistryConfig) -> RegistryConfig:
+    """The settings for the listing API's host. hub.docker.com is not the registry's host:
+    like a redirect target, it gets verified TLS with the system CAs, whatever `tls:
+    insecure`, `ca_file` or client certificate a stand-in for docker.io (a pull-through
+    cache) is configured with."""
+    if api is not CatalogApi.DOCKERHUB or config.catalog_endpoint:
+        return config
+    own_host_only = {"tls": TlsMode.ENABLED, "ca_file": None, "client_cert": None}
+    return config.model_copy(update={**own_host_only, "client_key": None})
+
+
 @dataclass(frozen=True)
 class NamespaceJob:
     """One namespace to list, and how to reach the API that lists it."""
@@ -79,7 +90,21 @@ class NamespaceJob:
     base_url: str
     config: RegistryConfig
     credential: Credential | None
-    http_transport: httpx.AsyncBaseTransport | None = None
+
+    @classmethod
+    def of(
+        cls,
+        registry: str,
+        namespace: str,
+        config: RegistryConfig,
+        registry_base: str,
+        credential: Credential | None,
+    ) -> NamespaceJob:
+        """The job for `namespace` of `registry` (reached at `registry_base`, configured by
+        `config`): its `catalog:` API, that API's base URL and settings."""
+        api = catalog_api(registry, config)
+        base = api_base(api, registry_base, config)
+        return cls(registry, namespace, api, base, api_config(api, config), credential)
 
     @property
     def where(self) -> str:
@@ -105,7 +130,8 @@ class ListingApis:
     Docker Hub's login is made once, not once per namespace, and a refused one is not
     repeated."""
 
-    def __init__(self) -> None:
+    def __init__(self, http_transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http_transport = http_transport  # replaces the network, for tests
         self._apis: dict[str, _Api] = {}
 
     async def aclose(self) -> None:
@@ -124,7 +150,7 @@ class ListingApis:
             # gets them once, at its login endpoint, and a token afterwards.
             basic = job.credential if job.api is CatalogApi.HARBOR and job.login else None
             session = RegistrySession(
-                job.registry, job.base_url, job.config, basic, http_transport=job.http_transport
+                job.registry, job.base_url, job.config, basic, http_transport=self._http_transport
             )
             api = self._apis[job.registry] = _Api(session)
         try:

@@ -6,6 +6,7 @@ transport's retries and nobody else's, and errors that name the registry and the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from structlog.testing import capture_logs
 
 from syncer.errors import InsecureCredentials, RateLimited, RegistryError, SyncerError
 from syncer.registry.client import RegistryClient
-from syncer.registry.options import RegistryConfig
+from syncer.registry.namespaces import NamespaceJob
+from syncer.registry.options import CatalogApi, RegistryConfig
 from syncer.registry.reference import Reference
 from tests.support.listing_apis import ListingApi, Namespace
 from tests.support.syncer_setup import FAST_RETRY
@@ -234,3 +236,22 @@ async def test_hub_api_429_is_a_rate_limit_error_after_the_transports_tries(
         "rate limited; retry later"
     )
     assert len(hub.listings("acme")) == FAST_RETRY.attempts
+
+
+def test_hub_api_gets_verified_tls_whatever_the_stand_in_registry_is_given(
+    tmp_path: Path,
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("placeholder\n")
+    cache = RegistryConfig(endpoint="https://cache.internal", tls="insecure", ca_file=ca)
+    job = NamespaceJob.of(HUB, "acme", cache, "https://cache.internal", None)
+    assert (job.api, job.base_url) == (CatalogApi.DOCKERHUB, "https://hub.docker.com")
+    assert (job.config.tls, job.config.ca_file, job.config.client_cert) == ("enabled", None, None)
+    # A listing API the user names keeps the registry's settings (their own mirror of it).
+    named = cache.model_copy(update={"catalog_endpoint": "https://hub-mirror.internal"})
+    job = NamespaceJob.of(HUB, "acme", named, "https://cache.internal", None)
+    assert (job.base_url, job.config.tls, job.config.ca_file) == (
+        named.catalog_endpoint,
+        "insecure",
+        ca,
+    )
