@@ -37,11 +37,17 @@ class KeyFile:
                 f"found {found_value(value)}; expected the path of a PEM public key file, "
                 "e.g. /etc/syncer/keys/release.pub"
             )
-        path = Path(value).expanduser()
-        base = (info.context or {}).get(CONFIG_DIR)
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
+        path = config_path(value, info)
         try:
             return load_key(path, value)
         except KeyFileError as e:
             raise rule(str(e)) from None
+
+
+def config_path(value: str, info: core_schema.ValidationInfo) -> Path:
+    """A path written in sync.yaml: `~` expanded, relative ones from sync.yaml's folder."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get(CONFIG_DIR)
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
 from pydantic_core import core_schema
 
-from syncer.config.keyfile import CONFIG_DIR, KeyFile
+from syncer.config.keyfile import KeyFile, config_path
 from syncer.config.keys import TrustedKey
 from syncer.config.yamlsource import found_value
 from syncer.errors import ConfigError, rule
@@ -70,11 +70,7 @@ class TrustedRootFile:
                 f"found {found_value(value)}; expected the path of a Sigstore trusted root "
                 "JSON file, e.g. /etc/syncer/trusted_root.json"
             )
-        path = Path(value).expanduser()
-        base = (info.context or {}).get(CONFIG_DIR)
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        ref = cls(value, path)
+        ref = cls(value, config_path(value, info))
         try:
             load_trusted_root(ref)
         except TrustedRootError as e:

@@ -36,7 +36,7 @@ from syncer.errors import (
     ManifestError,
 )
 from syncer.registry.client import FetchedManifest, ManifestInfo
-from syncer.registry.digests import digest_of, verified
+from syncer.registry.digests import digest_of
 from syncer.registry.oci import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -269,13 +269,9 @@ class DockerArchive(LayoutReader):
         offset, size = self._tar.files[member]
         return member, offset, size
 
-    async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
-        """As a layout's, naming the member: a corrupt layer is found by its path."""
-        if self._blob_size(desc.digest) is None:
-            raise self._missing_blob(desc.digest)
-        what = f"blob {desc.digest} (member {self._member(desc.digest)}) in {self.path}"
-        async for chunk in verified(what, desc.digest, desc.size, self._blob_chunks(desc.digest)):
-            yield chunk
+    def _blob_what(self, digest: str) -> str:
+        """Naming the member: a corrupt layer is found by its path in the archive."""
+        return f"blob {digest} (member {self._member(digest)}) in {self.path}"
 
     # -- `alpine` for `library/alpine`, as docker says it -----------------------
 

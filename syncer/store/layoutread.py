@@ -262,10 +262,14 @@ class LayoutReader:
     async def mount_blob(self, repo: Reference, digest: str, from_repo: Reference) -> bool:
         return self._blob_size(digest) is not None  # blobs/ is shared by every repository
 
+    def _blob_what(self, digest: str) -> str:
+        """How errors about this blob name it."""
+        return f"blob {digest} in {self.where}"
+
     async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
         """Stream a blob, withholding the last chunk until size and digest check out."""
         if self._blob_size(desc.digest) is None:
             raise self._missing_blob(desc.digest)
-        what = f"blob {desc.digest} in {self.where}"
+        what = self._blob_what(desc.digest)
         async for chunk in verified(what, desc.digest, desc.size, self._blob_chunks(desc.digest)):
             yield chunk
