@@ -108,8 +108,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     `syncer search` and test helpers use). Returns the URLs that were refused."""
     import httpx
 
-    from syncer.registry.aiohttp_transport import AiohttpTransport
     from syncer.registry.reference import is_loopback
+    from syncer.registry.transport.aiohttp_transport import AiohttpTransport
 
     blocked: list[str] = []
 

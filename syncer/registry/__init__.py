@@ -7,8 +7,7 @@ from syncer.registry.client import FetchedManifest, ManifestInfo, RegistryClient
 from syncer.registry.oci import Descriptor, ImageIndex, ImageManifest, parse_manifest
 from syncer.registry.options import RegistryConfig
 from syncer.registry.reference import Reference
-from syncer.registry.request import RegistryRequest
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport import RegistryRequest, RegistrySession
 
 __all__ = [
     "Descriptor",

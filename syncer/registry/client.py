@@ -22,7 +22,6 @@ from syncer.errors import (
     SyncerError,
     UnsupportedError,
 )
-from syncer.registry.auth import repository_scope
 from syncer.registry.bandwidth import Bandwidth, Stream
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
@@ -42,8 +41,9 @@ from syncer.registry.origin import endpoint_url
 from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
-from syncer.registry.request import RACY_MANIFEST_CODES
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.auth import repository_scope
+from syncer.registry.transport.request import RACY_MANIFEST_CODES
+from syncer.registry.transport.session import RegistrySession
 from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
 
 RegistryConfigLookup = Callable[[str], RegistryConfig]

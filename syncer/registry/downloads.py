@@ -10,8 +10,8 @@ import httpx
 import structlog
 
 from syncer.errors import TransportError, redact_url
-from syncer.registry.responses import network_failure
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.responses import network_failure
+from syncer.registry.transport.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.transport")
 

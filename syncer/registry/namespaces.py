@@ -41,7 +41,7 @@ from syncer.registry.options import CatalogApi, RegistryConfig, TlsMode
 from syncer.registry.origin import check_credentials_channel
 from syncer.registry.pagination import next_link
 from syncer.registry.reference import DOCKER_HUB
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.session import RegistrySession
 
 DOCKER_HUB_API = "https://hub.docker.com"
 PAGE_SIZE = 100  # the most Docker Hub and Harbor give per page

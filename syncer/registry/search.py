@@ -37,7 +37,7 @@ from syncer.errors import (
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.reference import DOCKER_HUB
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.session import RegistrySession
 
 DEFAULT_INDEX = "https://index.docker.io"
 DEFAULT_LIMIT = 25  # docker's default

@@ -27,8 +27,8 @@ import structlog
 
 from syncer.errors import NotFound, RateLimited, RegistryError, TransportError
 from syncer.registry.oci import Descriptor
-from syncer.registry.request import RETRY_STATUSES, ReplayableBody
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.request import RETRY_STATUSES, ReplayableBody
+from syncer.registry.transport.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.upload")
 

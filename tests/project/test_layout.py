@@ -30,6 +30,7 @@ PUBLIC = {
         "RegistrySession",
         "parse_manifest",
     ],
+    "syncer.registry.transport": ["RegistryRequest", "RegistrySession"],
     "syncer.store": ["BlobBytes", "OciLayout", "Store", "Stores", "parse_reference"],
     "syncer.config": [
         "LoadedConfig",
@@ -115,6 +116,21 @@ def test_imports_point_one_way() -> None:
             if layer is not None and LAYERS.index(layer) > LAYERS.index(own):
                 wrong.append(f"{module} ({own}) imports {target} ({layer})")
     assert not wrong, "imports that point up:\n" + "\n".join(wrong)
+
+
+# The transport sends what it is given; the protocol operations (client, uploads, downloads,
+# listings) sit above it in the same layer, so it may lean only on the settings and policies.
+TRANSPORT_MAY_IMPORT = {"credentials", "options", "origin", "ratelimit", "tls", "transport"}
+
+
+def test_the_transport_imports_no_protocol_operation() -> None:
+    wrong: list[str] = []
+    for path in sorted((PACKAGE / "registry" / "transport").glob("*.py")):
+        for target in sorted(_imports(path)):
+            parts = target.split(".")
+            if target.startswith("syncer.registry.") and parts[2] not in TRANSPORT_MAY_IMPORT:
+                wrong.append(f"{path.name} imports {target}")
+    assert not wrong, "the transport reaches up into the registry package:\n" + "\n".join(wrong)
 
 
 def test_every_module_is_in_a_layer() -> None:

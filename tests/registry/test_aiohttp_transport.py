@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from syncer.errors import DigestMismatch
-from syncer.registry.aiohttp_transport import AiohttpTransport, _Body, _watch_writes
+from syncer.registry.transport.aiohttp_transport import AiohttpTransport, _Body, _watch_writes
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -195,7 +195,9 @@ async def test_system_trust_is_ours_not_aiohttps_default(
     push(tls_registry.seed_url, "secure/sys", img, "v1")
     assert tls_registry.ca_file is not None
     system_like = ssl.create_default_context(cafile=str(tls_registry.ca_file))
-    monkeypatch.setattr("syncer.registry.aiohttp_transport.system_ssl_context", lambda: system_like)
+    monkeypatch.setattr(
+        "syncer.registry.transport.aiohttp_transport.system_ssl_context", lambda: system_like
+    )
     async with make_client(tls_registry, ca_file=None) as client:
         info = await client.head_manifest(ref(tls_registry, "secure/sys", "v1"))
     assert info is not None and info.digest == img.digest

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from syncer.errors import TransportError
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig, RetryConfig, TlsMode
-from syncer.registry.responses import attempts_note, network_failure
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.responses import attempts_note, network_failure
+from syncer.registry.transport.session import RegistrySession
 
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))
 

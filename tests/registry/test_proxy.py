@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from syncer.registry.aiohttp_transport import AiohttpTransport
 from syncer.registry.reference import Reference
+from syncer.registry.transport.aiohttp_transport import AiohttpTransport
 from tests.support.images import make_image, push, random_layer
 from tests.support.registry import RunningRegistry
 from tests.support.syncer_setup import make_client

@@ -11,8 +11,8 @@ import pytest
 
 from syncer.errors import NotFound
 from syncer.registry.options import RegistryConfig, RetryConfig
-from syncer.registry.request import RegistryRequest, ReplayableBody
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.request import RegistryRequest, ReplayableBody
+from syncer.registry.transport.session import RegistrySession
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=3, backoff_s=0.0, max_backoff_s=0.0))
 

@@ -1,4 +1,4 @@
-"""A registry's error answer turned into syncer's exception tree (syncer/registry/responses.py)."""
+"""A registry's error answer turned into syncer's exception tree (transport/responses.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from syncer.errors import (
     RegistryError,
     UnsupportedError,
 )
-from syncer.registry.responses import MAX_ERROR_BODY, error_from_response, read_error_body
+from syncer.registry.transport.responses import MAX_ERROR_BODY, error_from_response, read_error_body
 
 URL = "https://reg.test/v2/team/app/manifests/1.0"
 

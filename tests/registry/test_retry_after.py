@@ -7,7 +7,7 @@ import pytest
 
 from syncer.errors import RateLimited
 from syncer.registry.ratelimit import parse_retry_after
-from syncer.registry.responses import error_from_response
+from syncer.registry.transport.responses import error_from_response
 
 NOW = 1445412470.0  # Wed, 21 Oct 2015 07:27:50 GMT
 

@@ -17,12 +17,12 @@ from syncer.errors import (
     RateLimited,
     TransportError,
 )
-from syncer.registry.auth import parse_www_authenticate
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.ratelimit import parse_retry_after
-from syncer.registry.request import ReplayableBody
-from syncer.registry.session import RegistrySession
+from syncer.registry.transport.auth import parse_www_authenticate
+from syncer.registry.transport.request import ReplayableBody
+from syncer.registry.transport.session import RegistrySession
 
 FAST = RegistryConfig(retry=RetryConfig(attempts=4, backoff_s=0.0, max_backoff_s=0.0))
 CRED = Credential(username="alice", password=SecretStr("s3cret-pw"))

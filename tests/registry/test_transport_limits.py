@@ -20,8 +20,8 @@ from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.origin import RegistryOrigin
 from syncer.registry.reference import Reference
-from syncer.registry.session import RegistrySession
-from syncer.registry.slots import HostSlots
+from syncer.registry.transport.session import RegistrySession
+from syncer.registry.transport.slots import HostSlots
 from syncer.registry.upload import UploadSession
 from tests.registry.test_aiohttp_transport import read_head, serve
 from tests.support.tls import make_tls_files

@@ -30,21 +30,21 @@ import httpx
 import structlog
 
 from syncer.errors import TransportError, redact_url
-from syncer.registry.auth import Authenticator
-from syncer.registry.bodies import DEFAULT_MAX_BODY, read_capped
 from syncer.registry.credentials import Credential
 from syncer.registry.options import RegistryConfig
 from syncer.registry.origin import RegistryOrigin
-from syncer.registry.pools import USER_AGENT, ConnectionPools, no_cookies
 from syncer.registry.ratelimit import PullBudget, counts
-from syncer.registry.request import RETRY_STATUSES, Body, RegistryRequest
-from syncer.registry.responses import (
+from syncer.registry.transport.auth import Authenticator
+from syncer.registry.transport.bodies import DEFAULT_MAX_BODY, read_capped
+from syncer.registry.transport.pools import USER_AGENT, ConnectionPools, no_cookies
+from syncer.registry.transport.request import RETRY_STATUSES, Body, RegistryRequest
+from syncer.registry.transport.responses import (
     attempts_note,
     error_from_response,
     network_failure,
     read_error_body,
 )
-from syncer.registry.slots import HostSlots
+from syncer.registry.transport.slots import HostSlots
 
 # The name log filters know; the session was called the transport before.
 log = structlog.get_logger("syncer.registry.transport")

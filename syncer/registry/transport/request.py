@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass, field
 
 from syncer.errors import redact_url
-from syncer.registry.bodies import DEFAULT_MAX_BODY
+from syncer.registry.transport.bodies import DEFAULT_MAX_BODY
 
 # Statuses that a later try may answer differently.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

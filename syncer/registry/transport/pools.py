@@ -15,12 +15,12 @@ import httpx
 
 from syncer import __version__
 from syncer.errors import TransportError
-from syncer.registry.aiohttp_transport import AiohttpTransport
 from syncer.registry.options import RegistryConfig
 from syncer.registry.origin import RegistryOrigin, Target
-from syncer.registry.request import RegistryRequest
-from syncer.registry.slots import connections_for
 from syncer.registry.tls import custom_ssl_context, redirect_ssl_context
+from syncer.registry.transport.aiohttp_transport import AiohttpTransport
+from syncer.registry.transport.request import RegistryRequest
+from syncer.registry.transport.slots import connections_for
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -24,11 +24,11 @@ from syncer.errors import (
     TransportError,
     redact_url,
 )
-from syncer.registry.bodies import read_capped
 from syncer.registry.credentials import Credential
 from syncer.registry.options import TlsMode
 from syncer.registry.origin import check_credentials_channel
-from syncer.registry.responses import network_failure
+from syncer.registry.transport.bodies import read_capped
+from syncer.registry.transport.responses import network_failure
 
 # Token servers answer a few hundred bytes; anything huge is broken or hostile.
 MAX_TOKEN_RESPONSE = 1024 * 1024
