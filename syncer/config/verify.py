@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from syncer.config.keyfile import KeyFile
 from syncer.config.keyless import KeylessPolicy, TlogPolicy
@@ -26,8 +26,7 @@ class CosignPolicy(_Model):
     keyless: KeylessPolicy | None = None  # certificate identities instead of (or with) keys
     # Key-signed bundles must also carry a log entry these log keys vouch for.
     transparency_log: TlogPolicy | None = None
-    # After `keyless` (validation order): without it, a key is needed.
-    keys: list[KeyFile] = Field(default=[], validate_default=True)  # any one may match
+    keys: list[KeyFile] = []  # any one may match; without `keyless:`, one is needed
     # Regex, anchored at both ends, over critical.identity.docker-reference.
     identity: str | None = None
 
@@ -43,15 +42,17 @@ class CosignPolicy(_Model):
                 ) from None
         return v
 
-    @field_validator("keys")
-    @classmethod
-    def _something_to_trust(cls, v: list[TrustedKey], info: ValidationInfo) -> list[TrustedKey]:
-        if not v and info.data.get("keyless") is None:
+    # After the fields: a `keyless:` that failed its own checks is reported there alone, not
+    # again as "nothing to trust".
+    @model_validator(mode="after")
+    def _something_to_trust(self) -> CosignPolicy:
+        if not self.keys and self.keyless is None:
             raise rule(
                 "nothing to trust: give `keys:` (PEM public keys) or `keyless:` "
-                "(certificate identities and their OIDC issuer), or both"
+                "(certificate identities and their OIDC issuer), or both",
+                at="keys",
             )
-        return v
+        return self
 
     @property
     def trusted(self) -> list[TrustedKey]:

@@ -177,3 +177,25 @@ def test_rejected_tags_are_a_metric() -> None:
         'source="src.example.com/app"} 3.0'
     ) in text
     assert 'syncer_runs_total{status="ok"} 1.0' in text  # rejected alone is not a failure
+
+
+def test_a_broken_keyless_rule_is_its_only_problem(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        """
+        version: 1
+        sync:
+          - source: registry.example.com/team/app
+            destination: mirror.example.com/team/app
+            verify:
+              cosign:
+                keyless:
+                  identities:
+                    - {issuer: https://token.actions.githubusercontent.com}
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    text = str(info.value)
+    assert "sync[0].verify.cosign.keyless.identities[0]" in text
+    assert "nothing to trust" not in text, text
