@@ -6,6 +6,9 @@ leave both (as cosign and oras do when they add one).
 
 Merges of one index are serialised within the run (a signature carried before its tag and
 the `sha256-<hex>` tag itself, copied with `referrers: true`, may meet there).
+
+A merged index carries the source index's digest (`io.syncer.source.digest`, as a filtered
+index does), so the next run sees it as up to date instead of merging and pushing it again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from syncer.registry.oci import OCI_INDEX, Descriptor, ImageIndex, ImageManifest
 from syncer.registry.reference import Reference
 from syncer.store import Store
 from syncer.sync.planner import REFERRER_TAG
+from syncer.sync.platforms import SOURCE_DIGEST_ANNOTATION, expected_source_digest
 from syncer.verify.places import Places, schema_tag
 
 
@@ -40,11 +44,11 @@ class Publisher:
             return
         tag = schema_tag(subject)
         async with self._lock(dst, subject):
-            there = await self._index(dst, tag)
+            there, annotations = await self._index(dst, tag)
             have = {m.get("digest") for m in there}
             new = [_as_json(d) for d in listed if d.digest not in have]
             if new:
-                data = _index_bytes([*there, *new])
+                data = _index_bytes([*there, *new], annotations)
                 await self.client.put_manifest(dst.repo(), tag, data, OCI_INDEX)
 
     @asynccontextmanager
@@ -66,7 +70,7 @@ class Publisher:
             yield fetched
             return
         async with self._lock(dst, f"sha256:{match.group(1)}"):
-            there = await self._index(dst, tag)
+            there, _ = await self._index(dst, tag)
             own = {d.digest for d in source.manifests}
             extra = [m for m in there if m.get("digest") not in own]
             if not extra:
@@ -74,27 +78,51 @@ class Publisher:
                 return
             raw = json.loads(fetched.data)
             raw["manifests"] = [*raw["manifests"], *extra]
+            raw["annotations"] = {
+                **(raw.get("annotations") or {}),
+                SOURCE_DIGEST_ANNOTATION: fetched.digest,
+            }
             data = json.dumps(raw, separators=(",", ":")).encode()
             yield FetchedManifest(data, OCI_INDEX, digest_of(data))
 
     def _lock(self, dst: Reference, subject: str) -> asyncio.Lock:
         return self._locks.setdefault((dst.repo().name, subject), asyncio.Lock())
 
-    async def _index(self, dst: Reference, tag: str) -> list[dict[str, Any]]:
-        """The descriptors the destination's `tag` lists, as JSON; none when it is absent
-        or is no index (an index is pushed over it)."""
+    async def merged_from(
+        self, dst: Reference, tag: str, dst_digest: str | None, src_digest: str | None
+    ) -> str | None:
+        """The digest to plan with for the destination's `tag`: the source's, where it holds
+        our merge of this very source index; else `dst_digest`. A destination GET, made
+        only for a `sha256-<hex>` tag whose digests differ."""
+        if dst_digest is None or src_digest is None or dst_digest == src_digest:
+            return dst_digest
+        if not REFERRER_TAG.fullmatch(tag):
+            return dst_digest
+        try:
+            got = await self.client.get_manifest(dst.repo().with_digest(dst_digest))
+        except NotFound:
+            return dst_digest
+        return src_digest if expected_source_digest(got.data) == src_digest else dst_digest
+
+    async def _index(self, dst: Reference, tag: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The descriptors the destination's `tag` lists, as JSON, and its annotations; none
+        when it is absent or is no index (an index is pushed over it)."""
         try:
             got = await self.client.get_manifest(dst.repo().with_tag(tag))
         except NotFound:
-            return []
+            return [], {}
         try:
             raw = json.loads(got.data)
             parsed = parse_manifest(got.data, got.media_type, what=tag)
         except (ContentError, ValueError):
-            return []
+            return [], {}
         if not isinstance(parsed, ImageIndex):
-            return []
-        return [m for m in raw.get("manifests", []) if isinstance(m, dict)]
+            return [], {}
+        annotations = raw.get("annotations")
+        return (
+            [m for m in raw.get("manifests", []) if isinstance(m, dict)],
+            annotations if isinstance(annotations, dict) else {},
+        )
 
 
 def unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest) -> str | None:
@@ -114,6 +142,8 @@ def _as_json(desc: Descriptor) -> dict[str, Any]:
     return desc.model_dump(by_alias=True, exclude_none=True)
 
 
-def _index_bytes(manifests: list[dict[str, Any]]) -> bytes:
-    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+def _index_bytes(manifests: list[dict[str, Any]], annotations: dict[str, Any]) -> bytes:
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    if annotations:
+        doc["annotations"] = annotations
     return json.dumps(doc, separators=(",", ":")).encode()

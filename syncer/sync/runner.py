@@ -267,6 +267,13 @@ class Runner:
         dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
         if entry.platforms != "all":
             dst_digests = await self._filtered_copies(entry, src_digests, dst_digests)
+        merged = self.gate.publisher.merged_from  # the host's slots bound its few GETs
+        dst_digests = await asyncio.gather(
+            *(
+                merged(dst, dest_tag.get(t, t), d, s)
+                for t, s, d in zip(selected, src_digests, dst_digests, strict=True)
+            )
+        )
         destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
         plan = make_plan(
             dict(zip(selected, src_digests, strict=True)),

@@ -253,6 +253,22 @@ async def test_fallback_index_is_merged_across_runs(
     report = await run(tmp_path, [e], src, dst)
     assert outcomes(report.entries[0])[schema(image.digest)][0] == "copied"
     assert listed(dst, "mirror/app", image.digest) == [third.digest, first.digest, second.digest]
+    # Nothing changed: the merged index stands for the source's, so the next run only
+    # HEADs it at the source, reads the destination's once, and writes nothing.
+    mark, dmark = src.mark(), dst.mark()
+    report = await run(tmp_path, [e], src, dst)
+    assert outcomes(report.entries[0])[schema(image.digest)][0] == "up_to_date"
+    assert not [
+        r for r in src.requests_since(mark) if r.method == "GET" and "/manifests/" in r.path
+    ]
+    new = dst.requests_since(dmark)
+    assert not [r for r in new if r.method in ("PUT", "POST", "PATCH", "DELETE")]
+    assert [(r.method, r.path.split("/")[-2]) for r in new if "/manifests/" in r.path] == [
+        ("HEAD", "manifests"),
+        ("HEAD", "manifests"),
+        ("GET", "manifests"),
+    ]
+    assert listed(dst, "mirror/app", image.digest) == [third.digest, first.digest, second.digest]
 
 
 def push_index(reg: RunningRegistry, digest: str, refs: list[bundles.Referrer]) -> None:
