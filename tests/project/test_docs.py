@@ -1,6 +1,9 @@
 """The manual cannot drift from the code: every sync.yaml snippet loads through the real config
 loader, every `syncer ...` command line parses with the real argument parser, every metric named
-exists in the exporter, and the site builds in strict mode (a broken link fails it)."""
+exists in the exporter, every file path named exists, every link and #anchor resolves, every
+alert's runbook is a heading of docs/alerts.md, and the site builds in strict mode.
+
+The pages are README.md (the front page) and every docs/**/*.md (the manual, mkdocs.yml)."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import markdown
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -27,11 +32,13 @@ from syncer.config.syncfile import load_config
 from syncer.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+README = ROOT / "README.md"
+MANUAL = sorted((ROOT / "docs").rglob("*.md"))
+PAGES = [README, *MANUAL]
 # A snippet of part of a sync.yaml says so on the line before its fence; it is checked inside
 # a minimal file that has what it lacks.
 FRAGMENT = "<!-- sync.yaml fragment -->"
-SYNC_KEYS = {"version", "defaults", "registries", "sync"}
+SYNC_KEYS = {"version", "defaults", "registries", "sync", "events"}
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 _INLINE = re.compile(r"`syncer ([^`]+)`")  # `syncer sync --dry-run` in a sentence
@@ -147,7 +154,10 @@ def test_snippets_that_look_like_sync_yaml_are_checked() -> None:
             if isinstance(data, dict) and data and set(data) <= SYNC_KEYS:
                 unmarked.append(b.where)
     assert not unmarked, f"put {FRAGMENT} on the line before these fences: {unmarked}"
-    assert len(sync_yaml_blocks()) >= 8  # the test above checks something
+    # The test above checks something on the front page and across the manual.
+    checked = [b.page for b in sync_yaml_blocks()]
+    assert checked.count(README) >= 2, checked
+    assert len([p for p in checked if p in MANUAL]) >= 10, checked
 
 
 def command_lines() -> list[tuple[str, list[str]]]:
@@ -194,7 +204,9 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
 
 def test_every_command_line_shown_parses() -> None:
     lines = command_lines()
-    assert len(lines) >= 20, lines  # README shows many; an empty list is a broken extractor
+    # README and the manual show many; a short list is a broken extractor.
+    assert len([w for w, _ in lines if w.startswith("README.md")]) >= 10, lines
+    assert len([w for w, _ in lines if w.startswith("docs/")]) >= 60, lines
     parser = build_parser()
     # A command named in a sentence (`syncer bundle`) need not have its arguments.
     named = {where for where, argv in lines if len(argv) == 1 and "+" not in where}
@@ -227,14 +239,16 @@ def test_every_metric_named_exists() -> None:
     exported = exported_metrics()
     texts = [*PAGES, *sorted((ROOT / "deploy").rglob("*.y*ml")), *(ROOT / "deploy").rglob("*.json")]
     named = {(m, p.relative_to(ROOT)) for p in texts for m in _METRIC.findall(p.read_text())}
-    assert len(named) >= 10
+    assert len({m for m, p in named if p.parts[0] == "docs"}) >= 25, named
     unknown = sorted({(m, str(p)) for m, p in named if m not in exported})
     assert not unknown, unknown
 
 
 def test_the_manual_builds_in_strict_mode(tmp_path: Path) -> None:
-    mkdocs = shutil.which("mkdocs", path=str(ROOT / ".venv" / "bin")) or shutil.which("mkdocs")
-    if mkdocs is None or not (ROOT / "mkdocs.yml").exists():
+    # The project's venv, else the one running the tests (a worktree borrowing a venv).
+    venvs = os.pathsep.join([str(ROOT / ".venv" / "bin"), str(Path(sys.executable).parent)])
+    mkdocs = shutil.which("mkdocs", path=venvs) or shutil.which("mkdocs")
+    if mkdocs is None:
         pytest.skip("mkdocs is not installed (scripts/setup installs it with .[dev])")
     proc = subprocess.run(
         [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
@@ -245,3 +259,133 @@ def test_the_manual_builds_in_strict_mode(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "site" / "index.html").stat().st_size > 1000
+
+
+def test_the_nav_lists_every_page() -> None:
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+
+    def pages(item: object) -> Iterator[str]:
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for value in item.values():
+                yield from pages(value)
+        elif isinstance(item, list):
+            for value in item:
+                yield from pages(value)
+
+    listed = sorted(pages(nav))
+    assert listed == sorted(str(p.relative_to(ROOT / "docs")) for p in MANUAL)
+    assert len(listed) >= 12
+
+
+def anchors(page: Path) -> set[str]:
+    """The ids mkdocs gives the page's headings (Python-Markdown's toc, as mkdocs runs it)."""
+    md = markdown.Markdown(extensions=["toc", "tables", "attr_list"])
+    md.convert(page.read_text())
+
+    def ids(tokens: list[dict[str, object]]) -> Iterator[str]:
+        for token in tokens:
+            yield str(token["id"])
+            yield from ids(token["children"])  # type: ignore[arg-type]
+
+    return set(ids(md.toc_tokens))  # type: ignore[attr-defined]
+
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def links() -> list[tuple[str, Path, str]]:
+    """(where, target file, anchor) of every relative link in README and the manual."""
+    found = []
+    for page in PAGES:
+        text = _FENCE.sub(lambda m: "\n" * m[0].count("\n"), page.read_text())
+        text = _CODE_SPAN.sub(lambda m: " " * len(m[0]), text)
+        for m in _LINK.finditer(text):
+            url = m[1]
+            if re.match(r"[a-z]+:", url):
+                continue  # https:, mailto:
+            path, _, anchor = url.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            found.append(
+                (
+                    f"{page.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}",
+                    target,
+                    anchor,
+                )
+            )
+    return found
+
+
+def test_every_link_and_anchor_resolves() -> None:
+    found = links()
+    assert len([w for w, _, _ in found if w.startswith("README.md")]) >= 15, found
+    assert len([a for _, _, a in found if a]) >= 20, found
+    broken = []
+    for where, target, anchor in found:
+        if not target.exists():
+            broken.append(f"{where}: {target.relative_to(ROOT)} does not exist")
+        elif anchor and target.suffix == ".md" and anchor not in anchors(target):
+            broken.append(f"{where}: no heading #{anchor} in {target.relative_to(ROOT)}")
+    assert not broken, broken
+
+
+_PATH = re.compile(
+    r"(?<![\w/.${-])((?:syncer|tests|deploy|scripts|bench|demo|docs|\.ci)/[\w./-]*\w/?)"
+)
+
+
+# Words that only look like paths: a ratio, and kubectl's `deploy/NAME` (a Deployment).
+NOT_PATHS = {"syncer/skopeo", "deploy/syncer-scheduler"}
+
+
+def test_every_file_named_exists() -> None:
+    """`syncer/sync/planner.py`, `deploy/kubernetes/base`: what the pages name is there."""
+    named = [
+        (f"{page.relative_to(ROOT)}", m[1])
+        for page in PAGES
+        for m in _PATH.finditer(re.sub(r"https?://\S+", " ", page.read_text()))
+    ]
+    assert len(named) >= 40, named
+    missing = sorted(
+        {(w, path) for w, path in named if not (ROOT / path).exists() and path not in NOT_PATHS}
+    )
+    assert not missing, missing
+
+
+RULE_FILES = [
+    ROOT / "deploy" / "prometheus" / "syncer-rules.yaml",
+    ROOT / "deploy" / "kubernetes" / "overlays" / "monitoring" / "prometheusrule.yaml",
+]
+
+
+def test_every_alert_links_to_its_runbook() -> None:
+    """Each alert's `runbook` names its own heading of docs/alerts.md, which exists; the unit
+    tests' expected annotations say the same; and the page has a runbook for no other alert."""
+    alerts_page = ROOT / "docs" / "alerts.md"
+    headings = anchors(alerts_page)
+    runbooks: dict[str, str] = {}
+    for path in RULE_FILES:
+        doc = yaml.safe_load(path.read_text())
+        groups = doc["spec"]["groups"] if "spec" in doc else doc["groups"]
+        for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+            runbook = rule["annotations"]["runbook"]
+            assert runbook == f"docs/alerts.md#{rule['alert'].lower()}", (path.name, rule)
+            runbooks[rule["alert"]] = runbook
+    assert len(runbooks) >= 8, runbooks
+    for alert, runbook in runbooks.items():
+        page, _, anchor = runbook.partition("#")
+        assert (ROOT / page) == alerts_page and anchor in headings, (alert, runbook, headings)
+    tests = yaml.safe_load((ROOT / "deploy" / "prometheus" / "syncer-rules.test.yaml").read_text())
+    expected = [
+        (check["alertname"], alert["exp_annotations"]["runbook"])
+        for test in tests["tests"]
+        for check in test["alert_rule_test"]
+        for alert in check["exp_alerts"]
+    ]
+    assert expected and all(runbooks[name] == runbook for name, runbook in expected), expected
+    sections = {
+        line[3:].strip() for line in alerts_page.read_text().splitlines() if line.startswith("## ")
+    }
+    assert sections == set(runbooks), sections ^ set(runbooks)
