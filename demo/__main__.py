@@ -77,15 +77,17 @@ def syncer(*args: str) -> int:
 
 def keep_running(hub: RunningRegistry, private: RunningRegistry) -> None:
     """Print where the registries are and wait for Ctrl-C or SIGTERM (`--keep`)."""
-    print(
-        "\n--keep: both registries stay up until Ctrl-C. To try README's first sync.yaml on\n"
-        "them, use this registries: block in it (the hub stands in for Docker Hub):\n\n"
-        f"registries:\n  docker.io:\n    endpoint: {hub.url}\n"
-        f"  registry.internal:5000:\n    endpoint: {private.url}\n",
-        flush=True,
-    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Started in the background by a shell without job control, SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the finally of main() stops them
+        print(
+            "\n--keep: both registries stay up until Ctrl-C. To try README's first sync.yaml on\n"
+            "them, use this registries: block in it (the hub stands in for Docker Hub):\n\n"
+            f"registries:\n  docker.io:\n    endpoint: {hub.url}\n"
+            f"  registry.internal:5000:\n    endpoint: {private.url}\n",
+            flush=True,
+        )
         signal.pause()
 
 
