@@ -406,7 +406,8 @@ def test_the_front_page_example_runs_on_the_demo_registries(tmp_path: Path) -> N
         stderr=subprocess.STDOUT,
         text=True,
     )
-    killer = threading.Timer(240, demo.kill)  # a hung demo fails the test, not the suite
+    # A hung demo fails the test, not the suite; SIGTERM lets it stop its registries.
+    killer = threading.Timer(240, demo.terminate)
     killer.start()
     try:
         assert demo.stdout is not None
@@ -452,5 +453,9 @@ def test_the_front_page_example_runs_on_the_demo_registries(tmp_path: Path) -> N
     finally:
         killer.cancel()
         if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+            demo.terminate()
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
