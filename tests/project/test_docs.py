@@ -476,3 +476,22 @@ def test_the_front_page_example_runs_on_the_demo_registries(tmp_path: Path) -> N
             except subprocess.TimeoutExpired:
                 demo.kill()
                 demo.wait()
+
+
+def test_the_report_shown_has_the_report_s_fields() -> None:
+    """The `--report` example of docs/commands.md has exactly the keys a report has."""
+    from syncer.sync.outcome import Outcome
+    from syncer.sync.report import EntryReport, RunReport, TagOutcome
+
+    (shown,) = [
+        json.loads(b.text)
+        for b in blocks()
+        if b.lang == "json" and b.page.name == "commands.md" and "totals" in b.text
+    ]
+    entry = EntryReport("docker.io/library/alpine", "registry.internal:5000/library/alpine")
+    entry.tags.append(TagOutcome("3.20", Outcome.COPIED))
+    real = RunReport(started="2026-12-08T01:00:00+00:00", entries=[entry]).to_json()
+    assert shown.keys() == real.keys()
+    assert shown["totals"].keys() == real["totals"].keys()
+    assert shown["entries"][0].keys() == real["entries"][0].keys()
+    assert shown["entries"][0]["tags"][0].keys() == real["entries"][0]["tags"][0].keys()
