@@ -495,3 +495,24 @@ def test_the_report_shown_has_the_report_s_fields() -> None:
     assert shown["totals"].keys() == real["totals"].keys()
     assert shown["entries"][0].keys() == real["entries"][0].keys()
     assert shown["entries"][0]["tags"][0].keys() == real["entries"][0]["tags"][0].keys()
+
+
+_ITEM = re.compile(r"^( *)([-*+]|\d+\.) ")
+
+
+def test_lists_render_as_lists_in_the_manual() -> None:
+    """Python-Markdown (mkdocs) is stricter than GitHub: a list needs a blank line after a
+    paragraph, and a nested list 4 spaces, or it renders as running text."""
+    bad = []
+    for page in MANUAL:
+        lines = _FENCE.sub(lambda m: "\n" * m[0].count("\n"), page.read_text()).splitlines()
+        for n, (before, line) in enumerate(zip(["", *lines], lines, strict=False), start=1):
+            if not (m := _ITEM.match(line)):
+                continue
+            where = f"{page.relative_to(ROOT)}:{n}"
+            if m[1] == "" and before.strip() and not before.startswith((" ", "<!--")):
+                if not _ITEM.match(before):
+                    bad.append(f"{where}: put a blank line before this list")
+            elif 0 < len(m[1]) < 4:
+                bad.append(f"{where}: indent a nested list by 4 spaces")
+    assert not bad, bad
