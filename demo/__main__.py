@@ -1,13 +1,19 @@
 """Run the demo: start two registries on loopback, seed the source, sync, show, re-sync;
 then carry the mirror across an air gap in a bundle (`demo/airgap.py`).
 
+`--keep` leaves the source ("hub") and the destination ("private") running afterwards, until
+Ctrl-C or SIGTERM, and prints the `registries:` block that points README's first sync.yaml
+(docker.io to registry.internal:5000) at them, so a newcomer can try it with no Docker Hub.
+
 It reuses the test suite's registry launcher and image builder, so the demo runs
 exactly what the tests exercise. Nothing leaves this machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,7 +75,28 @@ def syncer(*args: str) -> int:
     return subprocess.run(cmd, check=False).returncode
 
 
-def main() -> int:
+def keep_running(hub: RunningRegistry, private: RunningRegistry) -> None:
+    """Print where the registries are and wait for Ctrl-C or SIGTERM (`--keep`)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Started in the background by a shell without job control, SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the finally of main() stops them
+        print(
+            "\n--keep: both registries stay up until Ctrl-C. To try README's first sync.yaml on\n"
+            "them, use this registries: block in it (the hub stands in for Docker Hub):\n\n"
+            f"registries:\n  docker.io:\n    endpoint: {hub.url}\n"
+            f"  registry.internal:5000:\n    endpoint: {private.url}\n",
+            flush=True,
+        )
+        signal.pause()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    unknown = [a for a in args if a != "--keep"]
+    if unknown:
+        print(f"usage: scripts/demo [--keep]; unknown argument {unknown[0]!r}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="syncer-demo-") as tmp:
         work = Path(tmp)
         hub = start_registry(work, "anon")
@@ -102,7 +129,10 @@ def main() -> int:
                 f"up to date {totals['tags_up_to_date']}, "
                 f"requests to the mirror {len(private.requests_since(mark))}, writes {len(writes)}"
             )
-            return first or second or airgap.leg(work, private, stops)
+            code = first or second or airgap.leg(work, private, stops)
+            if "--keep" in args:
+                keep_running(hub, private)
+            return code
         finally:
             for stop in stops:
                 stop()

@@ -1,6 +1,6 @@
 """`syncer` command line. Each subcommand lives in `syncer/commands/`.
 
-Exit codes (documented in README.md): 0 in sync / success, 1 some work failed
+Exit codes (documented in docs/commands.md): 0 in sync / success, 1 some work failed
 or is out of sync, 2 usage or configuration error (nothing was contacted).
 """
 

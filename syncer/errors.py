@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic_core import PydanticCustomError
 
-# Exit codes documented in README.md.
+# Exit codes documented in docs/commands.md.
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2

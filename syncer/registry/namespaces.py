@@ -1,7 +1,7 @@
 """The repositories of one namespace, where a registry has no `_catalog`.
 
-Each registry product lists a namespace through its own HTTP API (README, "Namespaces
-without `_catalog`"); `catalog:` in the registry's `registries:` entry says which one:
+Each registry product lists a namespace through its own HTTP API (docs/docker-hub.md,
+"Namespaces without `_catalog`"); `catalog:` in the registry's `registries:` entry says which one:
 
 - dockerhub: `GET /v2/namespaces/<ns>/repositories?page_size=100` on hub.docker.com, paged
   by the absolute `next` URL of each answer (`{count, next, previous, results: [{name}]}`).

@@ -33,7 +33,7 @@ class CatalogApi(StrEnum):
 
 # GHCR has no `_catalog`; api.github.com lists its packages (`/orgs/<org>/packages`), but only
 # for a classic personal access token, even for public packages: not the registry credential a
-# mirror holds (a pull token, GITHUB_TOKEN, a fine-grained token). Not offered (README).
+# mirror holds (a pull token, GITHUB_TOKEN, a fine-grained token). Not offered (docs/docker-hub.md).
 GHCR = "ghcr.io"
 GHCR_UNSUPPORTED = (
     "GHCR has no _catalog, and its packages are listed only by api.github.com, which takes "

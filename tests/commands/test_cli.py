@@ -154,7 +154,7 @@ def test_entry_point_imports_leave_ssl_untouched() -> None:
 
 
 def test_demo_runs_end_to_end() -> None:
-    """The README's first command, minus the install step."""
+    """README's first command (scripts/demo), minus the install step."""
     proc = subprocess.run(
         [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )

@@ -258,7 +258,7 @@ def test_dry_run_json_is_the_plan_and_writes_nothing(
 def test_readme_workflow_pull_to_disk_tag_push_catalog(
     registry_factory: RegistryFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """README "One-off commands", with a local registry standing in for docker.io."""
+    """docs/commands.md "One-off commands", with a local registry standing in for docker.io."""
     hub, far = registry_factory("anon"), registry_factory("tls")
     alpine = tag_item(0, 2)
     push(hub.seed_url, "library/alpine", alpine, "3.20")

@@ -1,4 +1,4 @@
-"""The `tags:` block of sync.yaml: validation messages and the README example."""
+"""The `tags:` block of sync.yaml: validation messages and the manual's example."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def test_every_tag_problem_reported_at_once(tmp_path: Path) -> None:
     assert [ln.split(": ")[0].rsplit(":", 1)[1] for ln in lines[1:]] == ["6", "7", "8", "9"]
 
 
-# The README example: every key, in an entry and in defaults.
+# The example of docs/configuration.md (Choosing tags): every key, in an entry and in defaults.
 EXAMPLE = r"""
 version: 1
 defaults:

@@ -117,8 +117,9 @@ def mirrored(fleet: Fleet, dst: RunningRegistry) -> dict[str, set[str]]:
 def assert_filtered_copy(
     client: httpx.Client, dst: RunningRegistry, repo: str, tag: str, item: Image | Index
 ) -> None:
-    """The ConfigMap lists platforms, so an index arrives as syncer's filtered index (README,
-    "Platforms"): made from this source digest, with every child our fleet's indexes have."""
+    """The ConfigMap lists platforms, so an index arrives as syncer's filtered index
+    (docs/configuration.md, "Platforms"): made from this source digest, with every child our
+    fleet's indexes have."""
     resp = client.get(
         f"{dst.seed_url}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}
     )

@@ -99,7 +99,7 @@ async def test_what_skopeo_cannot_read_docker_v2_inside_a_layout(
 ) -> None:
     """syncer keeps a Docker v2 manifest byte for byte (its digest, and the signatures
     over it, survive); skopeo 1.9 skips index.json entries that are not OCI-typed, so it
-    does not find such a tag at all. Documented in README."""
+    does not find such a tag at all. Documented in docs/air-gap.md."""
     src = registry_factory("anon")
     image = app_image(0, 0)  # Docker v2
     push(src.seed_url, "library/alpine", image, "3.19")

@@ -241,7 +241,7 @@ async def test_wrong_key_and_any_one_key_may_match(
     assert report.entries[0].counters.tags_rejected == 1
     assert fetch_manifest_digest(dst.url, "mirror/app", "v1") is None
 
-    # Adding the vendor's key (through ${VAR}, as the README shows) lets it through.
+    # Adding the vendor's key (through ${VAR}, as docs/signatures.md shows) lets it through.
     theirs = key_file(tmp_path, vendor, "vendor.pub")
     e = entry(src, dst, [ours])
     e["verify"]["cosign"]["keys"].append("${VENDOR_KEY_FILE}")
