@@ -88,22 +88,6 @@ class Publisher:
     def _lock(self, dst: Reference, subject: str) -> asyncio.Lock:
         return self._locks.setdefault((dst.repo().name, subject), asyncio.Lock())
 
-    async def merged_from(
-        self, dst: Reference, tag: str, dst_digest: str | None, src_digest: str | None
-    ) -> str | None:
-        """The digest to plan with for the destination's `tag`: the source's, where it holds
-        our merge of this very source index; else `dst_digest`. A destination GET, made
-        only for a `sha256-<hex>` tag whose digests differ."""
-        if dst_digest is None or src_digest is None or dst_digest == src_digest:
-            return dst_digest
-        if not REFERRER_TAG.fullmatch(tag):
-            return dst_digest
-        try:
-            got = await self.client.get_manifest(dst.repo().with_digest(dst_digest))
-        except NotFound:
-            return dst_digest
-        return src_digest if expected_source_digest(got.data) == src_digest else dst_digest
-
     async def _index(self, dst: Reference, tag: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The descriptors the destination's `tag` lists, as JSON, and its annotations; none
         when it is absent or is no index (an index is pushed over it)."""
@@ -123,6 +107,23 @@ class Publisher:
             [m for m in raw.get("manifests", []) if isinstance(m, dict)],
             annotations if isinstance(annotations, dict) else {},
         )
+
+
+async def merged_from(
+    client: Store, dst: Reference, tag: str, dst_digest: str | None, src_digest: str | None
+) -> str | None:
+    """The digest to plan with for the destination's `tag`: the source's, where it holds
+    our merge of this very source index; else `dst_digest`. A destination GET, made
+    only for a `sha256-<hex>` tag whose digests differ."""
+    if dst_digest is None or src_digest is None or dst_digest == src_digest:
+        return dst_digest
+    if not REFERRER_TAG.fullmatch(tag):
+        return dst_digest
+    try:
+        got = await client.get_manifest(dst.repo().with_digest(dst_digest))
+    except NotFound:
+        return dst_digest
+    return src_digest if expected_source_digest(got.data) == src_digest else dst_digest
 
 
 def unwanted_referrer(entry: ResolvedEntry, tag: str, fetched: FetchedManifest) -> str | None:

@@ -50,7 +50,7 @@ from syncer.sync.planner import (
 from syncer.sync.platforms import holds_filtered_copy, select_platforms
 from syncer.sync.progress import Progress
 from syncer.sync.prune import PruneJob, prune
-from syncer.sync.referrers import unwanted_referrer
+from syncer.sync.referrers import merged_from, unwanted_referrer
 from syncer.sync.report import EntryReport, RunReport, TagOutcome
 from syncer.sync.shard import Shard, entry_key, owns_tag, prunes
 from syncer.sync.signatures import SignatureGate
@@ -267,10 +267,9 @@ class Runner:
         dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
         if entry.platforms != "all":
             dst_digests = await self._filtered_copies(entry, src_digests, dst_digests)
-        merged = self.gate.publisher.merged_from  # the host's slots bound its few GETs
         dst_digests = await asyncio.gather(
             *(
-                merged(dst, dest_tag.get(t, t), d, s)
+                merged_from(self.client, dst, dest_tag.get(t, t), d, s)  # host slots bound it
                 for t, s, d in zip(selected, src_digests, dst_digests, strict=True)
             )
         )
