@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from syncer.commands import summary
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, SyncerError
 from syncer.store.bundle import BundleJob, BundleResult, PackProgress, Silent, pack
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    help_text = "pack an OCI layout into one tar (an oci-archive) to carry across an air gap"
-    p = sub.add_parser("bundle", help=help_text, description=help_text)
+    p = sub.add_parser("bundle", help=summary("bundle"), description=summary("bundle"))
     p.add_argument("layout", help="the layout directory, e.g. /media/usb/bundle")
     p.add_argument("-o", "--out", required=True, help="the tar to write, e.g. /media/usb/b.tar")
     p.add_argument(

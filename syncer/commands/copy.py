@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from syncer.commands import summary
 from syncer.commands._common import add_config_options, fail, log_for_people, with_default_tag
 from syncer.commands.sync import print_plan, summarize, until_terminated, write_report
 from syncer.config.registryfile import registry_settings
@@ -44,7 +45,7 @@ _SPELLING = "SRC is REGISTRY/REPO[:TAG|@DIGEST] or oci:PATH:REPO[:TAG|@DIGEST]"
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "copy",
-        help="copy one image (or every tag with --all-tags) between registries and oci: layouts",
+        help=summary("copy"),
         description="Copy what is missing at DST, as `syncer sync` does for one entry. "
         "An up-to-date tag costs one manifest HEAD at each end and writes nothing.",
     )

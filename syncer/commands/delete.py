@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from syncer.commands import summary
 from syncer.commands._common import argument, open_for_writing, store_command
 from syncer.errors import NeedsForce, NotFound
 from syncer.registry.oci import IMAGE_TYPES
@@ -27,7 +28,7 @@ T = TypeVar("T")
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "delete",
-        help="delete a tag's manifest (and so every tag on that digest)",
+        help=summary("delete"),
         description="Delete REF's manifest by digest. Refuses when other tags share the "
         "digest unless --force (then they are deleted too), and when an index another "
         "tag holds names it.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from syncer.commands import summary
 from syncer.commands._common import argument, store_command, user_input
 from syncer.errors import NotFound
 from syncer.registry.oci import ImageIndex, parse_manifest
@@ -21,7 +22,7 @@ from syncer.sync.platforms import spec_matches
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "digest",
-        help="print a manifest's digest (one HEAD: no Docker Hub pull quota)",
+        help=summary("digest"),
         description="Print REF's digest from one manifest HEAD. --platform reads the "
         "index (one GET, which Docker Hub counts as a pull) and prints that child's digest.",
     )

@@ -7,6 +7,7 @@ import asyncio
 import re
 from typing import Any
 
+from syncer.commands import summary
 from syncer.commands._common import argument, store_command, user_input
 from syncer.registry.oci import INDEX_TYPES, ImageIndex, parse_manifest
 from syncer.registry.reference import Reference
@@ -15,18 +16,18 @@ from syncer.store.references import is_layout, split_layout
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("tags", help="list a repository's tags with digests")
+    p = sub.add_parser("tags", help=summary("tags"))
     p.add_argument(
         "repository",
         help="e.g. 127.0.0.1:5000/mirror/alpine or oci:/media/usb/bundle:mirror/alpine",
     )
     p.add_argument("--no-digests", action="store_true", help="only list tag names (one request)")
     store_command(p, _tags)
-    p = sub.add_parser("catalog", help="list a registry's repositories (_catalog)")
+    p = sub.add_parser("catalog", help=summary("catalog"))
     p.add_argument("registry", help="e.g. 127.0.0.1:5000 or oci:/media/usb/bundle")
     p.add_argument("--filter", help="only repositories matching REGEX")
     store_command(p, _catalog)
-    p = sub.add_parser("inspect", help="show a manifest or index summary")
+    p = sub.add_parser("inspect", help=summary("inspect"))
     p.add_argument(
         "reference", help="e.g. docker.io/library/alpine:3.20 or oci:/media/usb/bundle:alpine:3.20"
     )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from syncer.commands import summary
 from syncer.commands._common import add_config_option
 from syncer.config.registryfile import registry_settings
 from syncer.config.syncfile import normalise_registry
@@ -44,7 +45,7 @@ _NO_PASSWORD_OPTION = (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "login",
-        help="verify credentials for a registry, then store them like `docker login`",
+        help=summary("login"),
         description="Verify USER's password against REGISTRY, then store it where docker "
         "does (credHelpers / credsStore, else config.json). " + _NO_PASSWORD_OPTION,
     )
@@ -57,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_config_option(p)
     p.set_defaults(func=run_login)
-    p = sub.add_parser("logout", help="remove stored credentials for a registry")
+    p = sub.add_parser("logout", help=summary("logout"))
     p.add_argument("registry", help="e.g. docker.io or 127.0.0.1:5000")
     p.set_defaults(func=run_logout)
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from syncer.commands import summary
 from syncer.commands.sync import add_common, settings_from
 from syncer.config.settings import default_config_path
 from syncer.config.syncfile import load_config
@@ -17,7 +18,7 @@ from syncer.sync.runner import RunOptions
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "schedule",
-        help="run entries on their schedules until stopped",
+        help=summary("schedule"),
         description="Run sync entries on their `schedule:` (cron) or `interval:`. "
         "SIGTERM/SIGINT stop it gracefully; SIGHUP re-reads the config.",
     )

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 
+from syncer.commands import summary
 from syncer.commands._common import add_config_option
 from syncer.errors import (
     EXIT_OK,
@@ -47,7 +48,7 @@ registries.docker.io entry in the file given with -c)."""
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "search",
-        help="search Docker Hub for repositories, like `docker search`",
+        help=summary("search"),
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from syncer.commands import summary
 from syncer.config.settings import Settings, default_config_path, load_settings
 from syncer.config.syncfile import LoadedConfig, load_config
 from syncer.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, DiskError, redact_url
@@ -37,11 +38,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for name, help_text in (
-        ("sync", "copy what is missing at the destinations"),
-        ("check", "like sync --dry-run; exit 1 when anything is out of sync"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name in ("sync", "check"):
+        p = sub.add_parser(name, help=summary(name), description=summary(name))
         add_common(p)
         if name == "sync":
             p.add_argument("--dry-run", action="store_true", help="check and print the plan only")

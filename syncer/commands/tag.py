@@ -12,6 +12,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from syncer.commands import summary
 from syncer.commands._common import argument, open_for_writing, store_command, user_input
 from syncer.errors import NeedsForce, NotFound
 from syncer.registry.reference import validate_tag
@@ -21,7 +22,7 @@ from syncer.store import Stores
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "tag",
-        help="add tags to a manifest in its repository (no blob traffic)",
+        help=summary("tag"),
         description="Tag REF's manifest as NEWTAG in the same repository: one manifest GET, "
         "one HEAD and at most one PUT per new tag, no blob requests.",
     )

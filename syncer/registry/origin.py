@@ -73,12 +73,17 @@ class RegistryOrigin:
         self.base_url = base_url.rstrip("/")
         self._base = httpx.URL(self.base_url)
         self._key = _key(self._base)
+        # What every URL built from the base starts with: the authority ends at this "/",
+        # so such a URL is on the base's origin without being parsed (twice per request).
+        self._own_prefix = self.base_url + "/"
 
     def resolve(self, url: str) -> Target:
         """A path is the registry's; an absolute URL is the registry's only on the same origin,
         after an https->http downgrade of the registry's own host and port is undone."""
         if not url.startswith(("http://", "https://")):
             return Target(self.base_url + url, own=True)
+        if url.startswith(self._own_prefix):
+            return Target(url, own=True)
         parsed = httpx.URL(url)
         if _key(parsed) == self._key:
             return Target(url, own=True)

@@ -22,23 +22,31 @@ from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
 from syncer.store.base import BlobBytes, Store
 from syncer.store.diskerror import disk_error
-from syncer.store.dockerread import DockerArchive
-from syncer.store.dockerwrite import DockerArchiveWriter
-from syncer.store.ociarchive import OciArchive
 from syncer.store.ocilayout import OciLayout
 from syncer.store.references import is_archive, is_docker_archive, is_layout, layout_path
+
+# The tar stores are imported when a reference names one: a registry-to-registry run never
+# loads tarfile and the packing code.
 
 
 def _open_source(ref: Reference) -> Store:
     path = Path(layout_path(ref))
     if is_docker_archive(ref.registry):
+        from syncer.store.dockerread import DockerArchive
+
         return DockerArchive(path)
-    return OciArchive(path) if is_archive(ref.registry) else OciLayout(path)
+    if is_archive(ref.registry):
+        from syncer.store.ociarchive import OciArchive
+
+        return OciArchive(path)
+    return OciLayout(path)
 
 
 def _open_destination(ref: Reference, *, create: bool) -> Store:
     path = Path(layout_path(ref))
     if is_docker_archive(ref.registry):
+        from syncer.store.dockerwrite import DockerArchiveWriter
+
         return DockerArchiveWriter(path, writable=create)
     return OciLayout(path, writable=create, missing_ok=True)
 

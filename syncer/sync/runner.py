@@ -1,9 +1,7 @@
-"""Run a sync: for each entry gather facts, plan, and copy what the plan says.
+"""Run a sync: for each entry gather facts and plan (check.py), then copy what the plan
+says, verify what `verify:` asks for, and prune.
 
-Requests per entry when nothing changed: one (paged) tag listing on each side,
-then one manifest HEAD per selected tag on each side. A tag absent from the
-destination listing needs no destination HEAD. GETs happen only for tags that
-must be copied.
+GETs happen only for tags that must be copied (the check phase uses HEADs and listings).
 """
 
 from __future__ import annotations
@@ -14,45 +12,33 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import TypeVar
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from syncer.config.filters import select_tags
-from syncer.config.patterns import destination_tags
 from syncer.config.syncfile import LoadedConfig, ResolvedEntry
 from syncer.errors import (
     Deferred,
-    NotFound,
     RateLimited,
     Rejected,
     SyncerError,
 )
 from syncer.registry.client import RegistryClient
-from syncer.registry.oci import INDEX_TYPES
 from syncer.registry.ratelimit import Budgets, Reservation
-from syncer.registry.reference import Reference
 from syncer.store import Store, Stores
 from syncer.sync.catalog import Expansion, expand_entry
+from syncer.sync.check import Checker
 from syncer.sync.copier import BlobLedger, Copier, CopyJob
 from syncer.sync.limits import RunBandwidth
 from syncer.sync.outcome import Outcome
-from syncer.sync.planner import (
-    Plan,
-    TagPlan,
-    make_plan,
-    needs_dest_head,
-    referrer_tags,
-    split_immutable,
-)
-from syncer.sync.platforms import holds_filtered_copy, select_platforms
+from syncer.sync.planner import TagPlan
+from syncer.sync.platforms import select_platforms
 from syncer.sync.progress import Progress
 from syncer.sync.prune import PruneJob, prune
-from syncer.sync.referrers import merged_from, unwanted_referrer
+from syncer.sync.referrers import unwanted_referrer
 from syncer.sync.report import EntryReport, RunReport, TagOutcome
-from syncer.sync.shard import Shard, entry_key, owns_tag, prunes
+from syncer.sync.shard import Shard, prunes
 from syncer.sync.signatures import SignatureGate
 
 log = structlog.get_logger("syncer.sync.runner")
@@ -100,9 +86,10 @@ class Runner:
         self.gate = SignatureGate(self.client, self.copier)
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._deferred_logged: set[str] = set()
-        # Source digests the check-phase HEAD showed to be indexes: a copy of one
+        self.checker = Checker(self.client, self._slot, self.options.shard)
+        # Source digests the check phase's HEADs showed to be indexes: a copy of one
         # reserves two GETs up front (the index, at least one child), not one.
-        self._indexes: set[str] = set()
+        self._indexes = self.checker.indexes
 
     def selected_entries(self) -> list[ResolvedEntry]:
         only = self.options.only
@@ -150,13 +137,6 @@ class Runner:
             await self.stores.aclose()
         return report
 
-    def _owns(self, entry: ResolvedEntry, tag: str) -> bool:
-        shard = self.options.shard
-        if shard is None:
-            return True
-        key = entry_key(entry.source.repo().name, entry.destination.repo().name)
-        return owns_tag(shard, key, tag)
-
     async def _slot(self, work: Callable[[], Awaitable[T]]) -> T:
         async with self._slots:
             return await work()
@@ -164,7 +144,7 @@ class Runner:
     async def _entry(self, entry: ResolvedEntry, report: EntryReport) -> None:
         with bound_contextvars(entry=f"{entry.source} -> {entry.destination}"):
             try:
-                plan, dest_tags, keep = await self._check(entry)
+                plan, dest_tags, keep = await self.checker.check(entry)
             except Exception as exc:
                 report.fail(None, error_line(exc))
                 log.error("entry failed", error=error_line(exc))
@@ -200,94 +180,6 @@ class Runner:
                 )
             self.progress.entry_done()
 
-    async def _check(self, entry: ResolvedEntry) -> tuple[Plan, set[str] | None, set[str]]:
-        """Gather digests at both ends and plan; HEADs only, never a manifest GET.
-
-        Also returns, for pruning, the destination's tag list (when fetched) and the
-        destination names of every selected tag.
-        """
-        src, dst = entry.source, entry.destination
-        filtered: dict[str, str] = {}
-        dest_tag: dict[str, str] = {}
-        immutable: list[str] = []
-        invalid: dict[str, str] = {}
-        listed: list[str] | None = None
-        keep: set[str] = set()
-        if src.tag is None and src.digest is None:
-            listed = await self.client.list_tags(src)
-            selected, filtered = select_tags(listed, entry.tags)
-            names, invalid = destination_tags(entry.tag_template, selected)
-            # Pruning must know every selected tag, not only this shard's share.
-            keep = set(names.values())
-            selected = [t for t in names if self._owns(entry, t)]
-            invalid = {t: why for t, why in invalid.items() if self._owns(entry, t)}
-            need_dest = selected or entry.prune
-            dest_tags: set[str] | None = await self._dest_tags(dst) if need_dest else set()
-            dest_tag = {t: names[t] for t in selected}
-            present = {t for t in selected if dest_tag[t] in (dest_tags or set())}
-            # Immutable tags the destination already lists cost no request at all.
-            selected, immutable = split_immutable(selected, present, entry.tags.immutable_patterns)
-        else:
-            key = src.tag or dst.tag or ""
-            selected = [key] if self._owns(entry, key) else []
-            dest_tag[key] = dst.tag or key
-            dest_tags = None
-
-        pinned = selected[0] if src.digest is not None and selected else None
-
-        async def src_digest(tag: str) -> str | None:
-            if tag == pinned:
-                return src.digest
-            info = await self._slot(lambda: self.client.head_manifest(src.with_tag(tag)))
-            if info is None:
-                return None
-            if info.media_type in INDEX_TYPES:
-                self._indexes.add(info.digest)
-            return info.digest
-
-        async def dst_digest(tag: str) -> str | None:
-            target = dest_tag.get(tag, tag)
-            if not needs_dest_head(target, dest_tags):
-                return None
-            info = await self._slot(lambda: self.client.head_manifest(dst.with_tag(target)))
-            return info.digest if info else None
-
-        src_digests = await asyncio.gather(*(src_digest(t) for t in selected))
-        if entry.referrers:
-            # Signatures, SBOMs, attestations: tags named after the digests just seen.
-            if listed is None:
-                listed = await self.client.list_tags(src)
-            taken = set(selected) | set(immutable)
-            extra = [t for t in referrer_tags(listed, src_digests) if t not in taken]
-            dest_tag.update({t: t for t in extra})
-            for t in extra:
-                filtered.pop(t, None)  # selected after all, as a referrer of a selected tag
-            src_digests += await asyncio.gather(*(src_digest(t) for t in extra))
-            selected = selected + extra
-        dst_digests = await asyncio.gather(*(dst_digest(t) for t in selected))
-        if entry.platforms != "all":
-            dst_digests = await self._filtered_copies(entry, src_digests, dst_digests)
-        dst_digests = await asyncio.gather(
-            *(
-                merged_from(self.client, dst, dest_tag.get(t, t), d, s)  # host slots bound it
-                for t, s, d in zip(selected, src_digests, dst_digests, strict=True)
-            )
-        )
-        destination = {dest_tag.get(t, t): d for t, d in zip(selected, dst_digests, strict=True)}
-        plan = make_plan(
-            dict(zip(selected, src_digests, strict=True)),
-            destination,
-            filtered=filtered,
-            dest_tag=dest_tag,
-            immutable=immutable,
-            invalid=invalid,
-        )
-        return (
-            plan,
-            dest_tags,
-            keep | {i.dest_tag for i in plan.items if i.action is not Outcome.FILTERED},
-        )
-
     async def _copy_referrers(self, entry: ResolvedEntry, digest: str, report: EntryReport) -> None:
         """Artifacts the referrers API lists for `digest`, copied untagged after their subject.
         Registries without the API (distribution 2.8, Docker Hub) use the tag schema instead."""
@@ -311,35 +203,11 @@ class Runner:
                 )
             )
 
-    async def _filtered_copies(
-        self, entry: ResolvedEntry, src: list[str | None], dst: list[str | None]
-    ) -> list[str | None]:
-        """With a platform filter the destination digest differs by design: a destination
-        that holds our filtered copy of the same source counts as equal to the source."""
-        platforms = entry.platforms
-        assert platforms != "all"
-
-        async def one(s: str | None, d: str | None) -> str | None:
-            if s is None or d is None or s == d:
-                return d
-            same = await self._slot(
-                partial(holds_filtered_copy, self.client, entry.destination, d, s, platforms)
-            )
-            return s if same else d
-
-        return list(await asyncio.gather(*(one(s, d) for s, d in zip(src, dst, strict=True))))
-
     def _marked(self, entry: ResolvedEntry, t: TagOutcome) -> TagOutcome:
         """A source index under a `platforms:` filter is mirrored as syncer's subset."""
         if entry.platforms != "all" and t.source_digest in self._indexes:
             t.subset_of = t.source_digest
         return t
-
-    async def _dest_tags(self, dst: Reference) -> set[str]:
-        try:
-            return set(await self.client.list_tags(dst))
-        except NotFound:
-            return set()  # a repository that does not exist yet has no tags
 
     async def _copy_tag(self, entry: ResolvedEntry, item: TagPlan, report: EntryReport) -> None:
         src, dst = entry.source, entry.destination

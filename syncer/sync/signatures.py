@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from functools import partial
-from typing import TypeVar
+from functools import cached_property, partial
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -33,7 +33,9 @@ from syncer.sync.report import EntryReport, TagOutcome
 from syncer.verify.artifacts import BUNDLE, SIGNATURE, ArtifactKind, artifact_flaw
 from syncer.verify.cosign import signature_tag
 from syncer.verify.places import Places
-from syncer.verify.verifier import Signed, Verifier
+
+if TYPE_CHECKING:
+    from syncer.verify.verifier import Signed, Verifier
 
 log = structlog.get_logger("syncer.verify")
 T = TypeVar("T")
@@ -44,9 +46,16 @@ class SignatureGate:
     def __init__(self, client: Store, copier: Copier) -> None:
         self.client = client
         self.copier = copier
-        places = Places(client)
-        self.verifier = Verifier(client, places)
-        self.publisher = Publisher(client, places)
+        self.places = Places(client)
+        self.publisher = Publisher(client, self.places)
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        # Built when a tag under `verify:` is first judged: a run without one never loads
+        # the verifier or its bundle parsing (where sigstore comes in).
+        from syncer.verify.verifier import Verifier
+
+        return Verifier(self.client, self.places)
 
     async def check(self, entry: ResolvedEntry, item: TagPlan) -> Signed | None:
         """The accepted signature of the item's source digest, or None when the entry has
@@ -135,7 +144,7 @@ class SignatureGate:
             return
         src, dst = entry.source.repo(), entry.destination.repo()
         for child in manifest.manifests:
-            listing = await self.verifier.places.bundles(src, child.digest)
+            listing = await self.places.bundles(src, child.digest)
             listed = []
             for desc in listing.bundles:
                 fetched = await self.client.get_manifest(src.with_digest(desc.digest))

@@ -35,6 +35,11 @@ MiB = 1024 * 1024
     ("url", "sent_to", "own"),
     [
         ("/v2/r/tags/list", "https://reg.test/v2/r/tags/list", True),
+        ("https://reg.test/v2/x", "https://reg.test/v2/x", True),
+        # Look-alikes of the base URL's text are other hosts.
+        ("https://reg.test.evil/v2/x", "https://reg.test.evil/v2/x", False),
+        ("https://reg.test@evil.test/v2/x", "https://reg.test@evil.test/v2/x", False),
+        ("https://reg.testing/v2/x", "https://reg.testing/v2/x", False),
         ("https://reg.test:443/v2/x", "https://reg.test:443/v2/x", True),
         ("https://REG.test/v2/x", "https://REG.test/v2/x", True),
         # Our host named over plain http (a TLS-terminating proxy): kept on https.
