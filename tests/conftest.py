@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,24 @@ if _ROOT not in sys.path:
 from syncer.__main__ import prepare_imports  # noqa: E402
 
 prepare_imports()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): two workers per core. A test mostly waits for registry
+    and syncer processes, so one worker per core would leave the cores half idle."""
+    return 2 * (os.cpu_count() or 1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` (pyproject's addopts): tests/support/xdist_schedule.py's grouping."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.support.xdist_schedule import OneWorkerFiles
+
+    return OneWorkerFiles(config, log)
+
 
 from tests.support.registry import (  # noqa: E402
     RegistryFactory,
