@@ -23,16 +23,29 @@ from syncer.__main__ import prepare_imports  # noqa: E402
 prepare_imports()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With pytest-xdist installed, the suite runs on workers unless `-n` says otherwise
+    (`-n 0`, or `-p no:xdist`, runs it in one process): as `-n auto --dist loadgroup`, here
+    rather than in addopts so that pytest without xdist still runs the suite."""
+    if not config.pluginmanager.hasplugin("xdist") or "PYTEST_XDIST_WORKER" in os.environ:
+        return  # no xdist, or this is one of its workers
+    if config.option.numprocesses is None:
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadgroup"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` (pyproject's addopts): two workers per core. A test mostly waits for registry
-    and syncer processes, so one worker per core would leave the cores half idle."""
+    """Two workers per core: a test mostly waits for registry and syncer processes, so one
+    worker per core would leave the cores half idle."""
     return 2 * (os.cpu_count() or 1)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadgroup` (pyproject's addopts): tests/support/xdist_schedule.py's grouping."""
+    """`--dist loadgroup`: tests/support/xdist_schedule.py's grouping."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from tests.support.xdist_schedule import OneWorkerFiles
