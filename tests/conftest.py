@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,37 @@ if _ROOT not in sys.path:
 from syncer.__main__ import prepare_imports  # noqa: E402
 
 prepare_imports()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With pytest-xdist installed, the suite runs on workers unless `-n` says otherwise
+    (`-n 0`, or `-p no:xdist`, runs it in one process): as `-n auto --dist loadgroup`, here
+    rather than in addopts so that pytest without xdist still runs the suite."""
+    if not config.pluginmanager.hasplugin("xdist") or "PYTEST_XDIST_WORKER" in os.environ:
+        return  # no xdist, or this is one of its workers
+    if config.option.numprocesses is None:
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Two workers per core: a test mostly waits for registry and syncer processes, so one
+    worker per core would leave the cores half idle."""
+    return 2 * (os.cpu_count() or 1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`: tests/support/xdist_schedule.py's grouping."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.support.xdist_schedule import OneWorkerFiles
+
+    return OneWorkerFiles(config, log)
+
 
 from tests.support.registry import (  # noqa: E402
     RegistryFactory,

@@ -10,6 +10,7 @@ buildah, mmdebstrap and podman (or as non-root) these skip with one line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -36,7 +37,9 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["versi
 # Bytes the image adds to its base: syncer and its dependencies, installed and compiled
 # (about 70 MB, measured). A compiler, a pip cache or the wheels left behind would cross it.
 SIZE_BUDGET = 100 * 1000 * 1000
-TEST_IMAGE = "localhost/syncer-test:session"
+# Per session: two sessions on one machine share the storage (and its cached base), and a
+# fixed name would let one session's build or teardown replace the other's image.
+TEST_IMAGE = f"localhost/syncer-test:session-{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
