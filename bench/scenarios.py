@@ -123,7 +123,8 @@ class Bench:
         log(
             f"{scenario:<12} {tool:<7} run {run}: {res.wall_s:7.2f}s (cpu {res.cpu_s:.2f}s)  "
             f"req {traffic.src_requests}+{traffic.dst_requests}  writes {traffic.dst_writes}  "
-            f"up {traffic.blob_bytes_uploaded / 2**20:.1f} MiB  rss {res.rss_kib / 1024:.0f} MiB"
+            f"up {traffic.blob_bytes_uploaded / 2**20:.1f} MiB  rss {res.rss_kib / 1024:.0f} MiB  "
+            f"registries cpu {traffic.registry_cpu_s:.2f}s"
             + (f"  PROBLEMS: {problems[:3]}" if problems else "")
         )
         return sample
