@@ -1,5 +1,11 @@
 """The 1 GiB layer: generated from a seeded PRNG while it is uploaded, never held in memory.
 
+    .venv/bin/python -m bench.bigblob [--runs 3] [--json PATH]
+
+runs the bigblob scenario alone (`bench.run --only bigblob`): syncer and skopeo copy the
+layer side by side, each into a fresh destination, and the table gives wall, the ratio,
+destination requests, the registries' CPU and peak RSS. `--self-test` checks the generator.
+
 The layer is a real gzip stream of a real tar holding one file of seeded random bytes.
 Deflate level 0 (stored blocks): random bytes do not compress anyway, and level 0 keeps the
 generator at memory speed so the bench spends its time in the tools, not in zlib.
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import sys
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -108,6 +115,16 @@ def _self_test() -> None:
         assert body is not None and body.read() == random.Random(1).randbytes(3000)
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--self-test"]:
+        _self_test()
+        print("ok")
+        return 0
+    from bench.run import main as run_main  # bench.run imports this module
+
+    return run_main(["--only", "bigblob", *args])
+
+
 if __name__ == "__main__":
-    _self_test()
-    print("ok")
+    sys.exit(main())

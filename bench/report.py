@@ -188,12 +188,13 @@ def evaluate(
                 ),
             )
         )
+    ratio_target("bigblob", 0.9)
     big = _get(summaries, "bigblob", "syncer")
     if big is not None:
         t.append(
             Target(
-                "bigblob: syncer peak RSS < 150 MiB",
-                big.peak_rss_mib < 150 and not big.failures,
+                "bigblob: syncer peak RSS < 60 MiB",
+                big.peak_rss_mib < 60 and not big.failures,
                 f"{big.peak_rss_mib:.0f} MiB (max over {big.runs} runs)",
             )
         )

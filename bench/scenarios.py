@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import time
@@ -123,7 +124,8 @@ class Bench:
         log(
             f"{scenario:<12} {tool:<7} run {run}: {res.wall_s:7.2f}s (cpu {res.cpu_s:.2f}s)  "
             f"req {traffic.src_requests}+{traffic.dst_requests}  writes {traffic.dst_writes}  "
-            f"up {traffic.blob_bytes_uploaded / 2**20:.1f} MiB  rss {res.rss_kib / 1024:.0f} MiB"
+            f"up {traffic.blob_bytes_uploaded / 2**20:.1f} MiB  rss {res.rss_kib / 1024:.0f} MiB  "
+            f"registries cpu {traffic.registry_cpu_s:.2f}s"
             + (f"  PROBLEMS: {problems[:3]}" if problems else "")
         )
         return sample
@@ -176,6 +178,9 @@ def bigblob_scenario(bench: Bench, src: RunningRegistry, size: int, runs: int) -
     image: Image = push_big_image(src.url, repo, tag, size, seed=20240601)
     took = time.perf_counter() - started
     log(f"seeded {image.layers[0].size / 2**30:.2f} GiB layer in {took:.1f}s")
+    # The seeded GiB is still dirty in the page cache: its writeback would slow whichever
+    # tool goes first (measured: the first run of each bench was 20-40% slower).
+    os.sync()
     blobs = {b.digest: b.size for b in image.blobs()}
     for run in range(runs):
         for tool in _order(run):

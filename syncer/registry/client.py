@@ -8,25 +8,20 @@ budgets outlive it: they come from the process's `Budgets`, shared by all its ru
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from syncer.errors import (
-    ManifestError,
-    NotFound,
-    RegistryError,
-    SyncerError,
-    UnsupportedError,
-)
+from syncer.errors import ManifestError, NotFound, UnsupportedError
 from syncer.registry.bandwidth import Bandwidth, Stream
 from syncer.registry.credentials import Credential, resolve
 from syncer.registry.digests import algorithm_problem, digest_of, verified, verify_digest
 from syncer.registry.downloads import download
-from syncer.registry.namespaces import ListingApis, NamespaceJob, catalog_api
+from syncer.registry.listing import CredentialLookup, Listings, RegistryConfigLookup
+from syncer.registry.namespaces import ListingApis
 from syncer.registry.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -36,24 +31,14 @@ from syncer.registry.oci import (
     manifest_media_type,
     parse_manifest,
 )
-from syncer.registry.options import CatalogApi, RegistryConfig
+from syncer.registry.options import RegistryConfig
 from syncer.registry.origin import endpoint_url
-from syncer.registry.pagination import next_link
 from syncer.registry.ratelimit import Budgets, Reservation
 from syncer.registry.reference import Reference
 from syncer.registry.transport.auth import repository_scope
 from syncer.registry.transport.request import RACY_MANIFEST_CODES
 from syncer.registry.transport.session import RegistrySession
 from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
-
-RegistryConfigLookup = Callable[[str], RegistryConfig]
-CredentialLookup = Callable[[str, RegistryConfig], Credential | None]
-
-# A registry that keeps sending `Link: rel=next` forever must not keep us forever.
-MAX_PAGES = 10_000
-# One page of tags or repositories. Some registries ignore `n` and answer everything at
-# once (and GCR adds a map of manifests), so more room than a manifest gets.
-MAX_LISTING_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,10 +82,7 @@ class RegistryClient:
         self._http_transport = http_transport
         self._credentials = credentials
         self._sessions: dict[str, RegistrySession] = {}
-        # Listings, once per registry (`_catalog`) or namespace per client, i.e. per run; a
-        # failed one too, so a second glob on it does not wait through the retries again.
-        self._listings: dict[tuple[str, str | None], list[str] | SyncerError] = {}
-        self._listing_apis = ListingApis(http_transport)
+        self._listings = Listings(self.session, configs, credentials, ListingApis(http_transport))
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -112,7 +94,7 @@ class RegistryClient:
         for t in self._sessions.values():
             await t.aclose()
         self._sessions.clear()
-        await self._listing_apis.aclose()
+        await self._listings.aclose()
 
     def session(self, ref: Reference) -> RegistrySession:
         t = self._sessions.get(ref.registry)
@@ -151,14 +133,7 @@ class RegistryClient:
     # -- listing ---------------------------------------------------------------
 
     async def list_tags(self, repo: Reference, *, page_size: int = 1000) -> list[str]:
-        path = f"/v2/{repo.repository}/tags/list?n={page_size}"
-        tags: list[str] = []
-        async for page in self._pages(repo, path, _pull(repo)):
-            got = page.get("tags") or []
-            if not isinstance(got, list) or not all(isinstance(t, str) for t in got):
-                raise ManifestError(f"{repo.name}: tag list is malformed")
-            tags.extend(got)
-        return tags
+        return await self._listings.list_tags(repo, page_size=page_size)
 
     async def catalog(
         self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
@@ -166,67 +141,7 @@ class RegistryClient:
         """The registry's repositories; with `namespace`, only those below it, listed through
         the registry's `catalog:` API (Docker Hub, Quay, Harbor) where it has no `_catalog`.
         Each listing is made once per client and kept, and so is its failure."""
-        config = self._configs(registry_ref.registry)
-        api = catalog_api(registry_ref.registry, config)
-        key = (registry_ref.registry, None if api is CatalogApi.DISTRIBUTION else namespace)
-        if key not in self._listings:
-            try:
-                if key[1] is None:
-                    got = await self._distribution_catalog(registry_ref, page_size)
-                else:
-                    got = await self._namespace(registry_ref, key[1], config)
-            except SyncerError as exc:
-                self._listings[key] = exc
-                raise
-            self._listings[key] = got
-        repos = self._listings[key]
-        if isinstance(repos, SyncerError):
-            raise repos
-        if namespace is None:
-            return list(repos)
-        return [r for r in repos if r.startswith(namespace + "/")]
-
-    async def _namespace(
-        self, registry_ref: Reference, namespace: str, config: RegistryConfig
-    ) -> list[str]:
-        base = endpoint_url(registry_ref.registry, registry_ref.api_host, config)
-        credential = self._credentials(registry_ref.registry, config)
-        job = NamespaceJob.of(registry_ref.registry, namespace, config, base, credential)
-        return await self._listing_apis.list(job)
-
-    async def _distribution_catalog(self, registry_ref: Reference, page_size: int) -> list[str]:
-        scopes = frozenset({"registry:catalog:*"})
-        repos: list[str] = []
-        async for page in self._pages(registry_ref, f"/v2/_catalog?n={page_size}", scopes):
-            got = page.get("repositories") or []
-            if not isinstance(got, list):
-                raise ManifestError(f"{registry_ref.registry}: catalog is malformed")
-            repos.extend(str(r) for r in got)
-        return repos
-
-    async def _pages(
-        self, ref: Reference, path: str, scopes: frozenset[str]
-    ) -> AsyncIterator[dict[str, object]]:
-        t = self.session(ref)
-        seen: set[str] = set()
-        next_path: str | None = path
-        while next_path is not None:
-            if next_path in seen or len(seen) >= MAX_PAGES:
-                raise RegistryError(
-                    f"{ref.registry}: pagination loops (page {next_path!r} repeated)"
-                )
-            seen.add(next_path)
-            resp = await t.request("GET", next_path, scopes=scopes, max_bytes=MAX_LISTING_BYTES)
-            try:
-                data = resp.json()
-            except ValueError:
-                raise RegistryError(
-                    f"{ref.registry}: listing is not JSON", url=str(resp.request.url)
-                ) from None
-            if not isinstance(data, dict):
-                raise RegistryError(f"{ref.registry}: listing is not a JSON object")
-            yield data
-            next_path = next_link(resp.headers.get("link"))
+        return await self._listings.catalog(registry_ref, page_size=page_size, namespace=namespace)
 
     # -- manifests -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ knows sha384). `hashlib` offers more (md5, sha1), but a weak hash proves nothing
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -16,6 +17,9 @@ from syncer.errors import DigestMismatch, ManifestError, SizeMismatch
 
 CANONICAL = "sha256"  # what registries compute for content pushed without a digest
 ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
+# Pieces at least this big are hashed on a worker thread (hashlib lets go of the GIL for
+# them), overlapping the event loop's socket work; smaller ones cost less than the handoff.
+THREADED_HASH = 128 * 1024
 
 
 class Hasher(Protocol):
@@ -58,18 +62,39 @@ async def verified(
     what: str, digest: str, size: int, chunks: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
     """Pass `chunks` on, withholding the last one until size and digest check out: a
-    consumer that forwards chunks to an upload (or a file) never completes a corrupt one."""
+    consumer that forwards chunks to an upload (or a file) never completes a corrupt one.
+
+    A big piece is hashed on a worker thread while it travels on and the next one is
+    read: the hash is most of a blob copy's CPU, and the event loop's thread need not
+    pay it. One piece at a time is in the hasher, so updates stay in order."""
     hasher = hasher_for(digest, what)
+    loop = asyncio.get_running_loop()
+    hashing: asyncio.Future[None] | None = None
     pending: bytes | None = None
     total = 0
-    async for chunk in chunks:
-        total += len(chunk)
-        if total > size:
-            raise SizeMismatch(what, size, total)
-        hasher.update(chunk)
-        if pending is not None:
-            yield pending
-        pending = chunk
+    try:
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > size:
+                raise SizeMismatch(what, size, total)
+            if hashing is not None:
+                await hashing
+                hashing = None
+            if len(chunk) >= THREADED_HASH:
+                hashing = loop.run_in_executor(None, hasher.update, chunk)
+            else:
+                hasher.update(chunk)
+            if pending is not None:
+                yield pending
+            pending = chunk
+        if hashing is not None:
+            await hashing
+            hashing = None
+    finally:
+        if hashing is not None:
+            # Abandoned mid-piece (the consumer stopped): the worker finishes on its own;
+            # only its outcome is not wanted any more.
+            hashing.cancel()
     if total != size:
         raise SizeMismatch(what, size, total)
     actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"

@@ -15,8 +15,6 @@ from syncer.registry.transport.session import RegistrySession
 
 log = structlog.get_logger("syncer.registry.transport")
 
-CHUNK_SIZE = 256 * 1024  # small enough that a broken download resumes, not restarts
-
 
 async def download(
     t: RegistrySession,
@@ -39,7 +37,7 @@ async def download(
         async with t.stream("GET", path, scopes=scopes, headers=hdrs, ok=(200, 206)) as resp:
             skip = delivered if resp.status_code == 200 else 0
             try:
-                async for chunk in resp.aiter_raw(CHUNK_SIZE):
+                async for chunk in resp.aiter_raw():
                     if skip:
                         cut = min(skip, len(chunk))
                         chunk, skip = chunk[cut:], skip - cut

@@ -14,8 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from syncer.errors import ResponseTooLarge, TransportError
-from syncer.registry.client import MAX_LISTING_BYTES, RegistryClient
+from syncer.registry.client import RegistryClient
 from syncer.registry.credentials import Credential
+from syncer.registry.listing import MAX_LISTING_BYTES
 from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
 from syncer.registry.options import RegistryConfig, RetryConfig
 from syncer.registry.origin import RegistryOrigin
