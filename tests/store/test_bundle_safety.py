@@ -110,7 +110,9 @@ def test_memory_stays_bounded_while_packing_a_64_mib_blob(tmp_path: Path) -> Non
         tracemalloc.stop()
     assert read == size
     print(f"reading it from the oci-archive: tracemalloc peak {peak / CHUNK:.2f} MiB")
-    assert peak < 4 * CHUNK, peak
+    # A few chunks in flight, whatever the blob's size: one read, one hashed on the worker
+    # thread (registry/digests.py), one passed on and held back as the last. Not 64.
+    assert peak < 8 * CHUNK, peak
 
 
 def test_a_failure_mid_write_leaves_no_bundle(
