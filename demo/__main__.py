@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"requests to the mirror {len(private.requests_since(mark))}, writes {len(writes)}"
             )
             code = first or second or airgap.leg(work, private, stops)
+            # Also before `--keep` waits: its exit code comes only after Ctrl-C.
+            print(f"\ndemo: exit {code}", flush=True)
             if "--keep" in args:
                 keep_running(hub, private)
             return code

@@ -53,6 +53,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return OneWorkerFiles(config, log)
 
 
+from tests.support.demo_run import KeptDemo  # noqa: E402
 from tests.support.registry import (  # noqa: E402
     RegistryFactory,
     RegistryNotInstalled,
@@ -94,6 +95,17 @@ def registry_factory(tmp_path: Path) -> Iterator[RegistryFactory]:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def kept_demo() -> Iterator[KeptDemo]:
+    """One `scripts/demo --keep` run, for the tests that read its output or use its registries
+    (tests/support/xdist_schedule.py keeps them on one worker). Stopped at session end."""
+    demo = KeptDemo()
+    try:
+        yield demo
+    finally:
+        demo.stop()
 
 
 @pytest.fixture

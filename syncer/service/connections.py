@@ -68,6 +68,7 @@ class _Guarded(asyncio.Protocol):
         self.head_done = False  # the blank line that ends a request head came in
         self.client_gone = False  # it closed its side before its request head was complete
         self.pending = False  # admitted on the reserve: judged on its first bytes
+        self.was_cut = False  # before its transport existed: aborted once it does
         self._tail = b""
 
     def itself(self) -> _Guarded:  # the protocol factory for connect_accepted_socket
@@ -95,6 +96,9 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.was_cut:
+            transport.abort()
+            return
         loop = asyncio.get_running_loop()
         limits = self._guard.limits
         deadline = max(0.0, self.opened + limits.deadline_s - loop.time())
@@ -109,12 +113,13 @@ class _Guarded(asyncio.Protocol):
         self.cut()
 
     def _silent(self) -> None:
-        if self.pending:
+        if self.pending and not self._guard.settle(self):
             self._guard.count("refused")
             self.cut()
 
     def cut(self) -> None:
         self._guard.forget(self)
+        self.was_cut = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -236,6 +241,13 @@ class ConnectionGuard:
 
     def _admit(self, conn: _Guarded) -> bool:
         if not self._room_for(conn):
+            reserve = [c for c in self._open.values() if c.pending]
+            if not conn.got_data and len(reserve) >= self._reserve:
+                # Under load the loop lags: the first bytes of those on the reserve may be in
+                # the kernel already. Judged now, they free the reserve for this newcomer,
+                # which would otherwise be refused for arriving amid a burst of others.
+                for c in reserve:
+                    self.settle(c)
             pending = sum(c.pending for c in self._open.values())
             if conn.got_data or pending >= self._reserve:
                 self.count("refused")
@@ -244,6 +256,17 @@ class ConnectionGuard:
         self._open[id(conn)] = conn
         self.totals["accepted"] += 1
         return True
+
+    def settle(self, conn: _Guarded) -> bool:
+        """Judge a connection on the reserve now if its first bytes are in the kernel (as
+        `data_received` will once the loop reads them); whether it left the reserve."""
+        conn.peek()
+        if conn.client_gone:
+            conn.pending = False
+            conn.cut()  # as at accept: it left, nothing to count
+        elif conn.got_data and not self.confirm(conn):
+            conn.cut()
+        return not conn.pending
 
     def confirm(self, conn: _Guarded) -> bool:
         """A connection on the reserve sent its first bytes: give it a slot, or say no."""
@@ -267,8 +290,9 @@ class ConnectionGuard:
 
     def _stalled(self, slots: list[_Guarded], newcomer: _Guarded) -> _Guarded | None:
         """The connection `newcomer` may replace (oldest first), if any."""
-        # Only connected ones: the others are a loop iteration old and cannot be cut yet.
-        waiting = [c for c in slots if not c.head_done and c.transport is not None]
+        # Also those a loop iteration old, not connected yet: under load a burst of accepts
+        # can fill every slot with them (`cut` aborts them once connected).
+        waiting = [c for c in slots if not c.head_done]
         if not any(c.got_data for c in waiting):
             # After a burst of accepts the loop has read nothing yet: the kernel knows more.
             for c in waiting:

