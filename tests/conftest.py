@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 # `pytest` (unlike `python -m pytest`) only puts tests/ on sys.path; the repo root is needed
 # for `import syncer` and `import tests.support...` however pytest is invoked.
@@ -171,6 +172,15 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     guard(AiohttpTransport)
     guard(httpx.AsyncHTTPTransport)
     return blocked
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts with structlog as a new process has it: an in-process `main()`
+    configures it (a level of `warning` with `-q`), and on a shared worker that would
+    silence the info lines a later test captures."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
