@@ -27,6 +27,7 @@ import httpx
 from tests.support import tools
 from tests.support.container import BuiltImage, Container, Mount
 from tests.support.fleet import Fleet, tag_item
+from tests.support.http import http_client
 from tests.support.images import MANIFEST_ACCEPT, Image, Index, fetch_manifest_digest
 from tests.support.registry import RunningRegistry
 
@@ -99,7 +100,7 @@ def docker_config(*regs: RunningRegistry) -> str:
 def mirrored(fleet: Fleet, dst: RunningRegistry) -> dict[str, set[str]]:
     """Source repository -> tags at the destination, each checked complete and identical."""
     found: dict[str, set[str]] = {}
-    with httpx.Client(trust_env=False, timeout=30) as client:
+    with http_client(timeout=30) as client:
         for repo, tags in fleet.repos.items():
             for tag, item in tags.items():
                 got = fetch_manifest_digest(dst.seed_url, MIRRORS[repo], tag, client=client)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import images
 from tests.support.fault_proxy import FaultProxy, FaultProxyFactory, behind, fault_proxy
+from tests.support.http import http_client
 from tests.support.registry import RegistryFactory, RunningRegistry
 
 REPO = "team/app"
@@ -40,7 +41,7 @@ class Setup:
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with httpx.Client(trust_env=False, timeout=10.0) as c:
+    with http_client(timeout=10.0) as c:
         yield c
 
 
@@ -114,7 +115,7 @@ def test_keep_alive_concurrency_and_reset(setup: Setup, client: httpx.Client) ->
     with client.stream("GET", s.blob_url()) as slow:
         body = slow.iter_raw(1024)
         first = next(body)
-        with httpx.Client(trust_env=False, timeout=5.0) as other:
+        with http_client(timeout=5.0) as other:
             assert get_manifest(other, s).status_code == 200
         rest = b"".join(body)
     assert first + rest == s.layer.data
@@ -125,7 +126,7 @@ def test_keep_alive_concurrency_and_reset(setup: Setup, client: httpx.Client) ->
 def test_stop_leaves_no_thread_behind(setup: Setup) -> None:
     before = set(threading.enumerate())
     with fault_proxy(setup.registry, cdn=True) as proxy:
-        idle = httpx.Client(trust_env=False, timeout=5.0)
+        idle = http_client(timeout=5.0)
         assert idle.get(f"{proxy.url}/v2/").status_code == 200  # stays open (keep-alive)
         assert len(set(threading.enumerate()) - before) >= 3  # 2 servers + 1 handler
     assert set(threading.enumerate()) - before == set()

@@ -29,6 +29,7 @@ from tests.support import container
 from tests.support.container import BuiltImage, Mount
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import Fleet, wait_for_requests
+from tests.support.http import http_client
 from tests.support.images import fetch_manifest_digest
 from tests.support.registry import RegistryFactory, RunningRegistry
 
@@ -235,7 +236,7 @@ def test_scheduler_serves_probes_and_metrics_on_the_named_port(
         for p in ("livenessProbe", "readinessProbe")
     }
     with pod.container.popen(pod.argv, user=pod.user, env=pod.env, log=cluster.tmp / "s.log") as p:
-        with httpx.Client(trust_env=False, timeout=5) as client:
+        with http_client(timeout=5) as client:
             deadline = time.monotonic() + 30
             while True:
                 try:

@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from tests.support import images
+from tests.support.http import http_client
 from tests.support.images import Image, Index
 from tests.support.registry import LoggedRequest, RegistryFactory, RunningRegistry
 
@@ -24,7 +25,7 @@ REPO = "team/app"
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with httpx.Client(trust_env=False, timeout=10.0) as c:
+    with http_client(timeout=10.0) as c:
         yield c
 
 
@@ -136,7 +137,7 @@ def test_requests_since_counts_exactly(anon_registry: RunningRegistry) -> None:
     assert anon_registry.requests_since(mark) == [
         LoggedRequest("HEAD", f"/v2/{REPO}/manifests/v1", 200)
     ]
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         c.get(f"{anon_registry.url}/v2/{REPO}/tags/list?n=1&last=a")
         c.get(f"{anon_registry.url}/v2/other/manifests/x")
     assert anon_registry.requests_since(mark)[1:] == [
@@ -186,7 +187,7 @@ def test_basic_rejects_anonymous_and_accepts_user(
     # Data pushed through the open seed process is visible behind auth.
     img = small_image()
     images.push(reg.seed_url, REPO, img, "v1")
-    with httpx.Client(trust_env=False, auth=(reg.username, reg.password)) as authed:
+    with http_client(auth=(reg.username, reg.password)) as authed:
         assert images.fetch_manifest_digest(reg.url, REPO, "v1", client=authed) == img.digest
     # ...and the seed's traffic is not in the main process's log.
     assert [(r.method, r.status) for r in reg.requests()] == [
@@ -202,7 +203,7 @@ def test_basic_rejects_anonymous_and_accepts_user(
 
 def _token(reg: RunningRegistry, scope: str, auth: tuple[str, str] | None) -> httpx.Response:
     assert reg.token_server is not None
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         return c.get(
             reg.token_server.realm,
             params={"service": "test-registry", "scope": scope},
@@ -213,7 +214,7 @@ def _token(reg: RunningRegistry, scope: str, auth: tuple[str, str] | None) -> ht
 def test_token_challenge_and_authorised_push(token_registry: RunningRegistry) -> None:
     reg = token_registry
     assert reg.token_server is not None and reg.username and reg.password
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         resp = c.get(f"{reg.url}/v2/")
     assert resp.status_code == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
@@ -232,7 +233,7 @@ def test_token_challenge_and_authorised_push(token_registry: RunningRegistry) ->
 
     img = small_image()
     headers = {"Authorization": f"Bearer {body['token']}"}
-    with httpx.Client(trust_env=False, headers=headers) as authed:
+    with http_client(headers=headers) as authed:
         images.push(reg.url, REPO, img, "v1", client=authed)
         assert images.fetch_manifest_digest(reg.url, REPO, "v1", client=authed) == img.digest
     assert reg.token_server.requests == [((scope,), reg.username)]
@@ -247,7 +248,7 @@ def test_anonymous_token_pulls_but_cannot_push(token_registry: RunningRegistry) 
     claims = jwt.decode(answer.json()["token"], options={"verify_signature": False})
     assert claims["access"][0]["actions"] == ["pull"]
     headers = {"Authorization": f"Bearer {answer.json()['token']}"}
-    with httpx.Client(trust_env=False, headers=headers) as anon:
+    with http_client(headers=headers) as anon:
         assert images.fetch_manifest_digest(reg.url, REPO, "v1", client=anon) == img.digest
         denied = anon.post(f"{reg.url}/v2/{REPO}/blobs/uploads/")
     assert denied.status_code == 401
@@ -280,7 +281,7 @@ def test_expired_jwt_is_rejected_by_registry(token_registry: RunningRegistry) ->
     reg.token_server.jwt_ttl = -120  # beyond 2.8's 60 s exp leeway
     answer = _token(reg, f"repository:{REPO}:pull", (reg.username, reg.password)).json()
     assert answer["expires_in"] == 300  # the advertised lifetime still looks fine
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         resp = c.get(
             f"{reg.url}/v2/{REPO}/tags/list",
             headers={"Authorization": f"Bearer {answer['token']}"},
@@ -298,7 +299,7 @@ def test_tls_needs_the_test_ca(tls_registry: RunningRegistry) -> None:
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"{reg.url}/v2/")
     ctx = ssl.create_default_context(cafile=str(reg.ca_file))
-    with httpx.Client(trust_env=False, verify=ctx) as c:
+    with http_client(verify=ctx) as c:
         assert c.get(f"{reg.url}/v2/").status_code == 200
         assert c.get(f"https://localhost:{reg.url.rsplit(':', 1)[1]}/v2/").status_code == 200
         img = small_image()

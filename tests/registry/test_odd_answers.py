@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
-
 from syncer.cli import main
 from syncer.registry.oci import DOCKER_MANIFEST_LIST, OCI_MANIFEST
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import app_image
+from tests.support.http import http_client
 from tests.support.images import (
     fetch_manifest,
     fetch_manifest_digest,
@@ -39,7 +38,7 @@ def test_generic_source_content_type_is_not_passed_on(
     bare = json.loads(image.manifest)
     del bare["mediaType"]
     bare_bytes = json.dumps(bare).encode()
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         for blob in image.blobs():
             push_blob(c, src.seed_url, "app", blob)
         push_manifest(c, src.seed_url, "app", bare_bytes, OCI_MANIFEST, "bare")

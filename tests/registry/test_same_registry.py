@@ -20,6 +20,7 @@ from syncer.registry.reference import Reference
 from syncer.sync.runner import Runner
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import Fleet, assert_no_broken_tags
+from tests.support.http import http_client
 from tests.support.images import make_image, random_layer, sha256_digest
 from tests.support.registry import RegistryFactory
 from tests.support.syncer_setup import make_client, write_sync_yaml
@@ -97,7 +98,7 @@ async def test_a_cdn_401_is_retried_from_the_registry_never_adopted(
 ) -> None:
     reg = registry_factory("basic")
     layer, _ = random_layer(300_000, seed=5)
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         start = c.post(f"{reg.seed_url}/v2/app/blobs/uploads/")
         loc = httpx.URL(reg.seed_url).join(start.headers["Location"])
         c.put(loc.copy_add_param("digest", layer.digest), content=layer.data).raise_for_status()
@@ -141,7 +142,7 @@ async def test_a_500_on_the_blob_put_restarts_the_blob(
         await client.upload_blob(Reference.parse(f"{proxy.host}/app"), desc, source)
     assert proxy.counts["burst"] == 1
     assert proxy.counts["POST upload"] == 2 and opened == 2
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         stored = c.get(f"{reg.url}/v2/app/blobs/{layer.digest}")
     assert stored.status_code == 200 and sha256_digest(stored.content) == layer.digest
 
@@ -151,7 +152,7 @@ async def test_a_head_of_a_blob_larger_than_any_read_cap_is_not_refused(
 ) -> None:
     reg = registry_factory("anon")
     layer, _ = random_layer(5 * 1024 * 1024, seed=3)
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         start = c.post(f"{reg.seed_url}/v2/app/blobs/uploads/")
         loc = httpx.URL(reg.seed_url).join(start.headers["Location"])
         c.put(loc.copy_add_param("digest", layer.digest), content=layer.data).raise_for_status()

@@ -16,7 +16,6 @@ import time
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-import httpx
 import pytest
 
 from syncer.errors import ConfigError
@@ -24,6 +23,7 @@ from syncer.registry import Reference
 from syncer.store import OciLayout
 from syncer.store import lock as layout_lock
 from tests.support.fleet import make_fleet
+from tests.support.http import http_client
 from tests.support.images import make_image, make_layer, push
 from tests.support.layout_lock import env, holder_text
 from tests.support.registry import RunningRegistry
@@ -75,7 +75,7 @@ def test_two_pods_on_one_volume_and_syncer_tag_during_a_copy(
 ) -> None:
     _namespaces()
     fleet = make_fleet(2, 60, prefix="team")  # 60 tags in each repository, a third indexes
-    with httpx.Client(trust_env=False, timeout=60.0) as client:
+    with http_client(timeout=60.0) as client:
         for repo, tag, item in fleet.items():
             push(anon_registry.seed_url, repo, item, tag, client=client)
     layout = tmp_path / "shared"

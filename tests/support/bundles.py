@@ -19,10 +19,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives import serialization
 
 from tests.support.cosign import SigningKey, go_json
+from tests.support.http import http_client
 from tests.support.images import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -149,7 +149,7 @@ def push_referrer(base_url: str, repo: str, ref: Referrer, *, listed: bool = Tru
     """Push the referrer by digest; `listed`: add it to the `sha256-<hex>` index of its
     subject too, keeping what the index already lists (as cosign 3 does on 2.8)."""
     subject = json.loads(ref.manifest)["subject"]["digest"]
-    with httpx.Client(trust_env=False, timeout=60.0) as c:
+    with http_client(timeout=60.0) as c:
         push_blob(c, base_url, repo, EMPTY)
         push_blob(c, base_url, repo, ref.bundle)
         push_manifest(c, base_url, repo, ref.manifest, OCI_MANIFEST, ref.digest)

@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from tests.support.http import http_client
 from tests.support.images import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -142,7 +142,7 @@ def push_cosign_image(
 ) -> str:
     """Push a `cosign_image` (its blobs first) at `tag`; returns the manifest's digest."""
     manifest, config = cosign_image(blobs, layers)
-    with httpx.Client(trust_env=False, timeout=60.0) as c:
+    with http_client(timeout=60.0) as c:
         for blob in [config, *blobs]:
             push_blob(c, base_url, repo, blob)
         push_manifest(c, base_url, repo, manifest, OCI_MANIFEST, tag)
@@ -198,7 +198,7 @@ def push_signatures(base_url: str, repo: str, digest: str, signatures: list[Sign
     """Put `signatures` at `sha256-<hex>.sig` (replacing what is there); returns the
     signature manifest's digest."""
     manifest, config = signature_manifest(signatures)
-    with httpx.Client(trust_env=False, timeout=60.0) as c:
+    with http_client(timeout=60.0) as c:
         push_blob(c, base_url, repo, config)
         for s in signatures:
             push_blob(c, base_url, repo, s.blob)
@@ -214,7 +214,7 @@ def sign(
     earlier: list[Signature] = []
     if append:
         data, _ = fetch_manifest(base_url, repo, sig_tag(digest))
-        with httpx.Client(trust_env=False, timeout=30.0) as c:
+        with http_client(timeout=30.0) as c:
             for layer in json.loads(data)["layers"]:
                 body = c.get(f"{base_url}/v2/{repo}/blobs/{layer['digest']}").content
                 earlier.append(Signature(body, layer["annotations"][SIGNATURE_ANNOTATION]))

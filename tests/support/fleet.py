@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.support.http import http_client
 from tests.support.images import Image, Index, make_image, make_index, make_layer, push
 
 
@@ -77,12 +78,11 @@ def make_fleet(repos: int, tags: int, *, prefix: str = "fleet", app_size: int = 
 
 def assert_no_broken_tags(fleet: Fleet, base_url: str, prefix: str) -> int:
     """Every fleet tag at the destination is either absent or complete; returns how many exist."""
-    import httpx
 
     from tests.support.images import fetch_manifest_digest
 
     present = 0
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         for repo, tag, item in fleet.items():
             got = fetch_manifest_digest(base_url, prefix + repo, tag)
             if got is None:

@@ -20,6 +20,8 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.support.http import http_client
+
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -274,7 +276,7 @@ def push(
     index go up by digest first, since 2.8 rejects an index whose children are missing.
     Pass `client` to push through auth or a custom CA."""
     own = client is None
-    c = client or httpx.Client(trust_env=False, timeout=60.0)
+    c = client or http_client(timeout=60.0)
     try:
         base = base_url.rstrip("/")
         if isinstance(item, Index):
@@ -293,7 +295,7 @@ def fetch_manifest_digest(
 ) -> str | None:
     """HEAD the manifest with every media type accepted; None when the registry says 404."""
     own = client is None
-    c = client or httpx.Client(trust_env=False, timeout=30.0)
+    c = client or http_client(timeout=30.0)
     try:
         resp = c.head(
             f"{base_url.rstrip('/')}/v2/{repo}/manifests/{ref}",
@@ -313,7 +315,7 @@ def fetch_manifest(
 ) -> tuple[bytes, str]:
     """GET the manifest: (exact bytes, Content-Type)."""
     own = client is None
-    c = client or httpx.Client(trust_env=False, timeout=30.0)
+    c = client or http_client(timeout=30.0)
     try:
         resp = c.get(
             f"{base_url.rstrip('/')}/v2/{repo}/manifests/{ref}",

@@ -35,6 +35,7 @@ import bcrypt
 import httpx
 
 from tests.support import tls
+from tests.support.http import TLS, http_client
 from tests.support.token_server import TokenServer
 
 VARIANTS = ("anon", "basic", "token", "tls")
@@ -114,10 +115,10 @@ class RegistryProcess:
         self.log_file = workdir / f"{name}-registry.log"
         self.proc: subprocess.Popen[bytes] | None = None
         verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+            ssl.create_default_context(cafile=str(ca_file)) if ca_file else TLS
         )
         # trust_env=False: a proxy from the environment must never see loopback test traffic.
-        self._probe_client = httpx.Client(verify=verify, trust_env=False, timeout=5.0)
+        self._probe_client = http_client(verify=verify, timeout=5.0)
         self._probe_n = 0
         self._offset = 0
         self._partial = b""

@@ -9,13 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from syncer.cli import main
 from syncer.config.syncfile import load_config
 from syncer.sync.runner import Runner
 from tests.support.fault_proxy import FaultProxyFactory, behind
 from tests.support.fleet import Fleet, assert_no_broken_tags, wait_for_requests
+from tests.support.http import http_client
 from tests.support.images import (
     fetch_manifest_digest,
     make_image,
@@ -94,7 +93,7 @@ async def test_flipped_byte_fails_only_that_tag(
     assert outcome["good"].action == "copied"
     assert outcome["bad"].action == "failed" and "digest mismatch" in outcome["bad"].reason
     assert proxy.counts["flipped"] >= 1
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         assert c.head(f"{dst.url}/v2/m/app/blobs/{bad_layer[0].digest}").status_code == 404
         assert c.head(f"{dst.url}/v2/m/app/manifests/bad").status_code == 404
 

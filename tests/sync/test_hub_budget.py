@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from syncer.cli import main
@@ -18,6 +17,7 @@ from syncer.service.scheduler import Scheduler
 from syncer.sync.runner import RunOptions
 from tests.support.fault_proxy import FaultProxy, FaultProxyFactory, behind
 from tests.support.fleet import Fleet, app_image, assert_no_broken_tags, make_fleet
+from tests.support.http import http_client
 from tests.support.images import Index
 from tests.support.registry import RegistryFactory, RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -34,7 +34,7 @@ def _config(tmp: Path, fleet: Fleet, src: RunningRegistry, dst: RunningRegistry)
 def _complete_tags(fleet: Fleet, dst: RunningRegistry) -> int:
     """Tags present at the destination, each checked complete: blobs and child manifests."""
     present = assert_no_broken_tags(fleet, dst.url, "m/")
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         for repo, tag, item in fleet.items():
             if not isinstance(item, Index):
                 continue

@@ -10,6 +10,7 @@ import httpx
 from syncer.config.syncfile import load_config
 from syncer.sync.runner import Runner
 from tests.support.fleet import app_image
+from tests.support.http import http_client
 from tests.support.images import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -37,7 +38,7 @@ def artifact(reg: RunningRegistry, repo: str, tag: str, config_type: str, body: 
             "layers": [layer.descriptor()],
         }
     ).encode()
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         push_blob(c, reg.seed_url, repo, config)
         push_blob(c, reg.seed_url, repo, layer)
         push_manifest(c, reg.seed_url, repo, manifest, OCI_MANIFEST, tag)

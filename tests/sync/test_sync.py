@@ -8,12 +8,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import httpx
-
 from syncer.config.syncfile import load_config
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner, RunOptions
 from tests.support.fleet import Fleet, assert_no_broken_tags, make_fleet, tag_item
+from tests.support.http import http_client
 from tests.support.images import (
     Image,
     Index,
@@ -41,7 +40,7 @@ async def run_sync(config: Path, **opts: object) -> RunReport:
 
 def assert_mirrored(fleet: Fleet, dst: RunningRegistry, prefix: str = "mirror/") -> None:
     """Every tag resolves to the source digest and every blob it references exists."""
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         for repo, tag, item in fleet.items():
             assert fetch_manifest_digest(dst.url, prefix + repo, tag) == item.digest, (repo, tag)
             for blob in item.blobs():
@@ -207,7 +206,7 @@ async def test_foreign_layers_are_skipped_and_reported(registry_factory, tmp_pat
         }
     )
     raw = json.dumps(manifest).encode()
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         for blob in img.blobs():
             push_blob(c, src.seed_url, "win/app", blob)
         push_manifest(c, src.seed_url, "win/app", raw, img.media_type, "v1")

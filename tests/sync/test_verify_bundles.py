@@ -21,6 +21,7 @@ from tests.support import bundles, cosign
 from tests.support.bundles import SLSA_V1
 from tests.support.cosign import SigningKey
 from tests.support.fleet import app_image, tag_item
+from tests.support.http import http_client
 from tests.support.images import (
     OCI_INDEX,
     Image,
@@ -275,7 +276,7 @@ def push_index(reg: RunningRegistry, digest: str, refs: list[bundles.Referrer]) 
     index = cosign.go_json(
         {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [r.descriptor() for r in refs]}
     )
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         push_manifest(c, reg.seed_url, "app", index, OCI_INDEX, schema(digest))
 
 

@@ -18,6 +18,7 @@ from syncer.sync.runner import Runner
 from tests.support import cosign
 from tests.support.cosign import SigningKey, attach_tag, sig_tag
 from tests.support.fleet import app_image
+from tests.support.http import http_client
 from tests.support.images import (
     DOCKER_LAYER,
     OCI_INDEX,
@@ -89,7 +90,7 @@ def artifact(
         doc["subject"] = {"mediaType": subject.media_type, "digest": subject.digest, "size": 1}
     manifest = json.dumps(doc).encode()
     digest = Blob.of(manifest, OCI_MANIFEST).digest
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         push_blob(c, reg.seed_url, "app", config)
         push_blob(c, reg.seed_url, "app", body)
         push_manifest(c, reg.seed_url, "app", manifest, OCI_MANIFEST, ref or digest)
@@ -99,7 +100,7 @@ def artifact(
 def referrers_index(reg: RunningRegistry, subject: str, children: list[dict[str, Any]]) -> str:
     """The referrers tag schema: an OCI index at `sha256-<hex>` listing `children`."""
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
-    with httpx.Client(trust_env=False) as c:
+    with http_client() as c:
         push_manifest(c, reg.seed_url, "app", index, OCI_INDEX, referrer_tag(subject))
     return Blob.of(index, OCI_INDEX).digest
 
