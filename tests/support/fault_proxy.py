@@ -59,12 +59,26 @@ class _ProxyHandler(Handler):
         path = urlsplit(self.path).path
         kind = next((kind for rx, kind in _KINDS if rx.match(path)), "other")
         proxy.count("GET /v2/" if kind == "/v2/" else f"{self.command} {kind}")
+        self._listed = False
         status = 0
         try:
             status = self.serve(proxy, path, kind)
         finally:
-            with proxy.lock:
-                proxy.requests.append((self.command, self.path, status))
+            self._list(status)  # an answer never sent (a cut connection): listed now
+
+    def send_head(self, status: int, headers: Headers) -> None:
+        # Listed before the answer leaves: a client that holds its answer finds it listed.
+        self._list(status)
+        super().send_head(status, headers)
+
+    def _list(self, status: int) -> None:
+        if self._listed:
+            return
+        self._listed = True
+        proxy = self.server
+        assert isinstance(proxy, FaultProxy)
+        with proxy.lock:
+            proxy.requests.append((self.command, self.path, status))
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = dispatch
 
