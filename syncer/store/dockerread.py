@@ -50,7 +50,6 @@ from syncer.registry.oci import (
 )
 from syncer.registry.ratelimit import Reservation
 from syncer.registry.reference import Reference
-from syncer.store.base import BlobBytes
 from syncer.store.layoutread import REF_NAME, LayoutReader, addressable, blob_name
 from syncer.store.tarmembers import TarMembers
 
@@ -302,12 +301,3 @@ class DockerArchive(LayoutReader):
 
     def _read_only(self) -> ConfigError:
         return ConfigError(f"docker-archive:{self.path} is opened as a source, read-only")
-
-    async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
-        raise self._read_only()
-
-    async def delete_manifest(self, repo: Reference, digest: str) -> None:
-        raise self._read_only()
-
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
-        raise self._read_only()

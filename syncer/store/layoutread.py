@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from syncer.errors import (
+    ConfigError,
     InvalidReference,
     ManifestError,
     NotFound,
@@ -32,6 +33,7 @@ from syncer.registry.oci import (
 )
 from syncer.registry.ratelimit import PullBudget, Reservation
 from syncer.registry.reference import Reference, validate_repository, validate_tag
+from syncer.store.base import BlobBytes
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -273,3 +275,18 @@ class LayoutReader:
         what = self._blob_what(desc.digest)
         async for chunk in verified(what, desc.digest, desc.size, self._blob_chunks(desc.digest)):
             yield chunk
+
+    # -- writes: refused here; the writable layout (OciLayout) overrides them ----
+
+    def _read_only(self) -> ConfigError:
+        """The error a write to this store raises, naming the fix."""
+        return ConfigError(f"{self.where} is read-only")
+
+    async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
+        raise self._read_only()
+
+    async def delete_manifest(self, repo: Reference, digest: str) -> None:
+        raise self._read_only()
+
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+        raise self._read_only()

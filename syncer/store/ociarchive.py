@@ -19,8 +19,6 @@ from typing import Any
 from syncer.errors import ConfigError, ManifestError, NotInBundle, ResponseTooLarge
 from syncer.registry.digests import verify_digest
 from syncer.registry.oci import MAX_MANIFEST_BYTES, Descriptor
-from syncer.registry.reference import Reference
-from syncer.store.base import BlobBytes
 from syncer.store.layoutread import (
     LAYOUT_FILE,
     MAX_INDEX_BYTES,
@@ -143,12 +141,3 @@ class OciArchive(LayoutReader):
             f"oci-archive:{self.path} is read-only; write to an oci: layout, "
             "then pack it with `syncer bundle`"
         )
-
-    async def put_manifest(self, repo: Reference, ident: str, data: bytes, media_type: str) -> str:
-        raise self._read_only()
-
-    async def delete_manifest(self, repo: Reference, digest: str) -> None:
-        raise self._read_only()
-
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
-        raise self._read_only()
