@@ -38,7 +38,7 @@ from syncer.registry.reference import Reference
 from syncer.registry.transport.auth import repository_scope
 from syncer.registry.transport.request import RACY_MANIFEST_CODES
 from syncer.registry.transport.session import RegistrySession
-from syncer.registry.upload import BlobBytes, UploadSession, upload_blob
+from syncer.registry.upload import BlobBytes, Probe, UploadJob, UploadSession, upload_blob
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class RegistryClient:
         self._http_transport = http_transport
         self._credentials = credentials
         self._sessions: dict[str, RegistrySession] = {}
+        # Repositories (registry, name) that listed no tags this run: new ones, mostly.
+        self._tagless: set[tuple[str, str]] = set()
         self._listings = Listings(self.session, configs, credentials, ListingApis(http_transport))
 
     async def __aenter__(self) -> RegistryClient:
@@ -133,7 +135,14 @@ class RegistryClient:
     # -- listing ---------------------------------------------------------------
 
     async def list_tags(self, repo: Reference, *, page_size: int = 1000) -> list[str]:
-        return await self._listings.list_tags(repo, page_size=page_size)
+        try:
+            tags = await self._listings.list_tags(repo, page_size=page_size)
+        except NotFound:
+            self._tagless.add((repo.registry, repo.repository))
+            raise
+        if not tags:
+            self._tagless.add((repo.registry, repo.repository))
+        return tags
 
     async def catalog(
         self, registry_ref: Reference, *, page_size: int = 1000, namespace: str | None = None
@@ -312,16 +321,24 @@ class RegistryClient:
             await session.cancel()
         return False
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
-        """Upload a blob; `open_bytes()` opens its bytes (again, if the first try must restart).
-        The bandwidth caps pace the pulling of those bytes, so nothing waits in a buffer."""
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> bool:
+        """Upload a blob unless `repo` holds it (False); `open_bytes()` opens its bytes (again,
+        if the first try must restart). The bandwidth caps pace the pulling of those bytes,
+        so nothing waits in a buffer."""
         t = self.session(repo)
         stream = Stream("upload", t.registry, t.config.bandwidth, desc.size)
 
         def capped() -> AsyncIterator[bytes]:
             return self.bandwidth.throttle(stream, open_bytes())
 
-        await upload_blob(t, repo.repository, desc, capped, _push(repo))
+        # A repository that listed no tags holds few of the blobs it is sent, if any (a run
+        # that died before its first tag left some): ask with the upload's own POST rather
+        # than a HEAD before it. Elsewhere most blobs asked about are there (a new tag of an
+        # image shares its base layers): a HEAD, because a registry that ignores `mount`
+        # (ECR) would answer the POST with an upload and take the bytes again.
+        tagless = (repo.registry, repo.repository) in self._tagless
+        probe = Probe.MOUNT if tagless else Probe.HEAD
+        return await upload_blob(UploadJob(t, repo.repository, desc, capped, _push(repo), probe))
 
 
 def _identifier(ref: Reference) -> str:

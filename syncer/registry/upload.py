@@ -7,6 +7,13 @@ as `docker push` sends a layer: one PATCH streaming the whole blob, then the clo
 API accepts. Only a registry configured with `chunk_size` (or one refusing the single
 PATCH, as a proxy with a body-size limit does with 413) gets chunks of that size.
 
+Whether the repository holds the blob already is asked first, one of two ways (`Probe`,
+chosen by the client): a HEAD, or the upload's own POST asking the registry to mount the
+blob from that same repository (`?mount=D&from=<same repo>`), which a registry holding it
+there answers 201 with nothing sent, and one that does not with the upload (202), as the
+spec has it: one request instead of a HEAD and a POST. A registry that refuses that
+question outright gets the HEAD and a plain POST.
+
 A broken PATCH is not replayed blindly, since the registry may have stored part of
 it: the transport sends it once (`retry=False`), and we ask the session how far it
 got (`GET` the upload URL, `Range: 0-N`) and send only the rest in a new PATCH. The
@@ -18,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import quote
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
 
 import httpx
 import structlog
@@ -46,6 +55,25 @@ FALLBACK_CHUNK = 16 * 1024 * 1024
 RESUME_WINDOW = 4 * 1024 * 1024
 
 
+class Probe(enum.Enum):
+    """How an upload first learns whether the repository holds the blob (module doc)."""
+
+    HEAD = "head"
+    MOUNT = "mount"
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    """One blob for `repository`; `open_bytes()` opens its bytes, again per fresh start."""
+
+    t: RegistrySession
+    repository: str
+    desc: Descriptor
+    open_bytes: BlobBytes
+    scopes: frozenset[str]
+    probe: Probe = Probe.HEAD
+
+
 class SessionLost(TransportError):
     """The registry no longer has our upload session (expired, or dropped because a broken
     PATCH left it at an offset it would not resume from): the upload must start over."""
@@ -67,12 +95,20 @@ class UploadSession:
         self.location = ""
         self.offset = 0
 
-    async def start(self) -> None:
+    async def start(self, mount: str | None = None) -> bool:
+        """Open a session. With `mount` (a digest) the registry is first asked to link that
+        blob from this same repository: True when it holds it already (no session)."""
+        path = f"/v2/{self.repository}/blobs/uploads/"
+        if mount is not None:
+            path += "?" + urlencode({"mount": mount, "from": self.repository})
         resp = await self.t.request(
-            "POST", f"/v2/{self.repository}/blobs/uploads/", scopes=self.scopes, ok=(202,)
+            "POST", path, scopes=self.scopes, ok=(201, 202) if mount else (202,)
         )
+        if resp.status_code == 201:
+            return True
         self.location = _location(resp)
         self.offset = 0
+        return False
 
     async def put_whole(self, desc: Descriptor, chunks: AsyncIterator[bytes]) -> None:
         await self.t.request(
@@ -186,37 +222,41 @@ class UploadSession:
             await self.t.request("DELETE", self.location, scopes=self.scopes, ok=(200, 204, 404))
 
 
-async def upload_blob(
-    t: RegistrySession,
-    repository: str,
-    desc: Descriptor,
-    open_bytes: BlobBytes,
-    scopes: frozenset[str],
-) -> None:
-    """Upload one blob; `open_bytes()` opens its bytes, again for each fresh start."""
+async def upload_blob(job: UploadJob) -> bool:
+    """Upload one blob unless the repository holds it: True when its bytes were sent."""
+    t, repository, desc, open_bytes, scopes = (
+        job.t,
+        job.repository,
+        job.desc,
+        job.open_bytes,
+        job.scopes,
+    )
     chunked = desc.size > t.config.chunk_upload_threshold
     # None: the whole blob in one PATCH; a size only where the registry needs chunks.
     chunk_size = t.config.chunk_size
     restarts = 0
+    session = UploadSession(t, repository, scopes)
+    if await _held(session, desc.digest, job.probe):
+        return False
     while True:
-        session = UploadSession(t, repository, scopes)
-        await session.start()
         try:
             if chunked:
                 await session.put_chunked(desc, open_bytes(), chunk_size)
             else:
                 await session.put_whole(desc, open_bytes())
-            return
+            return True
         except Exception as exc:
             await session.cancel()  # nothing of a failed attempt may linger
             refused = isinstance(exc, RegistryError) and exc.status in MONOLITHIC_REFUSED
             if refused and not chunked:
                 log.info("monolithic upload refused, using a PATCH", registry=t.registry)
                 chunked = True
+                session = await _fresh(t, repository, scopes)
                 continue
             if isinstance(exc, StreamRefused) and chunk_size is None:
                 log.info("one-PATCH upload refused, using chunks", registry=t.registry)
                 chunk_size = FALLBACK_CHUNK
+                session = await _fresh(t, repository, scopes)
                 continue
             # A streamed PUT cannot be replayed (after a break or a 5xx alike), and a chunked
             # session the registry has dropped cannot be resumed: both start over, from a
@@ -238,6 +278,32 @@ async def upload_blob(
                 reason=str(exc),
             )
             await asyncio.sleep(t.backoff(restarts))
+            session = await _fresh(t, repository, scopes)
+
+
+async def _held(session: UploadSession, digest: str, probe: Probe) -> bool:
+    """Open `session`, or learn that its repository holds `digest` already (module doc)."""
+    if probe is Probe.MOUNT:
+        try:
+            return await session.start(mount=digest)
+        except RegistryError as exc:
+            if isinstance(exc, RateLimited) or exc.status in (401, 403):
+                raise  # a plain POST would meet the same answer
+            log.debug("same-repository mount refused", registry=session.t.registry, error=str(exc))
+    try:
+        await session.t.request(
+            "HEAD", f"/v2/{session.repository}/blobs/{digest}", scopes=session.scopes
+        )
+        return True
+    except NotFound:
+        await session.start()
+        return False
+
+
+async def _fresh(t: RegistrySession, repository: str, scopes: frozenset[str]) -> UploadSession:
+    session = UploadSession(t, repository, scopes)
+    await session.start()
+    return session
 
 
 class _ByteFeed:

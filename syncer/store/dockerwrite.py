@@ -216,10 +216,10 @@ class DockerArchiveWriter:
         async for chunk in reader.read_blob(repo, desc):
             yield chunk
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> bool:
         if self._old is not None and await self._old.blob_exists(repo, desc.digest):
-            return  # packed from the old archive
-        await self._writer().upload_blob(repo, desc, open_bytes)
+            return False  # packed from the old archive
+        return await self._writer().upload_blob(repo, desc, open_bytes)
 
     # -- packing -----------------------------------------------------------------
 

@@ -288,5 +288,5 @@ class LayoutReader:
     async def delete_manifest(self, repo: Reference, digest: str) -> None:
         raise self._read_only()
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> bool:
         raise self._read_only()

@@ -271,12 +271,13 @@ class OciLayout(LayoutReader):
         index["manifests"] = kept
         self._write_index(index)
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> bool:
         what = f"blob {desc.digest} for {self.path}"
         final = self.blob_path(desc.digest)
         if final.is_file():
-            return
+            return False
         final.parent.mkdir(parents=True, exist_ok=True)
         with replacing(final) as f:
             async for chunk in verified(what, desc.digest, desc.size, open_bytes()):
                 f.write(chunk)
+        return True

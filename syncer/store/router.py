@@ -195,6 +195,6 @@ class Stores:
         with self._disk(repo):
             return await self._for(repo).mount_blob(repo, digest, from_repo)
 
-    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> None:
+    async def upload_blob(self, repo: Reference, desc: Descriptor, open_bytes: BlobBytes) -> bool:
         with self._writing(repo):
-            await self._for(repo).upload_blob(repo, desc, open_bytes)
+            return await self._for(repo).upload_blob(repo, desc, open_bytes)

@@ -160,7 +160,8 @@ class Copier:
         future.set_result(dst.repository)
 
     async def _place(self, job: _Run, desc: Descriptor, state: _BlobState) -> None:
-        """Mount from a repo that has it (or is about to), else HEAD, else stream it across."""
+        """Mount from a repo that has it (or is about to), else stream it across unless the
+        destination repo holds it (the upload's first request finds that out)."""
         src, dst, counters = job.src, job.dst, job.report.counters
         for _ in range(3):
             pending = state.transfer
@@ -180,19 +181,19 @@ class Copier:
                 return
         transfer = state.transfer = _new_claim()
         try:
-            if await self.client.blob_exists(dst, desc.digest):
-                counters.blobs_existing += 1
-            else:
-                await self.client.upload_blob(
-                    dst,
-                    desc,
-                    lambda: self.progress.track(
-                        desc.digest, desc.size, self.client.read_blob(src, desc)
-                    ),
-                )
+            sent = await self.client.upload_blob(
+                dst,
+                desc,
+                lambda: self.progress.track(
+                    desc.digest, desc.size, self.client.read_blob(src, desc)
+                ),
+            )
+            if sent:
                 counters.blobs_copied += 1
                 counters.bytes_copied += desc.size
                 log.debug("blob copied", digest=desc.digest, size=desc.size, to=dst.name)
+            else:
+                counters.blobs_existing += 1
         except BaseException as exc:
             _settle(transfer, exc)
             raise

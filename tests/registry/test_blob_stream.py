@@ -188,6 +188,8 @@ class _UploadEndpoint:
         location = "/v2/r/blobs/uploads/u1?_state=s"
         if method == "GET":
             status, extra = "200 OK", ""
+        elif method == "HEAD":  # is the blob there? not yet
+            status, extra = "404 Not Found", ""
         elif method == "POST":
             status, extra = "202 Accepted", f"Location: {location}\r\nRange: 0-0\r\n"
         elif method == "PATCH":
@@ -201,8 +203,9 @@ class _UploadEndpoint:
 
 
 async def test_the_streamed_patch_carries_its_length_and_the_whole_blob() -> None:
-    """One POST, one PATCH with `Content-Length` = the blob's size (no chunked encoding, which
-    costs the registry a decoder), every byte in it, one closing PUT without a body."""
+    """A HEAD, one POST, one PATCH with `Content-Length` = the blob's size (no chunked
+    encoding, which costs the registry a decoder), every byte in it, one closing PUT
+    without a body."""
     data = random.Random(5).randbytes(6 * MiB + 123)
     desc = _desc(data)
     endpoint = _UploadEndpoint()
@@ -215,10 +218,10 @@ async def test_the_streamed_patch_carries_its_length_and_the_whole_blob() -> Non
                 lambda: _source(_pieces(data, [MiB] * 6 + [123])),
             )
     sent = [(m, h, n) for m, h, n in endpoint.requests if m != "GET"]
-    assert [m for m, _, _ in sent] == ["POST", "PATCH", "PUT"]
-    _, patch, body = sent[1]
+    assert [m for m, _, _ in sent] == ["HEAD", "POST", "PATCH", "PUT"]
+    _, patch, body = sent[2]
     assert patch["content-length"] == str(len(data)) and body == len(data)
     assert "transfer-encoding" not in patch
     assert patch["content-range"] == f"0-{len(data) - 1}"
-    assert sent[2][2] == 0  # the closing PUT carries only the digest
+    assert sent[3][2] == 0  # the closing PUT carries only the digest
     assert endpoint.stored.hexdigest() == desc.digest.removeprefix("sha256:")

@@ -70,23 +70,55 @@ async def test_manifest_roundtrip_preserves_bytes(
 async def test_blob_stream_upload_and_request_counts(anon_registry: RunningRegistry) -> None:
     img = image(5)
     push(anon_registry.seed_url, "src/app", img, "v1")
+    push(anon_registry.seed_url, "other/app", image(6), "old")  # a repository with tags
     layer = img.layers[1]
     desc = Descriptor(mediaType=layer.media_type, digest=layer.digest, size=layer.size)
     src, dst = ref(anon_registry, "src/app"), ref(anon_registry, "other/app")
     async with make_client(anon_registry) as client:
         chunks = [c async for c in client.read_blob(src, desc)]
         assert b"".join(chunks) == layer.data
+        assert await client.list_tags(dst) == ["old"]
         mark = anon_registry.mark()
-        assert not await client.blob_exists(dst, layer.digest)
-        await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
+        assert await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
+        sent = anon_registry.requests_since(mark)
+        mark = anon_registry.mark()
+        assert not await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
+        again = anon_registry.requests_since(mark)
         assert await client.blob_exists(dst, layer.digest)
-    reqs = anon_registry.requests_since(mark)
-    # HEAD (404), POST upload, GET source blob, PUT upload, HEAD (200): nothing else.
-    assert count(reqs, "HEAD", "/blobs/") == 2
-    assert count(reqs, "POST", "/other/app/blobs/uploads/") == 1
-    assert count(reqs, "PUT", "digest=") == 1
-    assert count(reqs, "GET", f"/src/app/blobs/{layer.digest}") == 1
-    assert len(reqs) == 5
+    # Into a repository with tags: HEAD (404), POST, GET source blob, PUT; nothing else.
+    assert count(sent, "HEAD", f"/other/app/blobs/{layer.digest}") == 1
+    assert count(sent, "POST", "/other/app/blobs/uploads/") == 1
+    assert count(sent, "PUT", "digest=") == 1
+    assert count(sent, "GET", f"/src/app/blobs/{layer.digest}") == 1
+    assert len(sent) == 4
+    # Held already: the HEAD answers 200, and nothing is read or sent.
+    assert [(r.method, r.status) for r in again] == [("HEAD", 200)]
+
+
+async def test_a_tagless_repository_is_asked_by_the_uploads_own_post(
+    anon_registry: RunningRegistry,
+) -> None:
+    img = image(7)
+    push(anon_registry.seed_url, "src/app", img, "v1")
+    layer = img.layers[1]
+    desc = Descriptor(mediaType=layer.media_type, digest=layer.digest, size=layer.size)
+    src, dst = ref(anon_registry, "src/app"), ref(anon_registry, "new/app")
+    async with make_client(anon_registry) as client:
+        with pytest.raises(RegistryError):
+            await client.list_tags(dst)  # 404: the repository does not exist yet
+        mark = anon_registry.mark()
+        assert await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
+        sent = anon_registry.requests_since(mark)
+        mark = anon_registry.mark()
+        # Asked again (a run resumed after dying before its first tag): a 201, no bytes.
+        assert not await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
+        again = anon_registry.requests_since(mark)
+        assert await client.blob_exists(dst, layer.digest)
+    mount = f"/new/app/blobs/uploads/?mount={layer.digest}&from=new/app"  # as the log has it
+    assert [(r.method, r.status) for r in sent] == [("POST", 202), ("GET", 200), ("PUT", 201)]
+    assert sent[0].path.endswith(mount)
+    assert [(r.method, r.status) for r in again] == [("POST", 201)]
+    assert again[0].path.endswith(mount)
 
 
 async def test_mount_refused_is_false_and_cancels_upload(anon_registry: RunningRegistry) -> None:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from syncer.config.syncfile import load_config
+from syncer.errors import NotFound
 from syncer.registry.oci import Descriptor
 from syncer.registry.reference import Reference
 from syncer.sync.runner import Runner
@@ -160,3 +161,42 @@ async def test_a_head_of_a_blob_larger_than_any_read_cap_is_not_refused(
         ref = Reference.parse(f"{reg.host}/app")
         assert await client.blob_exists(ref, layer.digest)
         assert not await client.blob_exists(ref, "sha256:" + "0" * 64)
+
+
+async def test_a_registry_refusing_the_same_repository_mount_gets_a_head_and_a_plain_post(
+    registry_factory: RegistryFactory, fault_proxy_factory: FaultProxyFactory
+) -> None:
+    reg = registry_factory("anon")
+    held, _ = random_layer(100_000, seed=21)
+    new, _ = random_layer(100_000, seed=22)
+    with http_client() as c:  # `held` is in the repository already, untagged
+        start = c.post(f"{reg.seed_url}/v2/app/blobs/uploads/")
+        loc = httpx.URL(reg.seed_url).join(start.headers["Location"])
+        c.put(loc.copy_add_param("digest", held.digest), content=held.data).raise_for_status()
+    proxy = fault_proxy_factory(reg, error_burst=(400, 2), error_paths=r"^POST .*[?&]mount=")
+    repo = Reference.parse(f"{proxy.host}/app")
+
+    def source(data: bytes) -> Any:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return chunks
+
+    async with make_client(behind(reg, proxy)) as client:
+        with pytest.raises(NotFound):
+            await client.list_tags(repo)  # tagless: the upload asks with its POST
+        proxy.requests.clear()
+        assert not await client.upload_blob(repo, _desc(held), source(held.data))
+        assert await client.upload_blob(repo, _desc(new), source(new.data))
+    assert proxy.counts["burst"] == 2
+    assert [(m, s) for m, _, s in proxy.requests] == [
+        *[("POST", 400), ("HEAD", 200)],  # held: refused, then the HEAD finds it
+        *[("POST", 400), ("HEAD", 404), ("POST", 202), ("PUT", 201)],  # new: a plain upload
+    ]
+    with http_client() as c:
+        stored = c.get(f"{reg.url}/v2/app/blobs/{new.digest}")
+    assert stored.status_code == 200 and sha256_digest(stored.content) == new.digest
+
+
+def _desc(blob: Any) -> Descriptor:
+    return Descriptor(media_type=blob.media_type, digest=blob.digest, size=blob.size)

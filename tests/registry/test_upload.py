@@ -190,6 +190,8 @@ class FakeSession:
         loc = {"Location": "/v2/r/blobs/uploads/u1?_state=x"}
         if req.url.path == "/v2/":
             return httpx.Response(200)
+        if req.method == "HEAD":  # the upload's "is it there?": never, here
+            return httpx.Response(404, json={"errors": [{"code": "BLOB_UNKNOWN"}]})
         if req.method == "POST":
             self.stored.clear()
             return httpx.Response(202, headers=loc)

@@ -84,7 +84,7 @@ class _ProxyHandler(Handler):
 
     def serve(self, proxy: FaultProxy, path: str, kind: str) -> int:
         method, body = self.command, self.request_body()
-        if (burst := proxy._take_burst(f"{method} {path}")) is not None:
+        if (burst := proxy._take_burst(f"{method} {self.path}")) is not None:  # query too
             for _ in body or ():  # read the body so the connection stays usable
                 pass
             proxy.count("burst")
@@ -211,7 +211,7 @@ class FaultProxy(Service):
         self.drop_blob_every: int | None = None
         self.honour_range = True
         self.error_burst: tuple[int, int] | None = None  # (status, count)
-        self.error_paths: str | None = None  # a regex searched in "METHOD path"
+        self.error_paths: str | None = None  # a regex searched in "METHOD path?query"
         self.error_code: str | None = None  # the burst's error code, if not the status's own
         self.too_many: tuple[int, str] | None = None  # (count, Retry-After)
         self.redirect_blobs_to: CdnServer | None = None
@@ -265,7 +265,7 @@ class FaultProxy(Service):
 
     # _take_*: use up one injected answer; the fault reads None again once used up.
     def _take_burst(self, request: str) -> int | None:
-        """`request` is "METHOD path": `error_paths` may name a method too ("^PUT .*")."""
+        """`request` is "METHOD path?query": `error_paths` may name a method too ("^PUT .*")."""
         with self.lock:
             paths = self.error_paths
             if not self.error_burst or (paths and not re.search(paths, request)):

@@ -83,6 +83,12 @@ async def test_full_noop_incremental(registry_factory, tmp_path: Path) -> None: 
     assert t.blobs_mounted > 0
     src_blob_gets = [r for r in src.requests() if r.method == "GET" and "/blobs/" in r.path]
     assert len(src_blob_gets) == len(distinct)
+    # The mirror's repositories listed no tags: each upload's POST asked whether the blob
+    # was there (a same-repository mount, answered 202), so no blob HEAD went before it.
+    first = dst.requests()
+    assert not [r for r in first if r.method == "HEAD" and "/blobs/" in r.path]
+    asked = [r for r in first if r.method == "POST" and r.status == 202 and "mount=" in r.path]
+    assert len(asked) == t.blobs_copied
     assert_mirrored(fleet, dst)
 
     # No-op: listings and HEADs only, no writes, no manifest GETs.
@@ -106,11 +112,16 @@ async def test_full_noop_incremental(registry_factory, tmp_path: Path) -> None: 
         push(src.seed_url, repo, item, tag)
         fleet.repos[repo][tag] = item
         new_bytes.update({b.digest: b.size for b in item.blobs() if b.digest not in known})
+    d1 = dst.mark()
     report = await run_sync(config)
     t = report.totals
     assert (t.tags_copied, t.tags_up_to_date) == (2, 22)
     assert t.bytes_copied == sum(new_bytes.values())
     assert t.blobs_copied == len(new_bytes)
+    # Repositories with tags: a HEAD asks, and finds the base layers the new tags share.
+    heads = [r for r in dst.requests_since(d1) if r.method == "HEAD" and "/blobs/" in r.path]
+    assert t.blobs_existing > 0
+    assert len(heads) == t.blobs_copied + t.blobs_existing
     assert_mirrored(fleet, dst)
 
 
