@@ -329,3 +329,22 @@ def test_start_failure_reports_registry_output(
         registry_factory("anon", extra_config=bad)
     with pytest.raises(ValueError, match="unknown registry variant"):
         registry_factory("ftp")
+
+
+def test_the_schedule_names_tests_that_exist() -> None:
+    """Every file and test that tests/support/xdist_schedule.py names is still there: a stale
+    name would silently stop keeping a file on one worker, or a long test first."""
+    from tests.support.xdist_schedule import LONG, ONE_WORKER, ONE_WORKER_TESTS
+
+    root = Path(__file__).resolve().parents[2]
+    names = [*ONE_WORKER, *ONE_WORKER_TESTS, *(n for n in LONG if not n.startswith("group:"))]
+    missing = []
+    for name in names:
+        path, _, test = name.partition("::")
+        source = (root / path).read_text() if (root / path).is_file() else ""
+        defined = not test or re.search(rf"^(async )?def {re.escape(test)}", source, re.M)
+        if not source or not defined:
+            missing.append(name)
+    assert missing == []
+    groups = {f"group:{g}" for g in ONE_WORKER_TESTS.values()}
+    assert {n for n in LONG if n.startswith("group:")} <= groups

@@ -23,8 +23,7 @@ from syncer.registry import Reference
 from syncer.store import OciLayout
 from syncer.store import lock as layout_lock
 from tests.support.fleet import make_fleet
-from tests.support.http import http_client
-from tests.support.images import make_image, make_layer, push
+from tests.support.images import make_image, make_layer
 from tests.support.layout_lock import env, holder_text
 from tests.support.registry import RunningRegistry
 from tests.support.syncer_setup import write_sync_yaml
@@ -75,9 +74,7 @@ def test_two_pods_on_one_volume_and_syncer_tag_during_a_copy(
 ) -> None:
     _namespaces()
     fleet = make_fleet(2, 60, prefix="team")  # 60 tags in each repository, a third indexes
-    with http_client(timeout=60.0) as client:
-        for repo, tag, item in fleet.items():
-            push(anon_registry.seed_url, repo, item, tag, client=client)
+    fleet.push(anon_registry.seed_url)
     layout = tmp_path / "shared"
     src = anon_registry.host
     entry = {"source": "a.test/a", "destination": "b.test/b"}  # only `registries:` is read

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.support.http import http_client
-from tests.support.images import Image, Index, make_image, make_index, make_layer, push
+from tests.support.images import (
+    Image,
+    Index,
+    Pushed,
+    make_image,
+    make_index,
+    make_layer,
+    push,
+)
 
 
 def _base(n: int) -> list[tuple[object, str]]:
@@ -36,8 +44,11 @@ class Fleet:
         return sum(seen.values())
 
     def push(self, base_url: str) -> None:
-        for repo, tag, item in self.items():
-            push(base_url, repo, item, tag)
+        """Every tag, over one connection, each shared base layer asked for once."""
+        pushed: Pushed = set()
+        with http_client(timeout=60.0) as client:
+            for repo, tag, item in self.items():
+                push(base_url, repo, item, tag, client=client, pushed=pushed)
 
 
 def app_image(

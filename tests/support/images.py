@@ -227,9 +227,21 @@ def _check(resp: httpx.Response, expected: int, what: str) -> None:
         )
 
 
-def push_blob(client: httpx.Client, base_url: str, repo: str, blob: Blob) -> None:
+# (base URL, repository, digest) of blobs one caller knows are there: it put them there.
+Pushed = set[tuple[str, str, str]]
+
+
+def push_blob(
+    client: httpx.Client, base_url: str, repo: str, blob: Blob, pushed: Pushed | None = None
+) -> None:
+    """Upload `blob` unless the registry has it; with `pushed`, unless `pushed` says so."""
+    key = (base_url, repo, blob.digest)
+    if pushed is not None and key in pushed:
+        return
     head = client.head(f"{base_url}/v2/{repo}/blobs/{blob.digest}")
     if head.status_code == 200:
+        if pushed is not None:
+            pushed.add(key)
         return
     start = client.post(f"{base_url}/v2/{repo}/blobs/uploads/")
     _check(start, 202, f"start upload of {blob.digest}")
@@ -242,6 +254,8 @@ def push_blob(client: httpx.Client, base_url: str, repo: str, blob: Blob) -> Non
         headers={"Content-Type": "application/octet-stream"},
     )
     _check(done, 201, f"finish upload of {blob.digest}")
+    if pushed is not None:
+        pushed.add(key)
 
 
 def push_manifest(
@@ -258,9 +272,11 @@ def push_manifest(
         raise RuntimeError(f"registry stored {repo}:{ref} as {got}, not {sha256_digest(manifest)}")
 
 
-def _push_image(client: httpx.Client, base_url: str, repo: str, image: Image, ref: str) -> None:
+def _push_image(
+    client: httpx.Client, base_url: str, repo: str, image: Image, ref: str, pushed: Pushed
+) -> None:
     for blob in image.blobs():
-        push_blob(client, base_url, repo, blob)
+        push_blob(client, base_url, repo, blob, pushed)
     push_manifest(client, base_url, repo, image.manifest, image.media_type, ref)
 
 
@@ -271,20 +287,24 @@ def push(
     tag: str | None,
     *,
     client: httpx.Client | None = None,
+    pushed: Pushed | None = None,
 ) -> None:
     """Push `item` to an open registry (normally `RunningRegistry.seed_url`). Children of an
     index go up by digest first, since 2.8 rejects an index whose children are missing.
-    Pass `client` to push through auth or a custom CA."""
+    Pass `client` to push through auth or a custom CA. A blob is asked for (HEAD) once per
+    call, once per `pushed` when given: a caller pushing many items that share base layers,
+    with nothing deleting blobs in between, passes one set (`Fleet.push`)."""
     own = client is None
     c = client or http_client(timeout=60.0)
+    known: Pushed = set() if pushed is None else pushed
     try:
         base = base_url.rstrip("/")
         if isinstance(item, Index):
             for child in item.children:
-                _push_image(c, base, repo, child, child.digest)
+                _push_image(c, base, repo, child, child.digest, known)
             push_manifest(c, base, repo, item.manifest, item.media_type, tag or item.digest)
         else:
-            _push_image(c, base, repo, item, tag or item.digest)
+            _push_image(c, base, repo, item, tag or item.digest, known)
     finally:
         if own:
             c.close()

@@ -135,6 +135,10 @@ class RegistryProcess:
         self.config_file.write_text(json.dumps(config, indent=2))
         # REGISTRY_* variables override config keys in distribution; don't inherit any.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        # Go's collector runs far less often at 400: about a quarter less CPU per request
+        # (measured: 2.7 -> 2.0 ms on a push), for ~10 MB more heap. A suite starts ~560
+        # registries serving ~50k requests, ~100 s of CPU, the registries' share of the suite.
+        env.setdefault("GOGC", "400")
         with self.access_log.open("wb") as out, self.log_file.open("wb") as err:
             self.proc = subprocess.Popen(
                 [registry_binary(), "serve", str(self.config_file)],
