@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from syncer.config.keyless import IdentityRule, KeylessPolicy
 from syncer.errors import Rejected
-from syncer.verify.tlog import plain_message
+from syncer.verify.tlog import is_log_flaw, plain_message
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -78,14 +78,18 @@ def verify_keyless(
             raise Rejected(KeylessReason.CERT_TIME, _validity(bundle)) from None
         raise Rejected(KeylessReason.UNTRUSTED, plain_message(e)) from None
     except (SigstoreError, ValueError) as e:
-        raise Rejected(_reason(str(e)), plain_message(e)) from None
+        raise Rejected(_reason(e), plain_message(e)) from None
     if payload_type != IN_TOTO:
         raise Rejected(KeylessReason.MALFORMED, f"payload type is {payload_type!r}, not {IN_TOTO}")
     return payload
 
 
-def _reason(message: str) -> KeylessReason:
-    text = message.lower()
+def _reason(e: BaseException) -> KeylessReason:
+    if is_log_flaw(e):
+        # Asked first: these messages print whole proofs, whose random bytes can hold any
+        # of the words below ("sct" once made a tampered proof an untrusted certificate).
+        return KeylessReason.LOG_PROOF
+    text = str(e).lower()
     if "sct" in text or "usage" in text:
         return KeylessReason.UNTRUSTED
     if "expired at time of signing" in text:

@@ -148,6 +148,12 @@ _PLAIN = (
 )
 
 
+def is_log_flaw(e: BaseException) -> bool:
+    """Whether `e` is one of sigstore's log-check failures (`_PLAIN`)."""
+    lower = " ".join(str(a) for a in e.args).lower()
+    return any(needle in lower for needle, _ in _PLAIN)
+
+
 def plain_message(e: BaseException) -> str:
     """sigstore's message for `e` in one short line."""
     text = " ".join(str(a) for a in e.args) if e.args else ""

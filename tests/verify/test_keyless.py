@@ -190,3 +190,18 @@ def test_malformed_bundles_are_rejected(world: World, bundle: bytes, detail: str
 def test_a_key_signed_bundle_is_not_a_keyless_one(world: World) -> None:
     error = rejected(world.sigstore.key_bundle(world.signer, world.statement), world.policy())
     assert error.reason == KeylessReason.MALFORMED
+
+
+def test_a_log_flaw_is_told_by_sigstores_words_not_by_the_bytes_it_prints() -> None:
+    """sigstore prints the whole inclusion proof in its message; random hash bytes there
+    once held "sct", and a tampered proof came out as an untrusted certificate."""
+    from sigstore.errors import VerificationError
+
+    from syncer.verify.keyless import _reason
+
+    proof = "InclusionProof(log_index=5, root_hash=b'\\x9a_Sct\\x01usage', hashes=[b'q'])"
+    e = VerificationError(
+        f"inclusion proof contains invalid root hash: expected {proof}, calculated 00ff"
+    )
+    assert _reason(e) == KeylessReason.LOG_PROOF
+    assert _reason(VerificationError("SCT verification failed")) == KeylessReason.UNTRUSTED
