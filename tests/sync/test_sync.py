@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import httpx
+
 from syncer.config.syncfile import load_config
 from syncer.sync.report import RunReport
 from syncer.sync.runner import Runner, RunOptions
@@ -122,6 +124,36 @@ async def test_full_noop_incremental(registry_factory, tmp_path: Path) -> None: 
     heads = [r for r in dst.requests_since(d1) if r.method == "HEAD" and "/blobs/" in r.path]
     assert t.blobs_existing > 0
     assert len(heads) == t.blobs_copied + t.blobs_existing
+    assert_mirrored(fleet, dst)
+
+
+async def test_a_run_that_died_before_its_first_tag_is_finished_without_resending_blobs(
+    registry_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    src, dst = registry_factory("anon"), registry_factory("anon")
+    fleet = make_fleet(1, 3)  # an image and a 2-platform index among them
+    fleet.push(src.seed_url)
+    config = write_sync_yaml(tmp_path / "sync.yaml", entries_for(fleet, src, dst), src, dst)
+    blobs = {b.digest: b for _, _, item in fleet.items() for b in item.blobs()}
+    repo = next(iter(fleet.repos))
+    with http_client() as c:  # what the dead run left: every blob in the mirror, no tag
+        for blob in blobs.values():
+            start = c.post(f"{dst.seed_url}/v2/mirror/{repo}/blobs/uploads/")
+            loc = httpx.URL(dst.seed_url).join(start.headers["Location"])
+            put = c.put(loc.copy_add_param("digest", blob.digest), content=blob.data)
+            assert put.status_code == 201, put.text
+    d0 = dst.mark()
+    report = await run_sync(config)
+    t = report.totals
+    assert report.status == "ok", report.to_json()
+    assert (t.tags_copied, t.blobs_copied, t.bytes_copied) == (3, 0, 0)
+    assert t.blobs_existing == len(blobs)
+    reqs = dst.requests_since(d0)
+    # The mirror listed no tags: each blob was asked about by one POST (201), nothing else.
+    assert not [r for r in reqs if r.method in ("HEAD", "PUT", "PATCH") and "/blobs/" in r.path]
+    found = [r for r in reqs if r.method == "POST" and r.status == 201 and "mount=" in r.path]
+    assert len(found) == len(blobs)
+    assert not [r for r in src.requests() if r.method == "GET" and "/blobs/" in r.path]
     assert_mirrored(fleet, dst)
 
 
