@@ -114,6 +114,7 @@ class RegistryProcess:
         self.access_log = workdir / f"{name}-access.log"
         self.log_file = workdir / f"{name}-registry.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.config: dict[str, Any] = {}
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(ca_file)) if ca_file else TLS
         )
@@ -131,6 +132,7 @@ class RegistryProcess:
 
     def start(self, config: dict[str, Any], port: int) -> None:
         self.port = port
+        self.config = config
         # JSON is valid YAML, and json.dumps can't get YAML quoting wrong.
         self.config_file.write_text(json.dumps(config, indent=2))
         # REGISTRY_* variables override config keys in distribution; don't inherit any.
