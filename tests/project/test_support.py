@@ -125,7 +125,7 @@ def test_push_by_digest_without_tag(anon_registry: RunningRegistry, client: http
 
 def test_requests_since_counts_exactly(anon_registry: RunningRegistry) -> None:
     img = small_image()
-    images.push(anon_registry.url, REPO, img, "v1")
+    images.push(anon_registry.url, REPO, img, "v1", via_http=True)
     # Readiness/flush probes never show up; the push did.
     assert all("_support_probe" not in r.path for r in anon_registry.requests())
     assert ("PUT", f"/v2/{REPO}/manifests/v1", 201) in [
@@ -162,7 +162,7 @@ def test_request_log_is_complete_right_after_a_large_download(
 def test_two_registries_can_share_storage(registry_factory: RegistryFactory) -> None:
     first = registry_factory("anon")
     img = small_image()
-    images.push(first.url, REPO, img, "v1")
+    images.push(first.url, REPO, img, "v1", via_http=True)
     second = registry_factory("basic", storage=first.root)
     assert second.root == first.root
     assert images.fetch_manifest_digest(second.seed_url, REPO, "v1") == img.digest

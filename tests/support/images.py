@@ -21,6 +21,7 @@ from urllib.parse import urljoin
 import httpx
 
 from tests.support.http import http_client
+from tests.support.storage_seed import StorageSeeder, seeder_for
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -231,12 +232,29 @@ def _check(resp: httpx.Response, expected: int, what: str) -> None:
 Pushed = set[tuple[str, str, str]]
 
 
+def _seeder(base_url: str, via_http: bool) -> StorageSeeder | None:
+    return None if via_http else seeder_for(base_url)
+
+
 def push_blob(
-    client: httpx.Client, base_url: str, repo: str, blob: Blob, pushed: Pushed | None = None
+    client: httpx.Client,
+    base_url: str,
+    repo: str,
+    blob: Blob,
+    pushed: Pushed | None = None,
+    *,
+    via_http: bool = False,
+    seeder: StorageSeeder | None = None,
 ) -> None:
-    """Upload `blob` unless the registry has it; with `pushed`, unless `pushed` says so."""
+    """Upload `blob` unless the registry has it; with `pushed`, unless `pushed` says so.
+    Into the storage of a plain registry of ours unless `via_http` (storage_seed.py)."""
     key = (base_url, repo, blob.digest)
     if pushed is not None and key in pushed:
+        return
+    direct = seeder or _seeder(base_url, via_http)
+    if direct is not None and direct.put_blob(repo, blob.data, blob.digest):
+        if pushed is not None:
+            pushed.add(key)
         return
     head = client.head(f"{base_url}/v2/{repo}/blobs/{blob.digest}")
     if head.status_code == 200:
@@ -259,8 +277,21 @@ def push_blob(
 
 
 def push_manifest(
-    client: httpx.Client, base_url: str, repo: str, manifest: bytes, media_type: str, ref: str
+    client: httpx.Client,
+    base_url: str,
+    repo: str,
+    manifest: bytes,
+    media_type: str,
+    ref: str,
+    *,
+    via_http: bool = False,
+    seeder: StorageSeeder | None = None,
 ) -> None:
+    """PUT the manifest; written into storage instead when the registry would surely take
+    it (its blobs or children already there, see storage_seed.py), unless `via_http`."""
+    direct = seeder or _seeder(base_url, via_http)
+    if direct is not None and direct.put_manifest(repo, manifest, media_type, ref):
+        return
     resp = client.put(
         f"{base_url}/v2/{repo}/manifests/{ref}",
         content=manifest,
@@ -273,11 +304,26 @@ def push_manifest(
 
 
 def _push_image(
-    client: httpx.Client, base_url: str, repo: str, image: Image, ref: str, pushed: Pushed
+    client: httpx.Client,
+    base_url: str,
+    repo: str,
+    image: Image,
+    ref: str,
+    pushed: Pushed,
+    seeder: StorageSeeder | None,
 ) -> None:
     for blob in image.blobs():
-        push_blob(client, base_url, repo, blob, pushed)
-    push_manifest(client, base_url, repo, image.manifest, image.media_type, ref)
+        push_blob(client, base_url, repo, blob, pushed, via_http=seeder is None, seeder=seeder)
+    push_manifest(
+        client,
+        base_url,
+        repo,
+        image.manifest,
+        image.media_type,
+        ref,
+        via_http=seeder is None,
+        seeder=seeder,
+    )
 
 
 def push(
@@ -288,23 +334,38 @@ def push(
     *,
     client: httpx.Client | None = None,
     pushed: Pushed | None = None,
+    via_http: bool = False,
 ) -> None:
     """Push `item` to an open registry (normally `RunningRegistry.seed_url`). Children of an
     index go up by digest first, since 2.8 rejects an index whose children are missing.
     Pass `client` to push through auth or a custom CA. A blob is asked for (HEAD) once per
     call, once per `pushed` when given: a caller pushing many items that share base layers,
-    with nothing deleting blobs in between, passes one set (`Fleet.push`)."""
+    with nothing deleting blobs in between, passes one set (`Fleet.push`).
+
+    A plain registry of ours (a seed process, an anonymous registry without extra config)
+    gets the files written into its storage instead, no request made (storage_seed.py);
+    `via_http=True` pushes over HTTP regardless, for a test that counts those requests."""
     own = client is None
     c = client or http_client(timeout=60.0)
     known: Pushed = set() if pushed is None else pushed
     try:
         base = base_url.rstrip("/")
+        seeder = _seeder(base, via_http)
         if isinstance(item, Index):
             for child in item.children:
-                _push_image(c, base, repo, child, child.digest, known)
-            push_manifest(c, base, repo, item.manifest, item.media_type, tag or item.digest)
+                _push_image(c, base, repo, child, child.digest, known, seeder)
+            push_manifest(
+                c,
+                base,
+                repo,
+                item.manifest,
+                item.media_type,
+                tag or item.digest,
+                via_http=seeder is None,
+                seeder=seeder,
+            )
         else:
-            _push_image(c, base, repo, item, tag or item.digest, known)
+            _push_image(c, base, repo, item, tag or item.digest, known, seeder)
     finally:
         if own:
             c.close()
