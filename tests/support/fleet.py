@@ -44,7 +44,8 @@ class Fleet:
         return sum(seen.values())
 
     def push(self, base_url: str) -> None:
-        """Every tag, over one connection, each shared base layer asked for once."""
+        """Every tag, each shared base layer handled once: into the storage of a plain
+        registry of ours (images.push), else over one connection."""
         pushed: Pushed = set()
         with http_client(timeout=60.0) as client:
             for repo, tag, item in self.items():

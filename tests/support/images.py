@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 import httpx
 
 from tests.support.http import http_client
-from tests.support.storage_seed import StorageSeeder, seeder_for
+from tests.support.storage_seed import seeder_for
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -232,10 +232,6 @@ def _check(resp: httpx.Response, expected: int, what: str) -> None:
 Pushed = set[tuple[str, str, str]]
 
 
-def _seeder(base_url: str, via_http: bool) -> StorageSeeder | None:
-    return None if via_http else seeder_for(base_url)
-
-
 def push_blob(
     client: httpx.Client,
     base_url: str,
@@ -244,14 +240,13 @@ def push_blob(
     pushed: Pushed | None = None,
     *,
     via_http: bool = False,
-    seeder: StorageSeeder | None = None,
 ) -> None:
     """Upload `blob` unless the registry has it; with `pushed`, unless `pushed` says so.
     Into the storage of a plain registry of ours unless `via_http` (storage_seed.py)."""
     key = (base_url, repo, blob.digest)
     if pushed is not None and key in pushed:
         return
-    direct = seeder or _seeder(base_url, via_http)
+    direct = None if via_http else seeder_for(base_url)
     if direct is not None and direct.put_blob(repo, blob.data, blob.digest):
         if pushed is not None:
             pushed.add(key)
@@ -285,11 +280,10 @@ def push_manifest(
     ref: str,
     *,
     via_http: bool = False,
-    seeder: StorageSeeder | None = None,
 ) -> None:
     """PUT the manifest; written into storage instead when the registry would surely take
     it (its blobs or children already there, see storage_seed.py), unless `via_http`."""
-    direct = seeder or _seeder(base_url, via_http)
+    direct = None if via_http else seeder_for(base_url)
     if direct is not None and direct.put_manifest(repo, manifest, media_type, ref):
         return
     resp = client.put(
@@ -310,20 +304,11 @@ def _push_image(
     image: Image,
     ref: str,
     pushed: Pushed,
-    seeder: StorageSeeder | None,
+    via_http: bool,
 ) -> None:
     for blob in image.blobs():
-        push_blob(client, base_url, repo, blob, pushed, via_http=seeder is None, seeder=seeder)
-    push_manifest(
-        client,
-        base_url,
-        repo,
-        image.manifest,
-        image.media_type,
-        ref,
-        via_http=seeder is None,
-        seeder=seeder,
-    )
+        push_blob(client, base_url, repo, blob, pushed, via_http=via_http)
+    push_manifest(client, base_url, repo, image.manifest, image.media_type, ref, via_http=via_http)
 
 
 def push(
@@ -350,22 +335,13 @@ def push(
     known: Pushed = set() if pushed is None else pushed
     try:
         base = base_url.rstrip("/")
-        seeder = _seeder(base, via_http)
         if isinstance(item, Index):
             for child in item.children:
-                _push_image(c, base, repo, child, child.digest, known, seeder)
-            push_manifest(
-                c,
-                base,
-                repo,
-                item.manifest,
-                item.media_type,
-                tag or item.digest,
-                via_http=seeder is None,
-                seeder=seeder,
-            )
+                _push_image(c, base, repo, child, child.digest, known, via_http)
+            ref = tag or item.digest
+            push_manifest(c, base, repo, item.manifest, item.media_type, ref, via_http=via_http)
         else:
-            _push_image(c, base, repo, item, tag or item.digest, known, seeder)
+            _push_image(c, base, repo, item, tag or item.digest, known, via_http)
     finally:
         if own:
             c.close()
