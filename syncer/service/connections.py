@@ -10,7 +10,8 @@ the endpoint accepts its sockets itself, in a `ConnectionGuard`, before aiohttp 
   oldest connection that sent part of a request head and not the rest (real clients send the
   whole head at once), else of the oldest that has sent nothing for `Limits.silent_s` (any
   that sent nothing, for a newcomer whose whole head is in already); when there is none,
-  the newcomer is closed right after accept() (see `ConnectionGuard` for the small reserve);
+  a newcomer that sent nothing yet waits on a small reserve (`ConnectionGuard`), and one
+  whose bytes are in is closed right after accept();
 - each connection gets `Limits.deadline_s` from accept to the last byte of its one answer
   (the endpoint answers with `Connection: close`), then is cut;
 - when accept() fails for want of descriptors (EMFILE), accepting pauses for 0.1 s;
@@ -158,7 +159,8 @@ class ConnectionGuard:
 
     Of the cap, an eighth is a reserve for newcomers that have sent nothing yet while no open
     connection can be told to be stalled: one is judged on its first bytes (or cut after
-    `Limits.silent_s`), so that a real client is not refused for arriving with a burst.
+    `Limits.silent_s`, or when the reserve is full and a newer one arrives), so that a real
+    client is not refused for arriving with a burst.
     """
 
     def __init__(self, make_protocol: Callable[[], asyncio.Protocol], limits: Limits) -> None:
@@ -248,10 +250,20 @@ class ConnectionGuard:
                 # which would otherwise be refused for arriving amid a burst of others.
                 for c in reserve:
                     self.settle(c)
-            pending = sum(c.pending for c in self._open.values())
-            if conn.got_data or pending >= self._reserve:
+            if conn.got_data:
                 self.count("refused")
                 return False
+            pending = [c for c in self._open.values() if c.pending]  # oldest first
+            if not self._reserve:
+                self.count("refused")
+                return False
+            if len(pending) >= self._reserve:
+                # Full of newcomers still silent: the oldest makes way. A real client sends
+                # its head at once and is judged long before it is the oldest; refusing the
+                # newcomer instead refused probes amid an attack's reconnects, which arrive
+                # faster than `silent_s` clears the reserve, with CPU to spare.
+                self.count("refused")
+                pending[0].cut()
             conn.pending = True
         self._open[id(conn)] = conn
         self.totals["accepted"] += 1

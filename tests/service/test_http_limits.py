@@ -156,10 +156,10 @@ async def test_a_client_arriving_with_a_burst_is_judged_on_its_first_bytes() -> 
     try:
         silent = [await stalled("127.0.0.1", port, b"") for _ in range(7)]
         first = await stalled("127.0.0.1", port, b"")  # nothing to tell: on the reserve
-        second = await stalled("127.0.0.1", port, b"")  # the reserve is full
-        assert await second.closed_within(0.2)
-        first.writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await asyncio.wait_for(first.reader.read(), 1.0)
+        second = await stalled("127.0.0.1", port, b"")  # the reserve is full: first makes way
+        assert await first.closed_within(0.2)
+        second.writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(second.reader.read(), 1.0)
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok\n")
         closed = await asyncio.gather(*(c.closed_within(0.2) for c in silent))
         assert closed == [True] + [False] * 6  # the oldest silent one made room
@@ -172,7 +172,7 @@ async def test_a_client_arriving_with_a_burst_is_judged_on_its_first_bytes() -> 
     finally:
         await server.stop()
     assert 1.9 < waited < 2.5, waited
-    assert counts == {"accepted": 10, "refused": 2, "cut_stalled": 1}
+    assert counts == {"accepted": 11, "refused": 2, "cut_stalled": 1}
 
 
 async def test_a_client_amid_a_burst_is_not_refused_for_a_reserve_the_loop_has_not_read() -> None:
