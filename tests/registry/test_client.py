@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from syncer.errors import AuthenticationError, PermissionDenied, RegistryError, TransportError
+from syncer.registry.client import RegistryClient
 from syncer.registry.credentials import Credential
 from syncer.registry.oci import Descriptor
 from syncer.registry.reference import Reference
@@ -67,6 +68,22 @@ async def test_manifest_roundtrip_preserves_bytes(
         assert await client.head_manifest(ref(anon_registry, "dst/app", "missing")) is None
 
 
+async def upload_twice(
+    reg: RunningRegistry, client: RegistryClient, src: Reference, dst: Reference, desc: Descriptor
+) -> tuple[list[LoggedRequest], list[LoggedRequest]]:
+    """Upload `desc` from `src` to `dst` twice: the requests of each (the first sends it,
+    the second finds it held)."""
+    logs = []
+    for expect_sent in (True, False):
+        mark = reg.mark()
+        assert (
+            await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc)) is expect_sent
+        )
+        logs.append(reg.requests_since(mark))
+    assert await client.blob_exists(dst, desc.digest)
+    return logs[0], logs[1]
+
+
 async def test_blob_stream_upload_and_request_counts(anon_registry: RunningRegistry) -> None:
     img = image(5)
     push(anon_registry.seed_url, "src/app", img, "v1")
@@ -78,13 +95,7 @@ async def test_blob_stream_upload_and_request_counts(anon_registry: RunningRegis
         chunks = [c async for c in client.read_blob(src, desc)]
         assert b"".join(chunks) == layer.data
         assert await client.list_tags(dst) == ["old"]
-        mark = anon_registry.mark()
-        assert await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
-        sent = anon_registry.requests_since(mark)
-        mark = anon_registry.mark()
-        assert not await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
-        again = anon_registry.requests_since(mark)
-        assert await client.blob_exists(dst, layer.digest)
+        sent, again = await upload_twice(anon_registry, client, src, dst, desc)
     # Into a repository with tags: HEAD (404), POST, GET source blob, PUT; nothing else.
     assert count(sent, "HEAD", f"/other/app/blobs/{layer.digest}") == 1
     assert count(sent, "POST", "/other/app/blobs/uploads/") == 1
@@ -106,14 +117,8 @@ async def test_a_tagless_repository_is_asked_by_the_uploads_own_post(
     async with make_client(anon_registry) as client:
         with pytest.raises(RegistryError):
             await client.list_tags(dst)  # 404: the repository does not exist yet
-        mark = anon_registry.mark()
-        assert await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
-        sent = anon_registry.requests_since(mark)
-        mark = anon_registry.mark()
-        # Asked again (a run resumed after dying before its first tag): a 201, no bytes.
-        assert not await client.upload_blob(dst, desc, lambda: client.read_blob(src, desc))
-        again = anon_registry.requests_since(mark)
-        assert await client.blob_exists(dst, layer.digest)
+        # Asked again, as a run resumed after dying before its first tag: a 201, no bytes.
+        sent, again = await upload_twice(anon_registry, client, src, dst, desc)
     mount = f"/new/app/blobs/uploads/?mount={layer.digest}&from=new/app"  # as the log has it
     assert [(r.method, r.status) for r in sent] == [("POST", 202), ("GET", 200), ("PUT", 201)]
     assert sent[0].path.endswith(mount)
