@@ -38,7 +38,14 @@ from syncer.registry.reference import Reference
 from syncer.registry.transport.auth import repository_scope
 from syncer.registry.transport.request import RACY_MANIFEST_CODES
 from syncer.registry.transport.session import RegistrySession
-from syncer.registry.upload import BlobBytes, Probe, UploadJob, UploadSession, upload_blob
+from syncer.registry.upload import (
+    BlobBytes,
+    Probe,
+    UploadJob,
+    UploadSession,
+    blob_held,
+    upload_blob,
+)
 
 
 @dataclass(frozen=True)
@@ -275,12 +282,7 @@ class RegistryClient:
     # -- blobs -----------------------------------------------------------------
 
     async def blob_exists(self, repo: Reference, digest: str) -> bool:
-        t = self.session(repo)
-        try:
-            await t.request("HEAD", f"/v2/{repo.repository}/blobs/{digest}", scopes=_pull(repo))
-        except NotFound:
-            return False
-        return True
+        return await blob_held(self.session(repo), repo.repository, digest, _pull(repo))
 
     async def read_blob(self, repo: Reference, desc: Descriptor) -> AsyncIterator[bytes]:
         """Stream a blob, verifying size and digest before the last byte is handed over.

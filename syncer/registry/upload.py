@@ -73,6 +73,23 @@ class UploadJob:
     scopes: frozenset[str]
     probe: Probe = Probe.HEAD
 
+    async def opened(self) -> UploadSession:
+        """A new upload session for this blob, started."""
+        session = UploadSession(self.t, self.repository, self.scopes)
+        await session.start()
+        return session
+
+
+async def blob_held(
+    t: RegistrySession, repository: str, digest: str, scopes: frozenset[str]
+) -> bool:
+    """Whether `repository` holds `digest` (a HEAD)."""
+    try:
+        await t.request("HEAD", f"/v2/{repository}/blobs/{digest}", scopes=scopes)
+    except NotFound:
+        return False
+    return True
+
 
 class SessionLost(TransportError):
     """The registry no longer has our upload session (expired, or dropped because a broken
@@ -224,26 +241,20 @@ class UploadSession:
 
 async def upload_blob(job: UploadJob) -> bool:
     """Upload one blob unless the repository holds it: True when its bytes were sent."""
-    t, repository, desc, open_bytes, scopes = (
-        job.t,
-        job.repository,
-        job.desc,
-        job.open_bytes,
-        job.scopes,
-    )
+    t, desc = job.t, job.desc
     chunked = desc.size > t.config.chunk_upload_threshold
     # None: the whole blob in one PATCH; a size only where the registry needs chunks.
     chunk_size = t.config.chunk_size
     restarts = 0
-    session = UploadSession(t, repository, scopes)
+    session = UploadSession(t, job.repository, job.scopes)
     if await _held(session, desc.digest, job.probe):
         return False
     while True:
         try:
             if chunked:
-                await session.put_chunked(desc, open_bytes(), chunk_size)
+                await session.put_chunked(desc, job.open_bytes(), chunk_size)
             else:
-                await session.put_whole(desc, open_bytes())
+                await session.put_whole(desc, job.open_bytes())
             return True
         except Exception as exc:
             await session.cancel()  # nothing of a failed attempt may linger
@@ -251,12 +262,12 @@ async def upload_blob(job: UploadJob) -> bool:
             if refused and not chunked:
                 log.info("monolithic upload refused, using a PATCH", registry=t.registry)
                 chunked = True
-                session = await _fresh(t, repository, scopes)
+                session = await job.opened()
                 continue
             if isinstance(exc, StreamRefused) and chunk_size is None:
                 log.info("one-PATCH upload refused, using chunks", registry=t.registry)
                 chunk_size = FALLBACK_CHUNK
-                session = await _fresh(t, repository, scopes)
+                session = await job.opened()
                 continue
             # A streamed PUT cannot be replayed (after a break or a 5xx alike), and a chunked
             # session the registry has dropped cannot be resumed: both start over, from a
@@ -278,7 +289,7 @@ async def upload_blob(job: UploadJob) -> bool:
                 reason=str(exc),
             )
             await asyncio.sleep(t.backoff(restarts))
-            session = await _fresh(t, repository, scopes)
+            session = await job.opened()
 
 
 async def _held(session: UploadSession, digest: str, probe: Probe) -> bool:
@@ -290,20 +301,10 @@ async def _held(session: UploadSession, digest: str, probe: Probe) -> bool:
             if isinstance(exc, RateLimited) or exc.status in (401, 403):
                 raise  # a plain POST would meet the same answer
             log.debug("same-repository mount refused", registry=session.t.registry, error=str(exc))
-    try:
-        await session.t.request(
-            "HEAD", f"/v2/{session.repository}/blobs/{digest}", scopes=session.scopes
-        )
+    if await blob_held(session.t, session.repository, digest, session.scopes):
         return True
-    except NotFound:
-        await session.start()
-        return False
-
-
-async def _fresh(t: RegistrySession, repository: str, scopes: frozenset[str]) -> UploadSession:
-    session = UploadSession(t, repository, scopes)
     await session.start()
-    return session
+    return False
 
 
 class _ByteFeed:

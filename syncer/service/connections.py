@@ -250,13 +250,10 @@ class ConnectionGuard:
                 # which would otherwise be refused for arriving amid a burst of others.
                 for c in reserve:
                     self.settle(c)
-            if conn.got_data:
+            if conn.got_data or not self._reserve:
                 self.count("refused")
                 return False
             pending = [c for c in self._open.values() if c.pending]  # oldest first
-            if not self._reserve:
-                self.count("refused")
-                return False
             if len(pending) >= self._reserve:
                 # Full of newcomers still silent: the oldest makes way. A real client sends
                 # its head at once and is judged long before it is the oldest; refusing the
