@@ -1,9 +1,10 @@
 """Seed a test registry by writing files into its storage instead of pushing over HTTP.
 
 Seeding over HTTP cost the suite ~10.5k requests of its own (23.4k -> 12.9k registry
-requests per suite without them), ~3 ms of CPU each across registry and client. A registry started by tests/support/registry.py keeps everything in distribution
-2.8's filesystem layout and has no blob descriptor cache, so files written there are served
-at once, exactly as if that process had accepted the push.
+requests per suite without them), ~3 ms of CPU each across registry and client. A registry
+started by tests/support/registry.py keeps everything in distribution 2.8's filesystem
+layout and has no blob descriptor cache, so files written there are served at once, exactly
+as if that process had accepted the push.
 
 Only what the registry would certainly accept is written: a blob whose bytes match its
 digest, a manifest of a known type whose every blob (or child manifest) is already in the
